@@ -1,0 +1,118 @@
+//! Admission: the exchanger's arithmetic, the leaky-bucket slot ledger, the rate bucket and the
+//! ETA (DESIGN §3-4). Pure: every function takes `now_ms` from the caller's [`crate::clock::Clock`],
+//! nothing here does IO, so the invariants (FIFO, capacity, rate) are tested with a manual clock.
+
+mod ledger;
+mod rate;
+mod state;
+
+#[cfg(test)]
+mod tests;
+
+pub use ledger::{bucket_of, Ledger};
+pub use rate::RateBucket;
+pub use state::{ClaimOutcome, Grant, ZoneState};
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// Capacity, rate and timing of one zone's admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum active sessions (the bucket size).
+    pub capacity: u32,
+    /// Outflow rate: admissions per minute.
+    pub admit_per_minute: u32,
+    /// Admissions allowed at once above the steady rate.
+    pub burst: u32,
+    /// How long an access token (a session slot) lives.
+    pub session_ttl: Duration,
+    /// How long an admitted visitor's slot is held before they arrive.
+    pub claim_window: Duration,
+    /// Queued visitors not seen for this long are skipped.
+    pub abandon_after: Duration,
+}
+
+/// A visitor's 128-bit random id; written as 32 lower-case hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct VisitorId(pub u128);
+
+impl VisitorId {
+    /// A fresh random id from the thread-local CSPRNG.
+    pub fn random() -> Self {
+        VisitorId(rand::random())
+    }
+
+    /// Parses 32 hex digits.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.len() != 32 {
+            return None;
+        }
+        u128::from_str_radix(text, 16).ok().map(VisitorId)
+    }
+}
+
+impl fmt::Display for VisitorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for VisitorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VisitorId({self})")
+    }
+}
+
+impl Serialize for VisitorId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for VisitorId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        VisitorId::parse(&text).ok_or_else(|| serde::de::Error::custom("bad visitor id"))
+    }
+}
+
+/// A place in the queue: rank first (arrival in ms, the FIFO key), ties broken by visitor id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct QueueKey {
+    /// Arrival time in milliseconds.
+    pub rank: u64,
+    /// The visitor.
+    pub visitor: VisitorId,
+}
+
+/// Estimated wait, as a range in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Eta {
+    /// Best guess.
+    pub seconds: u64,
+    /// Lower end of the range.
+    pub low: u64,
+    /// Upper end of the range.
+    pub high: u64,
+}
+
+/// The wait for someone `ahead` places from the front, given the observed admission rate
+/// (per second, smoothed; 0 when nothing was observed yet) and the configured one.
+pub fn eta(ahead: u64, observed_per_sec: f64, limits: &Limits) -> Eta {
+    let configured = limits.admit_per_minute as f64 / 60.0;
+    // Before anyone was admitted the configured rate is the only honest guess; afterwards the
+    // observed rate also reflects capacity, which may be the tighter limit.
+    let rate = if observed_per_sec > 0.01 {
+        observed_per_sec.min(configured)
+    } else {
+        configured
+    };
+    let seconds = (ahead as f64 + 1.0) / rate;
+    Eta {
+        seconds: seconds.ceil() as u64,
+        low: (seconds * 0.8).floor() as u64,
+        high: (seconds * 1.25).ceil() as u64,
+    }
+}

@@ -1,0 +1,212 @@
+//! The validated configuration: the types the rest of usher reads. Built once by
+//! [`super::validate`]; nothing here knows about TOML.
+
+use crate::admission::Limits;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The proxy listener and process settings.
+    pub server: ServerConfig,
+    /// Origins by name.
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Protected zones, in file order of their names.
+    pub zones: Vec<ZoneConfig>,
+    /// Token signing and cookies.
+    pub tokens: TokenConfig,
+    /// Where state lives.
+    pub store: StoreConfig,
+    /// The Prometheus listener.
+    pub metrics: MetricsConfig,
+}
+
+impl Config {
+    /// The zone called `name`.
+    pub fn zone(&self, name: &str) -> Option<&ZoneConfig> {
+        self.zones.iter().find(|z| z.name == name)
+    }
+}
+
+/// `[server]`
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address the proxy listens on.
+    pub listen: SocketAddr,
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// Upstream for requests that match no zone.
+    pub default_upstream: String,
+    /// How long a graceful shutdown waits for open requests.
+    pub grace_period: Duration,
+}
+
+/// `[upstreams.NAME]`
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// The upstream's name.
+    pub name: String,
+    /// Origin addresses; requests are spread over them round-robin.
+    pub addrs: Vec<SocketAddr>,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout for each read from the origin.
+    pub read_timeout: Duration,
+}
+
+/// What a zone does with visitors (`mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Queue only when full, over rate, or when others already wait (the default).
+    Auto,
+    /// Every new visitor queues, even when there is room.
+    QueueAll,
+    /// The queue forms but nobody is admitted.
+    Paused,
+    /// The gate is off: every request is forwarded.
+    Passthrough,
+    /// A static "closed" page; no queue.
+    Closed,
+}
+
+impl Mode {
+    /// Parses the config spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "auto" => Mode::Auto,
+            "queue_all" => Mode::QueueAll,
+            "paused" => Mode::Paused,
+            "passthrough" => Mode::Passthrough,
+            "closed" => Mode::Closed,
+            _ => return None,
+        })
+    }
+
+    /// The config spelling, also used as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::QueueAll => "queue_all",
+            Mode::Paused => "paused",
+            Mode::Passthrough => "passthrough",
+            Mode::Closed => "closed",
+        }
+    }
+}
+
+/// What the gate does when the store cannot answer (`on_store_error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorPolicy {
+    /// Forward the request: the shop stays reachable, unprotected.
+    FailOpen,
+    /// Answer with the waiting page: the shop stays protected, nobody new gets in.
+    FailClosed,
+}
+
+/// `[zones.NAME]`
+#[derive(Debug, Clone)]
+pub struct ZoneConfig {
+    /// The zone's name (the key in the file); used in cookies, tokens and metric labels.
+    pub name: String,
+    /// What visitors see as the event name.
+    pub title: String,
+    /// Lower-cased host names; empty means every host.
+    pub hosts: Vec<String>,
+    /// Path prefixes that belong to the zone.
+    pub paths: Vec<String>,
+    /// Upstream that serves the zone.
+    pub upstream: String,
+    /// Capacity, rate and timing of admission.
+    pub limits: Limits,
+    /// Whether an active visitor's session is extended.
+    pub session_renewal: bool,
+    /// How often a waiting page refreshes itself.
+    pub refresh_interval: Duration,
+    /// The zone's mode.
+    pub mode: Mode,
+    /// HTTP status of the waiting page.
+    pub waiting_status: u16,
+    /// What happens when the store fails.
+    pub on_store_error: StoreErrorPolicy,
+}
+
+/// Token algorithm (`tokens.algorithm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenAlgorithm {
+    /// Ed25519 signatures (the default): the origin can verify with the public key alone.
+    EdDsa,
+    /// HMAC-SHA256 with a shared secret.
+    Hs256,
+}
+
+/// Where a key's bytes come from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A file path (PEM for EdDSA, raw secret for HS256).
+    File(PathBuf),
+    /// An environment variable holding the PEM or secret.
+    Env(String),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material; the source is not secret, so show it.
+        match self {
+            KeySource::File(path) => write!(f, "File({})", path.display()),
+            KeySource::Env(var) => write!(f, "Env({var})"),
+        }
+    }
+}
+
+/// A key reference with its id.
+#[derive(Debug, Clone)]
+pub struct KeyRef {
+    /// Key id, carried in the token header.
+    pub kid: String,
+    /// Where to read it.
+    pub source: KeySource,
+    /// Dotted config path, for error messages.
+    pub path: String,
+}
+
+/// `[tokens]`
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    /// Signature algorithm.
+    pub algorithm: TokenAlgorithm,
+    /// `iss` claim written and required.
+    pub issuer: String,
+    /// The key new tokens are signed with (also accepted for verification).
+    pub signing_key: KeyRef,
+    /// Further keys accepted for verification, for rotation.
+    pub verification_keys: Vec<KeyRef>,
+    /// How long a visitor token (a place in the queue) stays valid.
+    pub visitor_ttl: Duration,
+    /// Cookie names are `<prefix>_<zone>`.
+    pub cookie_prefix: String,
+    /// Adds `Secure` to cookies (set it when clients reach usher over TLS).
+    pub cookie_secure: bool,
+    /// Verified tokens kept in memory so steady-state requests skip the signature check.
+    pub cache_size: usize,
+}
+
+/// `[store]`
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Directory of the embedded store's snapshot and write-ahead log.
+    pub data_dir: PathBuf,
+    /// Exchanger period.
+    pub tick: Duration,
+    /// How often the write-ahead log is folded into a snapshot.
+    pub snapshot_every: Duration,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Address of the `/metrics` listener; `None` turns it off.
+    pub listen: Option<SocketAddr>,
+}

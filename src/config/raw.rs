@@ -1,0 +1,115 @@
+//! The configuration file as written: serde types that mirror the TOML one to one. Everything is
+//! optional or loosely typed here so that `validate` can report every problem at once, with its
+//! dotted path; unknown keys land in `extra` maps and are reported the same way.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Keys nobody declared, kept so validation can name them.
+pub type Extra = BTreeMap<String, toml::Value>;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    #[serde(default)]
+    pub zones: BTreeMap<String, RawZone>,
+    #[serde(default)]
+    pub tokens: RawTokens,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `[server]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub threads: Option<i64>,
+    pub default_upstream: Option<String>,
+    pub grace_period: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `[upstreams.NAME]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawUpstream {
+    pub addrs: Option<Vec<String>>,
+    pub connect_timeout: Option<String>,
+    pub read_timeout: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `[zones.NAME]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawZone {
+    pub title: Option<String>,
+    pub hosts: Option<Vec<String>>,
+    pub paths: Option<Vec<String>>,
+    pub upstream: Option<String>,
+    pub capacity: Option<i64>,
+    pub admit_per_minute: Option<i64>,
+    pub burst: Option<i64>,
+    pub session_ttl: Option<String>,
+    pub session_renewal: Option<bool>,
+    pub claim_window: Option<String>,
+    pub abandon_after: Option<String>,
+    pub refresh_interval: Option<String>,
+    pub mode: Option<String>,
+    pub waiting_status: Option<i64>,
+    pub on_store_error: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `[tokens]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawTokens {
+    pub algorithm: Option<String>,
+    pub issuer: Option<String>,
+    pub signing_key: Option<RawKey>,
+    pub verification_keys: Option<Vec<RawKey>>,
+    pub visitor_ttl: Option<String>,
+    pub cookie_prefix: Option<String>,
+    pub cookie_secure: Option<bool>,
+    pub cache_size: Option<i64>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A key reference: `{ kid = "k1", file = "keys/k1.pem" }` or `{ kid = "k1", env = "VAR" }`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawKey {
+    pub kid: Option<String>,
+    pub file: Option<String>,
+    pub env: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `[store]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawStore {
+    pub kind: Option<String>,
+    pub data_dir: Option<String>,
+    pub tick: Option<String>,
+    pub snapshot_every: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `[metrics]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawMetrics {
+    pub listen: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}

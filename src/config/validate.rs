@@ -1,0 +1,446 @@
+//! Raw file types -> validated model, collecting every problem with its dotted path.
+
+use super::model::*;
+use super::raw::*;
+use super::{parse_duration, Problem};
+use crate::admission::Limits;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Collects problems while reading values with defaults.
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn unknown_keys(&mut self, path: &str, extra: &Extra) {
+        for key in extra.keys() {
+            let full = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            self.problem(full, "unknown key");
+        }
+    }
+
+    fn duration(&mut self, path: String, value: &Option<String>, default: &str) -> Duration {
+        let text = value.as_deref().unwrap_or(default);
+        match parse_duration(text) {
+            Ok(d) => d,
+            Err(message) => {
+                self.problem(path, message);
+                Duration::from_secs(1)
+            }
+        }
+    }
+
+    fn addr(&mut self, path: String, text: &str) -> Option<SocketAddr> {
+        match text.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.problem(
+                    path,
+                    format!("`{text}` is not an ip:port address, like \"127.0.0.1:8080\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn positive(&mut self, path: String, value: Option<i64>, required: bool, default: i64) -> u32 {
+        match value {
+            None if required => {
+                self.problem(path, "is required");
+                1
+            }
+            None => default.max(1) as u32,
+            Some(v) if v <= 0 => {
+                self.problem(path, "must be > 0");
+                1
+            }
+            Some(v) if v > u32::MAX as i64 => {
+                self.problem(path, "is too large");
+                1
+            }
+            Some(v) => v as u32,
+        }
+    }
+}
+
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// Validates a raw configuration; `base` resolves relative paths. Returns every problem found.
+pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+    c.unknown_keys("", &raw.extra);
+
+    let upstreams = upstreams(&mut c, &raw.upstreams);
+    let server = server(&mut c, &raw.server, &upstreams);
+    let zones = zones(&mut c, &raw.zones, &upstreams, &server.default_upstream);
+    let tokens = tokens(&mut c, &raw.tokens, base);
+
+    c.unknown_keys("store", &raw.store.extra);
+    match raw.store.kind.as_deref().unwrap_or("embedded") {
+        "embedded" => {}
+        "scylla" => c.problem(
+            "store.kind",
+            "\"scylla\" is not available in this build yet; use \"embedded\"",
+        ),
+        other => c.problem("store.kind", format!("`{other}` is not one of: embedded, scylla")),
+    }
+    let store = StoreConfig {
+        data_dir: base.join(raw.store.data_dir.as_deref().unwrap_or("data")),
+        tick: c.duration("store.tick".into(), &raw.store.tick, "1s"),
+        snapshot_every: c.duration("store.snapshot_every".into(), &raw.store.snapshot_every, "30s"),
+    };
+    if store.tick.is_zero() || store.tick > Duration::from_secs(60) {
+        c.problem("store.tick", "must be between 1ms and 60s");
+    }
+
+    c.unknown_keys("metrics", &raw.metrics.extra);
+    let metrics = MetricsConfig {
+        listen: raw
+            .metrics
+            .listen
+            .as_deref()
+            .and_then(|text| c.addr("metrics.listen".into(), text)),
+    };
+
+    if c.problems.is_empty() {
+        Ok(Config {
+            server,
+            upstreams,
+            zones,
+            tokens,
+            store,
+            metrics,
+        })
+    } else {
+        Err(c.problems)
+    }
+}
+
+fn upstreams(
+    c: &mut Checker,
+    raw: &BTreeMap<String, RawUpstream>,
+) -> BTreeMap<String, UpstreamConfig> {
+    let mut out = BTreeMap::new();
+    if raw.is_empty() {
+        c.problem("upstreams", "at least one upstream is required");
+    }
+    for (name, up) in raw {
+        let path = format!("upstreams.{name}");
+        c.unknown_keys(&path, &up.extra);
+        if !is_plain_name(name) {
+            c.problem(&path, "names use only a-z, 0-9, '_' and '-'");
+        }
+        let addrs: Vec<SocketAddr> = match &up.addrs {
+            None => {
+                c.problem(format!("{path}.addrs"), "is required");
+                Vec::new()
+            }
+            Some(list) if list.is_empty() => {
+                c.problem(format!("{path}.addrs"), "must name at least one address");
+                Vec::new()
+            }
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, a)| c.addr(format!("{path}.addrs[{i}]"), a))
+                .collect(),
+        };
+        let connect_timeout =
+            c.duration(format!("{path}.connect_timeout"), &up.connect_timeout, "2s");
+        let read_timeout = c.duration(format!("{path}.read_timeout"), &up.read_timeout, "30s");
+        out.insert(
+            name.clone(),
+            UpstreamConfig {
+                name: name.clone(),
+                addrs,
+                connect_timeout,
+                read_timeout,
+            },
+        );
+    }
+    out
+}
+
+fn server(
+    c: &mut Checker,
+    raw: &RawServer,
+    upstreams: &BTreeMap<String, UpstreamConfig>,
+) -> ServerConfig {
+    c.unknown_keys("server", &raw.extra);
+    let listen = c
+        .addr(
+            "server.listen".into(),
+            raw.listen.as_deref().unwrap_or("127.0.0.1:8080"),
+        )
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let threads = c.positive("server.threads".into(), raw.threads, false, 1) as usize;
+    let default_upstream = match (&raw.default_upstream, upstreams.len()) {
+        (Some(name), _) => {
+            if !upstreams.contains_key(name) {
+                c.problem(
+                    "server.default_upstream",
+                    format!("no upstream is called `{name}`"),
+                );
+            }
+            name.clone()
+        }
+        (None, 1) => upstreams.keys().next().cloned().unwrap_or_default(),
+        (None, 0) => String::new(),
+        (None, _) => {
+            c.problem(
+                "server.default_upstream",
+                "is required when there is more than one upstream",
+            );
+            String::new()
+        }
+    };
+    let grace_period = c.duration("server.grace_period".into(), &raw.grace_period, "10s");
+    ServerConfig {
+        listen,
+        threads,
+        default_upstream,
+        grace_period,
+    }
+}
+
+fn zones(
+    c: &mut Checker,
+    raw: &BTreeMap<String, RawZone>,
+    upstreams: &BTreeMap<String, UpstreamConfig>,
+    default_upstream: &str,
+) -> Vec<ZoneConfig> {
+    let mut out = Vec::new();
+    let mut claimed: BTreeMap<(String, String), String> = BTreeMap::new();
+    for (name, z) in raw {
+        let path = format!("zones.{name}");
+        c.unknown_keys(&path, &z.extra);
+        if !is_plain_name(name) {
+            c.problem(&path, "names use only a-z, 0-9, '_' and '-' (they appear in cookies)");
+        }
+        let hosts: Vec<String> = z
+            .hosts
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect();
+        let paths = z.paths.clone().unwrap_or_default();
+        if paths.is_empty() {
+            c.problem(format!("{path}.paths"), "must name at least one path prefix");
+        }
+        for (i, p) in paths.iter().enumerate() {
+            if !p.starts_with('/') {
+                c.problem(format!("{path}.paths[{i}]"), "must start with '/'");
+            } else if p.starts_with("/_usher") {
+                c.problem(format!("{path}.paths[{i}]"), "/_usher/ is reserved for usher");
+            }
+            let host_keys = if hosts.is_empty() {
+                vec!["*".to_string()]
+            } else {
+                hosts.clone()
+            };
+            for host in host_keys {
+                if let Some(other) = claimed.insert((host.clone(), p.clone()), name.clone()) {
+                    c.problem(
+                        format!("{path}.paths[{i}]"),
+                        format!("`{p}` on host `{host}` is already in zone `{other}`"),
+                    );
+                }
+            }
+        }
+        let upstream = z
+            .upstream
+            .clone()
+            .unwrap_or_else(|| default_upstream.to_string());
+        if !upstreams.contains_key(&upstream) && !upstreams.is_empty() {
+            c.problem(
+                format!("{path}.upstream"),
+                format!("no upstream is called `{upstream}`"),
+            );
+        }
+        let capacity = c.positive(format!("{path}.capacity"), z.capacity, true, 1);
+        let admit_per_minute =
+            c.positive(format!("{path}.admit_per_minute"), z.admit_per_minute, true, 1);
+        let burst = c.positive(
+            format!("{path}.burst"),
+            z.burst,
+            false,
+            admit_per_minute.div_ceil(60) as i64,
+        );
+        let session_ttl = c.duration(format!("{path}.session_ttl"), &z.session_ttl, "10m");
+        let claim_window = c.duration(format!("{path}.claim_window"), &z.claim_window, "60s");
+        let abandon_after = c.duration(format!("{path}.abandon_after"), &z.abandon_after, "2m");
+        let refresh_interval =
+            c.duration(format!("{path}.refresh_interval"), &z.refresh_interval, "5s");
+        if session_ttl < Duration::from_secs(1) {
+            c.problem(format!("{path}.session_ttl"), "must be at least 1s");
+        }
+        if claim_window < Duration::from_secs(1) {
+            c.problem(format!("{path}.claim_window"), "must be at least 1s");
+        }
+        if refresh_interval.is_zero() {
+            c.problem(format!("{path}.refresh_interval"), "must be > 0");
+        }
+        if abandon_after <= refresh_interval {
+            c.problem(
+                format!("{path}.abandon_after"),
+                "must be longer than refresh_interval, or waiting visitors would be skipped",
+            );
+        }
+        let mode = match z.mode.as_deref() {
+            None => Mode::Auto,
+            Some(text) => Mode::parse(text).unwrap_or_else(|| {
+                c.problem(
+                    format!("{path}.mode"),
+                    format!(
+                        "`{text}` is not one of: auto, queue_all, paused, passthrough, closed"
+                    ),
+                );
+                Mode::Auto
+            }),
+        };
+        let waiting_status = match z.waiting_status {
+            None => 200,
+            Some(s @ (200 | 202 | 429 | 503)) => s as u16,
+            Some(_) => {
+                c.problem(
+                    format!("{path}.waiting_status"),
+                    "must be one of 200, 202, 429, 503",
+                );
+                200
+            }
+        };
+        let on_store_error = match z.on_store_error.as_deref() {
+            None | Some("fail_closed") => StoreErrorPolicy::FailClosed,
+            Some("fail_open") => StoreErrorPolicy::FailOpen,
+            Some(other) => {
+                c.problem(
+                    format!("{path}.on_store_error"),
+                    format!("`{other}` is not one of: fail_open, fail_closed"),
+                );
+                StoreErrorPolicy::FailClosed
+            }
+        };
+        out.push(ZoneConfig {
+            name: name.clone(),
+            title: z.title.clone().unwrap_or_else(|| name.clone()),
+            hosts,
+            paths,
+            upstream,
+            limits: Limits {
+                capacity,
+                admit_per_minute,
+                burst,
+                session_ttl,
+                claim_window,
+                abandon_after,
+            },
+            session_renewal: z.session_renewal.unwrap_or(true),
+            refresh_interval,
+            mode,
+            waiting_status,
+            on_store_error,
+        });
+    }
+    out
+}
+
+fn key_ref(c: &mut Checker, path: String, raw: &RawKey, base: &Path) -> KeyRef {
+    c.unknown_keys(&path, &raw.extra);
+    let kid = raw.kid.clone().unwrap_or_else(|| {
+        c.problem(format!("{path}.kid"), "is required");
+        String::new()
+    });
+    let source = match (&raw.file, &raw.env) {
+        (Some(file), None) => KeySource::File(base.join(file)),
+        (None, Some(var)) => KeySource::Env(var.clone()),
+        (Some(_), Some(_)) => {
+            c.problem(&path, "set either file or env, not both");
+            KeySource::Env(String::new())
+        }
+        (None, None) => {
+            c.problem(&path, "needs file = \"...\" or env = \"...\" (keys are never inline)");
+            KeySource::Env(String::new())
+        }
+    };
+    KeyRef { kid, source, path }
+}
+
+fn tokens(c: &mut Checker, raw: &RawTokens, base: &Path) -> TokenConfig {
+    c.unknown_keys("tokens", &raw.extra);
+    let algorithm = match raw.algorithm.as_deref() {
+        None | Some("EdDSA") => TokenAlgorithm::EdDsa,
+        Some("HS256") => TokenAlgorithm::Hs256,
+        Some(other) => {
+            c.problem(
+                "tokens.algorithm",
+                format!("`{other}` is not one of: EdDSA, HS256"),
+            );
+            TokenAlgorithm::EdDsa
+        }
+    };
+    let signing_key = match &raw.signing_key {
+        Some(key) => key_ref(c, "tokens.signing_key".into(), key, base),
+        None => {
+            c.problem(
+                "tokens.signing_key",
+                "is required (run `usher keygen` to make one)",
+            );
+            KeyRef {
+                kid: String::new(),
+                source: KeySource::Env(String::new()),
+                path: "tokens.signing_key".into(),
+            }
+        }
+    };
+    let verification_keys: Vec<KeyRef> = raw
+        .verification_keys
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, k)| key_ref(c, format!("tokens.verification_keys[{i}]"), k, base))
+        .collect();
+    let mut kids = BTreeSet::new();
+    for key in std::iter::once(&signing_key).chain(&verification_keys) {
+        if !key.kid.is_empty() && !kids.insert(key.kid.clone()) {
+            c.problem(format!("{}.kid", key.path), format!("`{}` is used twice", key.kid));
+        }
+    }
+    let cookie_prefix = raw.cookie_prefix.clone().unwrap_or_else(|| "usher".into());
+    if !is_plain_name(&cookie_prefix) {
+        c.problem("tokens.cookie_prefix", "use only a-z, 0-9, '_' and '-'");
+    }
+    let cache_size = c.positive("tokens.cache_size".into(), raw.cache_size, false, 100_000) as usize;
+    TokenConfig {
+        algorithm,
+        issuer: raw.issuer.clone().unwrap_or_else(|| "usher".into()),
+        signing_key,
+        verification_keys,
+        visitor_ttl: c.duration("tokens.visitor_ttl".into(), &raw.visitor_ttl, "24h"),
+        cookie_prefix,
+        cookie_secure: raw.cookie_secure.unwrap_or(false),
+        cache_size,
+    }
+}

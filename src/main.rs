@@ -1,0 +1,307 @@
+//! The `usher` command line: run the proxy, check configs, make keys, inspect tokens, run the demo.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use usher::clock::{self, Clock};
+use usher::config::{self, Config};
+use usher::token::{keys, Keyring, Tokens};
+
+/// A self-hosted virtual waiting room in front of any shop.
+#[derive(Parser)]
+#[command(name = "usher", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy with a config file.
+    Run {
+        /// The TOML config (see conf/usher.example.toml).
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate config files and their keys; list every problem with its path; exit 1 on any.
+    Check {
+        /// One or more config files.
+        #[arg(short, long, num_args = 1.., required = true)]
+        config: Vec<PathBuf>,
+    },
+    /// Write a new signing key (EdDSA: FILE and FILE.pub; HS256: a secret in FILE).
+    Keygen {
+        /// Where to write the key.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Key type.
+        #[arg(short, long, value_enum, default_value_t = KeyAlgorithm::Eddsa)]
+        algorithm: KeyAlgorithm,
+        /// Do nothing if FILE exists already (instead of refusing).
+        #[arg(long)]
+        if_missing: bool,
+    },
+    /// Tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// The quick start: run a demo shop and usher in front of it (conf/demo.toml).
+    Demo {
+        /// The demo config.
+        #[arg(short, long, default_value = "conf/demo.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Decode and verify a token; print its claims. Exit 1 if usher would refuse it.
+    Inspect {
+        /// The token (the value of a `usher_<zone>` cookie).
+        token: String,
+        /// The config whose keys verify it.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyAlgorithm {
+    /// Ed25519 (the default): the origin can verify tokens with the public key.
+    Eddsa,
+    /// HMAC-SHA256 shared secret.
+    Hs256,
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|e| {
+        eprintln!("{}: invalid configuration", path.display());
+        for problem in e.problems() {
+            eprintln!("  {problem}");
+        }
+        ExitCode::FAILURE
+    })
+}
+
+fn run(path: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    tracing::info!(
+        listen = %config.server.listen,
+        zones = config.zones.len(),
+        data_dir = %config.store.data_dir.display(),
+        "starting usher"
+    );
+    match usher::service::build_server(&config, clock::system()) {
+        Ok(server) => server.run_forever(),
+        Err(e) => {
+            eprintln!("usher: cannot start: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(paths: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for path in paths {
+        let config = match config::load(path) {
+            Ok(config) => config,
+            Err(e) => {
+                failed = true;
+                eprintln!("{}: invalid", path.display());
+                for problem in e.problems() {
+                    eprintln!("  {problem}");
+                }
+                continue;
+            }
+        };
+        match Keyring::load(&config.tokens) {
+            Ok(_) => println!("{}: ok ({} zone(s))", path.display(), config.zones.len()),
+            Err(problems) => {
+                failed = true;
+                eprintln!("{}: invalid", path.display());
+                for problem in problems {
+                    eprintln!("  {problem}");
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn keygen(out: &Path, algorithm: KeyAlgorithm, if_missing: bool) -> ExitCode {
+    if out.exists() {
+        if if_missing {
+            return ExitCode::SUCCESS;
+        }
+        eprintln!("usher: {} exists; not overwriting a key", out.display());
+        return ExitCode::FAILURE;
+    }
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("usher: cannot create {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let written = match algorithm {
+        KeyAlgorithm::Eddsa => {
+            let (private, public) = keys::generate_ed25519();
+            let public_path = PathBuf::from(format!("{}.pub", out.display()));
+            write_secret(out, &private)
+                .and_then(|_| std::fs::write(&public_path, public))
+                .map(|_| format!("wrote {} and {}", out.display(), public_path.display()))
+        }
+        KeyAlgorithm::Hs256 => write_secret(out, &keys::generate_hs256())
+            .map(|_| format!("wrote {}", out.display())),
+    };
+    match written {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("usher: cannot write {}: {e}", out.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes a file only its owner can read.
+fn write_secret(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(content.as_bytes())
+}
+
+fn inspect(token: &str, path: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let keyring = match Keyring::load(&config.tokens) {
+        Ok(k) => k,
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("  {problem}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let tokens = Tokens::new(keyring, &config.tokens.issuer, 1);
+    let claims = usher::token::decode_unverified(token)
+        .map(|c| serde_json::to_string_pretty(&c).unwrap_or_default())
+        .unwrap_or_else(|| "(unreadable)".into());
+    println!("{claims}");
+    match tokens.verify(token, clock::SystemClock.now_ms()) {
+        Ok(c) => {
+            println!("valid {:?} token for zone `{}`, expires at {} (unix s)", c.typ, c.zone, c.exp);
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            println!("refused: {}", reason.as_str());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo(path: &Path) -> ExitCode {
+    // The demo's key lives beside its config and is made on first run.
+    let config_text = std::fs::read_to_string(path).unwrap_or_default();
+    let key_file = config_text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("# demo-key: "))
+        .map(|k| path.parent().unwrap_or(Path::new(".")).join(k.trim()));
+    if let Some(key) = key_file {
+        let code = keygen(&key, KeyAlgorithm::Eddsa, true);
+        if code != ExitCode::SUCCESS {
+            return code;
+        }
+    }
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(origin) = config
+        .upstreams
+        .get(&config.server.default_upstream)
+        .and_then(|u| u.addrs.first().copied())
+    else {
+        eprintln!("usher: the demo config needs a default upstream");
+        return ExitCode::FAILURE;
+    };
+    let origin_thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        runtime.block_on(async move {
+            match tokio::net::TcpListener::bind(origin).await {
+                Ok(listener) => usher::demo::origin::serve(listener, usher::demo::shop).await,
+                Err(e) => eprintln!("usher demo: cannot start the demo shop on {origin}: {e}"),
+            }
+        });
+    });
+    let _ = origin_thread;
+    let zone = config.zones.first();
+    println!();
+    println!("  usher demo: a waiting room in front of a demo shop");
+    println!("  shop (direct):    http://{origin}/");
+    println!("  through usher:    http://{}/", config.server.listen);
+    if let Some(zone) = zone {
+        println!(
+            "  protected:        http://{}{}  (capacity {}, {} admissions/minute)",
+            config.server.listen,
+            zone.paths.first().map(String::as_str).unwrap_or("/"),
+            zone.limits.capacity,
+            zone.limits.admit_per_minute
+        );
+    }
+    println!("  status JSON:      http://{}/_usher/status", config.server.listen);
+    if let Some(metrics) = config.metrics.listen {
+        println!("  metrics:          http://{metrics}/metrics");
+    }
+    println!("  Open the protected URL in a few private windows to see the queue. Ctrl-C stops.");
+    println!();
+    run(path)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => {
+            init_logs();
+            run(&config)
+        }
+        Command::Check { config } => check(&config),
+        Command::Keygen {
+            out,
+            algorithm,
+            if_missing,
+        } => keygen(&out, algorithm, if_missing),
+        Command::Token {
+            command: TokenCommand::Inspect { token, config },
+        } => inspect(&token, &config),
+        Command::Demo { config } => {
+            init_logs();
+            demo(&config)
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Prometheus metrics: an owned registry (not the global one, so parallel tests do not share
+//! counters) and the families usher records. Label values come from config names and enums only,
+//! never from visitors, so cardinality stays bounded.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric family usher exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `usher_gate_requests_total{zone, decision}`: requests by zone and what the gate did.
+    pub requests: IntCounterVec,
+    /// `usher_queue_waiting{zone}`: visitors queued after the cursor.
+    pub waiting: IntGaugeVec,
+    /// `usher_sessions_active{zone}`: slots occupied (sessions plus reservations).
+    pub active: IntGaugeVec,
+    /// `usher_zone_capacity{zone}`: configured capacity.
+    pub capacity: IntGaugeVec,
+    /// `usher_admitted_total{zone, via}`: admissions, by the exchanger (`queue`) or at once (`direct`).
+    pub admitted: IntCounterVec,
+    /// `usher_token_rejections_total{reason}`: presented tokens refused, by reason.
+    pub rejections: IntCounterVec,
+    /// `usher_store_errors_total{zone, op}`: store calls that failed or timed out.
+    pub store_errors: IntCounterVec,
+    /// `usher_exchanger_tick_seconds`: time of one exchanger pass over all zones.
+    pub tick_seconds: Histogram,
+}
+
+impl Metrics {
+    /// Registers every family in a new registry.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let requests = counter(
+            "usher_gate_requests_total",
+            "Requests by zone and gate decision.",
+            &["zone", "decision"],
+        );
+        let admitted = counter(
+            "usher_admitted_total",
+            "Visitors admitted, by the exchanger (queue) or at once (direct).",
+            &["zone", "via"],
+        );
+        let rejections = counter(
+            "usher_token_rejections_total",
+            "Presented tokens refused and treated as no token, by reason.",
+            &["reason"],
+        );
+        let store_errors = counter(
+            "usher_store_errors_total",
+            "Store calls that failed or timed out, by zone and operation.",
+            &["zone", "op"],
+        );
+        let gauge = |name: &str, help: &str| {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["zone"]).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let waiting = gauge("usher_queue_waiting", "Visitors queued after the cursor.");
+        let active = gauge(
+            "usher_sessions_active",
+            "Occupied slots: active sessions plus reservations of admitted visitors.",
+        );
+        let capacity = gauge("usher_zone_capacity", "Configured capacity of the zone.");
+        let tick_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "usher_exchanger_tick_seconds",
+                "Duration of one exchanger pass over all zones.",
+            )
+            .buckets(vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(tick_seconds.clone()))
+            .expect("unique metric");
+        for reason in crate::token::Rejection::ALL {
+            rejections.with_label_values(&[reason.as_str()]);
+        }
+        Metrics {
+            registry,
+            requests,
+            waiting,
+            active,
+            capacity,
+            admitted,
+            rejections,
+            store_errors,
+            tick_seconds,
+        }
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding our own registry into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

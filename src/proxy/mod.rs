@@ -1,0 +1,207 @@
+//! The Pingora glue: the only place besides `service` that imports Pingora. `request_filter`
+//! extracts the request's facts and hands them to the [`Room`]; a reply is written straight away,
+//! a forward picks the upstream, strips usher's cookies and spoofable headers from the upstream
+//! request, and adds `Usher-Visitor` / `Usher-Zone` / `Usher-Queue-Time`. `response_filter` sets
+//! cookies and honours the origin's `Usher-Command: release`.
+
+use crate::config::UpstreamConfig;
+use crate::room::{Forward, Outcome, Reply, RequestFacts, Room};
+use crate::zone::normalize_host;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{ProxyHttp, Session};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Headers usher sets for the origin; anything a client sends under these names is dropped.
+const OWN_HEADERS: [&str; 4] = ["usher-visitor", "usher-zone", "usher-queue-time", "usher-command"];
+
+/// An upstream's addresses with a round-robin cursor.
+struct Upstream {
+    config: UpstreamConfig,
+    next: AtomicUsize,
+}
+
+/// usher as a Pingora proxy.
+pub struct UsherProxy {
+    room: Arc<Room>,
+    upstreams: HashMap<String, Upstream>,
+    cookie_prefix: String,
+}
+
+/// Per-request state: the forward decided in `request_filter`.
+#[derive(Default)]
+pub struct RequestCtx {
+    forward: Option<Forward>,
+}
+
+impl UsherProxy {
+    /// A proxy for `room` over `upstreams`.
+    pub fn new(
+        room: Arc<Room>,
+        upstreams: impl IntoIterator<Item = UpstreamConfig>,
+        cookie_prefix: &str,
+    ) -> Self {
+        let upstreams = upstreams
+            .into_iter()
+            .map(|config| {
+                (
+                    config.name.clone(),
+                    Upstream {
+                        config,
+                        next: AtomicUsize::new(0),
+                    },
+                )
+            })
+            .collect();
+        UsherProxy {
+            room,
+            upstreams,
+            cookie_prefix: cookie_prefix.to_string(),
+        }
+    }
+}
+
+fn joined_header(req: &RequestHeader, name: &str) -> Option<String> {
+    let values: Vec<&str> = req
+        .headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join("; "))
+}
+
+async fn write_reply(session: &mut Session, reply: Reply) -> Result<()> {
+    let mut header = ResponseHeader::build(reply.status, Some(5))?;
+    header.insert_header("content-type", reply.content_type)?;
+    header.insert_header("content-length", reply.body.len().to_string())?;
+    header.insert_header("cache-control", "no-store")?;
+    if let Some(cookie) = reply.set_cookie {
+        header.insert_header("set-cookie", cookie)?;
+    }
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    session
+        .write_response_body(Some(Bytes::from(reply.body)), true)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl ProxyHttp for UsherProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx::default()
+    }
+
+    /// Runs the gate: a reply (waiting page, status) ends the request here.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let req = session.req_header();
+        let host = req
+            .headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.host())
+            .map(normalize_host)
+            .unwrap_or_default();
+        let cookie = joined_header(req, "cookie");
+        let wants_json = req
+            .headers
+            .get("accept")
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
+        let facts = RequestFacts {
+            host: &host,
+            path: req.uri.path(),
+            query: req.uri.query(),
+            cookie: cookie.as_deref(),
+            wants_json,
+        };
+        match self.room.handle(&facts).await {
+            Outcome::Forward(forward) => {
+                ctx.forward = Some(forward);
+                Ok(false)
+            }
+            Outcome::Reply(reply) => {
+                write_reply(session, reply).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// The decided upstream, round-robin over its addresses.
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
+        let name = ctx.forward.as_ref().map(|f| f.upstream.as_str()).unwrap_or_default();
+        let upstream = self.upstreams.get(name).ok_or_else(|| {
+            Error::explain(ErrorType::InternalError, format!("no upstream `{name}`"))
+        })?;
+        let addrs = &upstream.config.addrs;
+        let i = upstream.next.fetch_add(1, Ordering::Relaxed) % addrs.len().max(1);
+        let addr = addrs.get(i).ok_or_else(|| {
+            Error::explain(ErrorType::InternalError, format!("upstream `{name}` has no address"))
+        })?;
+        let mut peer = HttpPeer::new(*addr, false, String::new());
+        peer.options.connection_timeout = Some(upstream.config.connect_timeout);
+        peer.options.read_timeout = Some(upstream.config.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    /// Strips usher's cookies and spoofable headers; adds the visitor's headers.
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(cookie) = joined_header(upstream_request, "cookie") {
+            upstream_request.remove_header("cookie");
+            if let Some(kept) = crate::token::cookie::strip(&cookie, &self.cookie_prefix) {
+                upstream_request.insert_header("cookie", kept)?;
+            }
+        }
+        for name in OWN_HEADERS {
+            upstream_request.remove_header(name);
+        }
+        if let Some(forward) = &ctx.forward {
+            if let Some((zone, visitor)) = &forward.session {
+                upstream_request.insert_header("usher-visitor", visitor.to_string())?;
+                upstream_request.insert_header("usher-zone", zone.as_str())?;
+            }
+            if let Some(queue_ms) = forward.queue_ms {
+                upstream_request.insert_header("usher-queue-time", queue_ms.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the access-token cookie; `Usher-Command: release` frees the visitor's slot.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let Some(forward) = ctx.forward.take() else {
+            return Ok(());
+        };
+        let release = upstream_response
+            .headers
+            .get("usher-command")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"release"));
+        upstream_response.remove_header("usher-command");
+        let cookie = match (&forward.session, release) {
+            (Some((zone, visitor)), true) => self.room.release(zone, *visitor).await,
+            _ => forward.set_cookie,
+        };
+        if let Some(cookie) = cookie {
+            upstream_response.append_header("set-cookie", cookie)?;
+        }
+        Ok(())
+    }
+}

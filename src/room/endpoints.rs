@@ -1,0 +1,97 @@
+//! The reserved `/_usher/` endpoints on every host: `status` (JSON, and the token swap when the
+//! visitor's turn came, so a page that polls it can go on), `jwks.json` (public keys, so the
+//! origin can verify access tokens itself) and `health`.
+
+use super::places::Place;
+use super::status::{State, Status};
+use super::{Outcome, Reply, RequestFacts, Room};
+use crate::config::Mode;
+use crate::gate::TokenCheck;
+use crate::token::cookie;
+use crate::zone::Zone;
+
+fn json(status: u16, body: Vec<u8>, set_cookie: Option<String>) -> Outcome {
+    Outcome::Reply(Reply {
+        status,
+        content_type: "application/json",
+        body,
+        set_cookie,
+    })
+}
+
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then_some(value)
+    })
+}
+
+impl Room {
+    pub(super) async fn endpoint(&self, endpoint: &str, req: &RequestFacts<'_>, now: u64) -> Outcome {
+        match endpoint {
+            "status" => self.status(req, now).await,
+            "jwks.json" => json(200, self.tokens.keyring().jwks.to_string().into_bytes(), None),
+            "health" => json(200, b"{\"ok\":true}".to_vec(), None),
+            _ => json(404, b"{\"error\":\"no such usher endpoint\"}".to_vec(), None),
+        }
+    }
+
+    /// The zone a status request is about: `?zone=NAME`, else the first zone of this host the
+    /// visitor holds a cookie for, else the host's only zone.
+    fn status_zone<'s>(&'s self, req: &RequestFacts<'s>) -> Option<&'s Zone> {
+        if let Some(name) = query_param(req.query, "zone") {
+            return self.zones.by_name(name);
+        }
+        let with_cookie = self.zones.for_host(req.host).find(|zone| {
+            req.cookie
+                .and_then(|c| cookie::find(c, &zone.cookie))
+                .is_some()
+        });
+        with_cookie.or_else(|| self.zones.for_host(req.host).next())
+    }
+
+    async fn status(&self, req: &RequestFacts<'_>, now: u64) -> Outcome {
+        let Some(zone) = self.status_zone(req) else {
+            return json(404, b"{\"error\":\"no zone on this host\"}".to_vec(), None);
+        };
+        let name = zone.config.name.as_str();
+        let record = self.cached(name);
+        let check = self.check(zone, req, record.as_deref(), now);
+        let (label, status, set_cookie) = match (&check, zone.config.mode) {
+            (_, Mode::Closed) => ("status", Status::without_place(zone, State::Closed, now), None),
+            (TokenCheck::Access(_), _) | (_, Mode::Passthrough) => {
+                ("status", Status::without_place(zone, State::Admitted, now), None)
+            }
+            (TokenCheck::Visitor(claims), _) => match self.place(zone, claims, now).await {
+                Ok(Place::Admitted { token, .. }) => (
+                    "claim",
+                    Status::without_place(zone, State::Admitted, now),
+                    Some(token),
+                ),
+                Ok(Place::Waiting(status)) => ("status", status, None),
+                Err(_) => {
+                    let mut status = Status::waiting(zone, State::Waiting, 0, Default::default(), now);
+                    status.degraded = true;
+                    ("status", status, None)
+                }
+            },
+            (TokenCheck::Missing | TokenCheck::Rejected(_), _) => {
+                ("status", Status::without_place(zone, State::NotQueued, now), None)
+            }
+        };
+        self.metrics.requests.with_label_values(&[name, label]).inc();
+        json(200, status.to_json(), set_cookie)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_param;
+
+    #[test]
+    fn reads_query_parameters() {
+        assert_eq!(query_param(Some("a=1&zone=checkout"), "zone"), Some("checkout"));
+        assert_eq!(query_param(Some("zone"), "zone"), None);
+        assert_eq!(query_param(None, "zone"), None);
+    }
+}

@@ -1,0 +1,90 @@
+//! The visitor's status: what `/_usher/status` returns as JSON and what the waiting page shows.
+
+use crate::admission::Eta;
+use serde::Serialize;
+
+/// Where a visitor stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// In the queue.
+    Waiting,
+    /// In the queue of a paused zone: nobody is admitted for now.
+    Paused,
+    /// Their turn came; the response carries their access token.
+    Admitted,
+    /// The zone is closed.
+    Closed,
+    /// No place in this zone's queue (no or invalid visitor token).
+    NotQueued,
+}
+
+/// The status document (versioned for apps: fields are only ever added).
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Document version.
+    pub version: u32,
+    /// Zone name.
+    pub zone: String,
+    /// Zone title, for display.
+    pub title: String,
+    /// Where the visitor stands.
+    pub state: State,
+    /// 1-based place in line (0 when not waiting).
+    pub position: u64,
+    /// People in front.
+    pub ahead: u64,
+    /// Estimated wait in seconds, with a range.
+    pub eta_seconds: u64,
+    /// Lower end of the estimate.
+    pub eta_low_seconds: u64,
+    /// Upper end of the estimate.
+    pub eta_high_seconds: u64,
+    /// How long to wait before asking again.
+    pub refresh_ms: u64,
+    /// Whether the visitor may go in now.
+    pub admitted: bool,
+    /// When this status was computed, ms since the epoch.
+    pub updated_at_ms: u64,
+    /// Set when the store could not be asked and the numbers are unknown.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub degraded: bool,
+}
+
+impl Status {
+    /// A status with no position (admitted, closed, not queued).
+    pub fn without_place(zone: &crate::zone::Zone, state: State, now_ms: u64) -> Self {
+        Status {
+            version: 1,
+            zone: zone.config.name.clone(),
+            title: zone.config.title.clone(),
+            state,
+            position: 0,
+            ahead: 0,
+            eta_seconds: 0,
+            eta_low_seconds: 0,
+            eta_high_seconds: 0,
+            refresh_ms: zone.config.refresh_interval.as_millis() as u64,
+            admitted: state == State::Admitted,
+            updated_at_ms: now_ms,
+            degraded: false,
+        }
+    }
+
+    /// A waiting visitor's status.
+    pub fn waiting(zone: &crate::zone::Zone, state: State, ahead: u64, eta: Eta, now_ms: u64) -> Self {
+        Status {
+            position: ahead + 1,
+            ahead,
+            eta_seconds: eta.seconds,
+            eta_low_seconds: eta.low,
+            eta_high_seconds: eta.high,
+            ..Status::without_place(zone, state, now_ms)
+        }
+    }
+
+    /// The JSON body.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}

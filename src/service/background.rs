@@ -1,0 +1,63 @@
+//! The background work of a node, as one Pingora background service: warm the edge cache, follow
+//! the change feed, run the exchanger every tick, and fold the write-ahead log into a snapshot;
+//! on shutdown, write a final snapshot.
+
+use super::exchanger::Exchanger;
+use crate::room::Room;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::ChangeFeed;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a node does besides answering requests.
+pub struct NodeWork {
+    /// The room whose cache is kept warm.
+    pub room: Arc<Room>,
+    /// The exchanger.
+    pub exchanger: Exchanger,
+    /// The store (for the change feed and snapshots).
+    pub store: Arc<EmbeddedStore>,
+    /// Exchanger period.
+    pub tick: Duration,
+    /// Snapshot period.
+    pub snapshot_every: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for NodeWork {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let feed = self.store.subscribe();
+        if let Err(e) = self.room.warm().await {
+            tracing::error!(error = %e, "loading zone state failed");
+        }
+        let room = self.room.clone();
+        let follower = tokio::spawn(async move { room.follow(feed).await });
+        let mut tick = tokio::time::interval(self.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut snapshot = tokio::time::interval(self.snapshot_every);
+        snapshot.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tracing::info!(tick = ?self.tick, "exchanger running");
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.exchanger.tick().await,
+                _ = snapshot.tick() => self.snapshot(),
+                _ = shutdown.changed() => break,
+            }
+        }
+        follower.abort();
+        self.snapshot();
+        tracing::info!("background work stopped; state saved");
+    }
+}
+
+impl NodeWork {
+    fn snapshot(&self) {
+        // A few milliseconds of file IO; fine on the background runtime.
+        if let Err(e) = self.store.snapshot() {
+            tracing::error!(error = %e, "writing the snapshot failed");
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The composition root: turns a validated [`Config`] into a running Pingora server with the
+//! proxy service, the metrics listener and the node's background work. The only place besides
+//! `proxy` that imports Pingora.
+
+mod background;
+pub mod exchanger;
+mod metrics_app;
+
+use crate::clock::SharedClock;
+use crate::config::{Config, Problem};
+use crate::metrics::Metrics;
+use crate::proxy::UsherProxy;
+use crate::room::Room;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::StoreError;
+use crate::token::{Keyring, Tokens};
+use background::NodeWork;
+use exchanger::Exchanger;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use std::sync::Arc;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A key could not be loaded.
+    #[error("token keys: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Keys(Vec<Problem>),
+    /// The store could not be opened.
+    #[error("opening the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The parts of a node, built from a config before any listener opens.
+pub struct Node {
+    /// The room (shared with the proxy and the background work).
+    pub room: Arc<Room>,
+    /// The embedded store.
+    pub store: Arc<EmbeddedStore>,
+    /// The metrics registry.
+    pub metrics: Metrics,
+}
+
+impl Node {
+    /// Opens the store and loads the keys for `config`.
+    pub fn open(config: &Config, clock: SharedClock) -> Result<Node, StartError> {
+        let keyring = Keyring::load(&config.tokens).map_err(StartError::Keys)?;
+        let tokens = Tokens::new(keyring, &config.tokens.issuer, config.tokens.cache_size);
+        let store = Arc::new(EmbeddedStore::open(&config.store.data_dir, clock.now_ms())?);
+        let metrics = Metrics::new();
+        let room = Arc::new(Room::new(config, tokens, store.clone(), clock, metrics.clone()));
+        Ok(Node {
+            room,
+            store,
+            metrics,
+        })
+    }
+}
+
+/// Builds the Pingora server for `config`: proxy, metrics listener, background work.
+pub fn build_server(config: &Config, clock: SharedClock) -> Result<Server, StartError> {
+    let node = Node::open(config, clock.clone())?;
+    let conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(config.server.grace_period.as_secs().max(1)),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let proxy = UsherProxy::new(
+        node.room.clone(),
+        config.upstreams.values().cloned(),
+        &config.tokens.cookie_prefix,
+    );
+    let mut proxy_service = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        proxy,
+        "usher proxy",
+    );
+    proxy_service.add_tcp(&config.server.listen.to_string());
+    proxy_service.threads = Some(config.server.threads);
+
+    let work = NodeWork {
+        room: node.room.clone(),
+        exchanger: Exchanger::new(
+            node.store.clone(),
+            config.zones.clone(),
+            clock,
+            node.metrics.clone(),
+        ),
+        store: node.store.clone(),
+        tick: config.store.tick,
+        snapshot_every: config.store.snapshot_every,
+    };
+    let background = pingora::services::background::background_service("usher node", work);
+    let background_handle = server.add_service(background);
+    let proxy_handle = server.add_service(proxy_service);
+    // The proxy starts only once the cache is warm and the exchanger is running.
+    proxy_handle.add_dependency(&background_handle);
+
+    if let Some(listen) = config.metrics.listen {
+        let mut metrics_service = pingora::services::listening::Service::new(
+            "usher metrics".to_string(),
+            pingora::apps::http_app::HttpServer::new_app(metrics_app::MetricsApp::new(
+                node.metrics.clone(),
+            )),
+        );
+        metrics_service.add_tcp(&listen.to_string());
+        server.add_service(metrics_service);
+    }
+    Ok(server)
+}

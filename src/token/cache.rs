@@ -1,0 +1,51 @@
+//! Verified tokens, kept so that steady-state requests skip the signature check. Keyed by the
+//! whole token string (a cached entry can only be hit by the exact bytes that were verified);
+//! bounded: when full, entries whose token has expired go first, then everything.
+
+use super::Claims;
+use dashmap::DashMap;
+use std::sync::Arc;
+
+/// A bounded map from token string to its verified claims.
+pub struct VerifiedCache {
+    map: DashMap<Box<str>, Arc<Claims>>,
+    capacity: usize,
+}
+
+impl VerifiedCache {
+    /// A cache holding at most `capacity` tokens.
+    pub fn new(capacity: usize) -> Self {
+        VerifiedCache {
+            map: DashMap::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The claims of `token`, if it was verified before.
+    pub fn get(&self, token: &str) -> Option<Arc<Claims>> {
+        self.map.get(token).map(|entry| entry.value().clone())
+    }
+
+    /// Remembers that `token` verified to `claims`.
+    pub fn insert(&self, token: &str, claims: Arc<Claims>, now_ms: u64) {
+        if self.map.len() >= self.capacity {
+            let now_s = now_ms / 1_000;
+            self.map.retain(|_, c| c.exp > now_s);
+            if self.map.len() >= self.capacity {
+                // Still full of live tokens: start over rather than grow; they re-verify once.
+                self.map.clear();
+            }
+        }
+        self.map.insert(token.into(), claims);
+    }
+
+    /// Number of cached tokens.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}

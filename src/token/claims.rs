@@ -1,0 +1,47 @@
+//! What usher's tokens say. A visitor token holds a place in a zone's queue (its rank travels in
+//! the signed token, so a lost queue entry is rebuilt from it); an access token holds a session.
+
+use crate::admission::{QueueKey, VisitorId};
+use serde::{Deserialize, Serialize};
+
+/// Which of the two tokens this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// A place in the queue.
+    Visitor,
+    /// A session in the protected zone.
+    Access,
+}
+
+/// JWT claims of both token kinds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Issuer (`tokens.issuer`).
+    pub iss: String,
+    /// Token kind.
+    pub typ: TokenKind,
+    /// Zone the token is for.
+    pub zone: String,
+    /// The visitor's random id.
+    pub vid: VisitorId,
+    /// Arrival in ms: the FIFO key.
+    pub rank: u64,
+    /// Issued at, seconds since the epoch.
+    pub iat: u64,
+    /// Expires at, seconds since the epoch (for access tokens: the session's ledger bucket).
+    pub exp: u64,
+    /// When the visitor was admitted, ms (access tokens only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adm: Option<u64>,
+}
+
+impl Claims {
+    /// The visitor's place in the queue.
+    pub fn queue_key(&self) -> QueueKey {
+        QueueKey {
+            rank: self.rank,
+            visitor: self.vid,
+        }
+    }
+}
