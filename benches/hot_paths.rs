@@ -1,1 +1,242 @@
-fn main(){}
+//! Micro-benchmarks of usher's per-request hot paths (criterion, `harness = false`).
+//!
+//! Run: `cargo bench -j2 --bench hot_paths` (about a minute). Filter: `cargo bench --bench
+//! hot_paths -- verify/eddsa`.
+//!
+//! Groups:
+//! - `gate/access_request`: the whole per-request gate path for a visitor with a valid access
+//!   token: zone lookup, cookie parse, token check, decision. `cached` is what usher does
+//!   (`Tokens::verify`, DashMap cache of verified tokens); `naive_verify_every_time` checks the
+//!   signature on every request (`Tokens::verify_uncached`) as a baseline.
+//! - `verify/eddsa`, `verify/hs256`: one token verification: `dashmap_cached` (usher's
+//!   `Tokens::verify`), `naive_mutex_hashmap_cached` (a `Mutex<HashMap<String, Claims>>` in front
+//!   of `verify_uncached`, cloning the claims out like a naive cache would) and `uncached`.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use usher::admission::{QueueKey, VisitorId};
+use usher::config::Config;
+use usher::gate::{self, Decision, TokenCheck};
+use usher::token::{cookie, Claims, Keyring, TokenKind, Tokens};
+use usher::zone::ZoneTable;
+
+const HOST: &str = "shop.example.com";
+const PATH: &str = "/checkout/cart/42";
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A config with three zones (so the zone lookup does some work), signing with the key that the
+/// environment variable `var` holds.
+fn config(algorithm: &str, var: &str) -> Config {
+    let text = format!(
+        r#"
+        [upstreams.shop]
+        addrs = ["127.0.0.1:9000"]
+
+        [zones.checkout]
+        paths = ["/checkout"]
+        capacity = 100000
+        admit_per_minute = 100000
+        session_ttl = "10m"
+
+        [zones.express]
+        paths = ["/checkout/express"]
+        capacity = 10
+        admit_per_minute = 10
+
+        [zones.vip]
+        hosts = ["vip.example.com"]
+        paths = ["/checkout"]
+        capacity = 10
+        admit_per_minute = 10
+
+        [tokens]
+        algorithm = "{algorithm}"
+        signing_key = {{ kid = "k1", env = "{var}" }}
+        "#
+    );
+    usher::config::parse(&text, Path::new(".")).expect("benchmark config is valid")
+}
+
+/// Config, token service and a signed access token for zone `checkout`.
+struct Fixture {
+    config: Config,
+    tokens: Tokens,
+    token: String,
+}
+
+fn fixture(algorithm: &str) -> Fixture {
+    let var = format!("USHER_BENCH_KEY_{algorithm}");
+    let secret = match algorithm {
+        "HS256" => usher::token::keys::generate_hs256(),
+        _ => usher::token::keys::generate_ed25519().0,
+    };
+    // Single-threaded setup before any benchmark runs.
+    std::env::set_var(&var, secret);
+    let config = config(algorithm, &var);
+    let keyring = Keyring::load(&config.tokens).expect("benchmark key loads");
+    let tokens = Tokens::new(keyring, "usher", 100_000);
+    let now = now_ms();
+    let claims = Claims {
+        iss: "usher".to_string(),
+        typ: TokenKind::Access,
+        zone: "checkout".to_string(),
+        vid: VisitorId::random(),
+        rank: now,
+        iat: now / 1_000,
+        // Far in the future and beyond half the session TTL, so `decide` does not ask to renew.
+        exp: now / 1_000 + 10 * 365 * 24 * 3_600,
+        adm: Some(now),
+    };
+    let token = tokens.sign(&claims);
+    assert!(tokens.verify_uncached(&token).is_ok(), "signed token verifies");
+    Fixture {
+        config,
+        tokens,
+        token,
+    }
+}
+
+fn gate_path(c: &mut Criterion) {
+    let f = fixture("EdDSA");
+    let table = ZoneTable::new(&f.config);
+    let cookie_header = format!(
+        "_ga=GA1.2.3.4; session=abcdef0123456789; usher_checkout={}; theme=dark",
+        f.token
+    );
+    let cursor = QueueKey::default();
+    let now = now_ms();
+
+    let mut group = c.benchmark_group("gate/access_request");
+    // usher's path: the verified-token cache answers after the first request.
+    group.bench_function("cached", |b| {
+        b.iter(|| {
+            let zone = table.find(black_box(HOST), black_box(PATH)).expect("zone");
+            let raw = cookie::find(black_box(&cookie_header), &zone.cookie);
+            let check = gate::check_token(&f.tokens, &zone.config.name, raw, None, now);
+            let decision = gate::decide(&zone.config, &check, cursor, now);
+            debug_assert_eq!(decision, Decision::Forward { renew: false });
+            black_box(decision)
+        })
+    });
+    // Baseline: the same path, checking the signature on every request.
+    group.bench_function("naive_verify_every_time", |b| {
+        b.iter(|| {
+            let zone = table.find(black_box(HOST), black_box(PATH)).expect("zone");
+            let raw = cookie::find(black_box(&cookie_header), &zone.cookie).expect("cookie");
+            let check = match f.tokens.verify_uncached(raw) {
+                Ok(claims) if claims.exp * 1_000 > now && claims.zone == zone.config.name => {
+                    TokenCheck::Access(Arc::new(claims))
+                }
+                Ok(_) => TokenCheck::Missing,
+                Err(reason) => TokenCheck::Rejected(reason),
+            };
+            let decision = gate::decide(&zone.config, &check, cursor, now);
+            debug_assert_eq!(decision, Decision::Forward { renew: false });
+            black_box(decision)
+        })
+    });
+    group.finish();
+}
+
+fn verify(c: &mut Criterion, algorithm: &str, label: &str) {
+    let f = fixture(algorithm);
+    let now = now_ms();
+    let naive: Mutex<HashMap<String, Claims>> = Mutex::new(HashMap::new());
+
+    let mut group = c.benchmark_group(format!("verify/{label}"));
+    group.bench_function("dashmap_cached", |b| {
+        b.iter(|| black_box(f.tokens.verify(black_box(&f.token), now).expect("valid")))
+    });
+    group.bench_function("naive_mutex_hashmap_cached", |b| {
+        b.iter(|| {
+            let token = black_box(f.token.as_str());
+            let cached = naive.lock().expect("not poisoned").get(token).cloned();
+            let claims = match cached {
+                Some(claims) => claims,
+                None => {
+                    let claims = f.tokens.verify_uncached(token).expect("valid");
+                    naive
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(token.to_string(), claims.clone());
+                    claims
+                }
+            };
+            assert!(claims.exp * 1_000 > now);
+            black_box(claims)
+        })
+    });
+    group.bench_function("uncached", |b| {
+        b.iter(|| black_box(f.tokens.verify_uncached(black_box(&f.token)).expect("valid")))
+    });
+    // The same two caches hit from two threads at once (this machine's core count): each
+    // iteration is one lookup on each thread, so the time is per pair of parallel lookups.
+    group.bench_function("dashmap_cached_2threads", |b| {
+        b.iter_custom(|iters| {
+            parallel(iters, || {
+                black_box(f.tokens.verify(black_box(&f.token), now).expect("valid"));
+            })
+        })
+    });
+    group.bench_function("naive_mutex_hashmap_cached_2threads", |b| {
+        b.iter_custom(|iters| {
+            parallel(iters, || {
+                let token = black_box(f.token.as_str());
+                let claims = naive.lock().expect("not poisoned").get(token).cloned();
+                black_box(claims.expect("warmed by the single-thread run"));
+            })
+        })
+    });
+    group.finish();
+}
+
+/// Runs `op` `iters` times on each of two threads; the wall time of the whole.
+fn parallel(iters: u64, op: impl Fn() + Sync) -> Duration {
+    let barrier = std::sync::Barrier::new(3);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                barrier.wait();
+                for _ in 0..iters {
+                    op();
+                }
+                barrier.wait();
+            });
+        }
+        barrier.wait();
+        let start = std::time::Instant::now();
+        barrier.wait();
+        start.elapsed()
+    })
+}
+
+fn verify_eddsa(c: &mut Criterion) {
+    verify(c, "EdDSA", "eddsa");
+}
+
+fn verify_hs256(c: &mut Criterion) {
+    verify(c, "HS256", "hs256");
+}
+
+fn short() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20)
+        .without_plots()
+}
+
+criterion_group! {
+    name = benches;
+    config = short();
+    targets = gate_path, verify_eddsa, verify_hs256
+}
+criterion_main!(benches);

@@ -105,7 +105,7 @@ impl ZoneState {
             });
         }
         // Smooth over about ten ticks; only while people wait, so idle time does not drag it down.
-        if n > 0 || !admitted.is_empty() || self.observed_per_sec > 0.0 {
+        if n > 0 || self.observed_per_sec > 0.0 {
             self.observed_per_sec = 0.9 * self.observed_per_sec + 0.1 * (n as f64 / elapsed_s);
         }
         self.drop_lapsed_grants(now_ms);

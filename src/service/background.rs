@@ -9,6 +9,7 @@ use crate::store::ChangeFeed;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use pingora::services::ServiceReadyNotifier;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,8 +29,18 @@ pub struct NodeWork {
 
 #[async_trait]
 impl BackgroundService for NodeWork {
+    /// Warms the edge cache before the proxy (which depends on this service) opens its listener.
+    async fn start_with_ready_notifier(&self, shutdown: ShutdownWatch, ready: ServiceReadyNotifier) {
+        if let Err(e) = self.room.warm().await {
+            tracing::error!(error = %e, "loading zone state failed");
+        }
+        ready.notify_ready();
+        self.start(shutdown).await;
+    }
+
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let feed = self.store.subscribe();
+        // Changes between the warm-up and this subscription: load once more.
         if let Err(e) = self.room.warm().await {
             tracing::error!(error = %e, "loading zone state failed");
         }

@@ -7,7 +7,7 @@ pub mod embedded;
 mod update;
 
 #[cfg(test)]
-mod contract;
+pub(crate) mod contract;
 
 pub use update::update_zone;
 

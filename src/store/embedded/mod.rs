@@ -6,6 +6,9 @@
 
 mod wal;
 
+#[cfg(test)]
+mod tests;
+
 use super::{Change, ChangeFeed, Store, StoreError, ZoneRecord};
 use crate::admission::{QueueKey, VisitorId};
 use async_trait::async_trait;

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 /// One logged change.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+// Externally tagged: internally tagged enums buffer their content, and a buffered map cannot
+// turn the JSON string keys of the ledger back into numbers.
+#[serde(rename_all = "snake_case")]
 pub(super) enum WalRecord {
     /// A zone record replaced.
     Set { zone: String, record: ZoneRecord },
