@@ -8,6 +8,9 @@ pub mod page;
 mod places;
 pub mod status;
 
+#[cfg(test)]
+mod tests;
+
 use crate::admission::{VisitorId, ZoneState};
 use crate::clock::SharedClock;
 use crate::config::{Config, StoreErrorPolicy};
