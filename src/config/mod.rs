@@ -75,15 +75,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates configuration text; `base` resolves relative paths.
 pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
-    let deserializer = toml::Deserializer::parse(text).map_err(|e| syntax_problem("", &e))?;
+    let deserializer =
+        toml::Deserializer::parse(text).map_err(|e| syntax_problem(text, "", &e))?;
     let raw: raw::RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
-        syntax_problem(&path, e.inner())
+        syntax_problem(text, &path, e.inner())
     })?;
     validate(raw, base).map_err(ConfigError::Invalid)
 }
 
-fn syntax_problem(path: &str, error: &toml::de::Error) -> ConfigError {
+fn syntax_problem(text: &str, path: &str, error: &toml::de::Error) -> ConfigError {
     let path = if path.is_empty() || path == "." {
         "(file)".to_string()
     } else {
@@ -91,7 +92,10 @@ fn syntax_problem(path: &str, error: &toml::de::Error) -> ConfigError {
     };
     let mut message = error.message().to_string();
     if let Some(span) = error.span() {
-        message = format!("{message} (at byte {})", span.start);
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        message = format!("{message} (line {line}, column {column})");
     }
     ConfigError::Syntax(Problem { path, message })
 }

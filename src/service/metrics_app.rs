@@ -21,7 +21,9 @@ impl MetricsApp {
 impl ServeHttp for MetricsApp {
     async fn response(&self, _session: &mut ServerSession) -> http::Response<Vec<u8>> {
         let body = self.metrics.render();
+        let length = http::HeaderValue::from(body.len());
         let mut response = http::Response::new(body);
+        response.headers_mut().insert(http::header::CONTENT_LENGTH, length);
         response.headers_mut().insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("text/plain; version=0.0.4"),

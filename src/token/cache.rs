@@ -38,14 +38,4 @@ impl VerifiedCache {
         }
         self.map.insert(token.into(), claims);
     }
-
-    /// Number of cached tokens.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
 }

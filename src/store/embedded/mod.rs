@@ -10,20 +10,59 @@ mod wal;
 mod tests;
 
 use super::{Change, ChangeFeed, Store, StoreError, ZoneRecord};
-use crate::admission::{QueueKey, VisitorId};
+use crate::admission::QueueKey;
 use async_trait::async_trait;
 use dashmap::DashMap;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast;
 use wal::{Wal, WalRecord};
 
-/// One zone's data: the versioned record and the queue (key -> last seen, ms).
+/// One zone's data: the versioned record and the queue.
 #[derive(Debug, Default)]
 struct ZoneData {
     record: Option<ZoneRecord>,
-    queue: BTreeMap<QueueKey, u64>,
+    queue: Queue,
+}
+
+/// The queue: keys in order (so a position is two binary searches, not a count) and when each
+/// was last seen. New arrivals have the highest ranks, so inserts are appends.
+#[derive(Debug, Default)]
+struct Queue {
+    keys: Vec<QueueKey>,
+    seen: HashMap<QueueKey, u64>,
+}
+
+impl Queue {
+    /// Adds `key` or refreshes its last-seen time; true if it was new.
+    fn touch(&mut self, key: QueueKey, now_ms: u64) -> bool {
+        if let Some(seen) = self.seen.get_mut(&key) {
+            *seen = (*seen).max(now_ms);
+            return false;
+        }
+        let at = self.keys.partition_point(|k| *k < key);
+        self.keys.insert(at, key);
+        self.seen.insert(key, now_ms);
+        true
+    }
+
+    /// Index of the first key strictly after `key`.
+    fn after(&self, key: QueueKey) -> usize {
+        self.keys.partition_point(|k| *k <= key)
+    }
+
+    /// Drops every key at or below `cursor`.
+    fn forget_through(&mut self, cursor: QueueKey) {
+        let end = self.after(cursor);
+        for key in self.keys.drain(..end) {
+            self.seen.remove(&key);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
 }
 
 /// Single-node state on local disk.
@@ -67,9 +106,11 @@ impl EmbeddedStore {
         match record {
             WalRecord::Set { zone, record } => lock(&self.zone(&zone)).record = Some(record),
             WalRecord::Join { zone, key } => {
-                lock(&self.zone(&zone)).queue.insert(key, now_ms);
+                lock(&self.zone(&zone)).queue.touch(key, now_ms);
             }
-            WalRecord::Forget { zone, cursor } => forget(&mut lock(&self.zone(&zone)), cursor),
+            WalRecord::Forget { zone, cursor } => {
+                lock(&self.zone(&zone)).queue.forget_through(cursor)
+            }
         }
     }
 
@@ -93,7 +134,7 @@ impl EmbeddedStore {
                     record: record.clone(),
                 });
             }
-            for key in data.queue.keys() {
+            for key in &data.queue.keys {
                 records.push(WalRecord::Join {
                     zone: name.to_string(),
                     key: *key,
@@ -107,21 +148,6 @@ impl EmbeddedStore {
     pub fn queue_len(&self, zone: &str) -> usize {
         lock(&self.zone(zone)).queue.len()
     }
-}
-
-fn forget(data: &mut ZoneData, cursor: QueueKey) {
-    // The smallest key above the cursor: keep everything from there on.
-    let keep_from = match cursor.visitor.0.checked_add(1) {
-        Some(next) => QueueKey {
-            rank: cursor.rank,
-            visitor: VisitorId(next),
-        },
-        None => QueueKey {
-            rank: cursor.rank.saturating_add(1),
-            visitor: VisitorId(0),
-        },
-    };
-    data.queue = data.queue.split_off(&keep_from);
 }
 
 #[async_trait]
@@ -158,15 +184,16 @@ impl Store for EmbeddedStore {
     async fn touch(&self, zone: &str, key: QueueKey, now_ms: u64) -> Result<(), StoreError> {
         let handle = self.zone(zone);
         let mut data = lock(&handle);
-        if let Some(seen) = data.queue.get_mut(&key) {
-            *seen = (*seen).max(now_ms);
+        if data.queue.seen.contains_key(&key) {
+            data.queue.touch(key, now_ms);
             return Ok(());
         }
+        // Logged before it is applied, so an acknowledged join survives a crash.
         self.log(&WalRecord::Join {
             zone: zone.to_string(),
             key,
         })?;
-        data.queue.insert(key, now_ms);
+        data.queue.touch(key, now_ms);
         Ok(())
     }
 
@@ -177,44 +204,43 @@ impl Store for EmbeddedStore {
         seen_since_ms: u64,
         limit: usize,
     ) -> Result<Vec<QueueKey>, StoreError> {
-        use std::ops::Bound::{Excluded, Unbounded};
         let handle = self.zone(zone);
         let data = lock(&handle);
-        Ok(data
-            .queue
-            .range((Excluded(after), Unbounded))
-            .filter(|(_, seen)| **seen >= seen_since_ms)
+        let queue = &data.queue;
+        Ok(queue.keys[queue.after(after)..]
+            .iter()
+            .filter(|key| queue.seen.get(key).is_some_and(|seen| *seen >= seen_since_ms))
             .take(limit)
-            .map(|(key, _)| *key)
+            .copied()
             .collect())
     }
 
     async fn ahead(&self, zone: &str, cursor: QueueKey, key: QueueKey) -> Result<u64, StoreError> {
-        use std::ops::Bound::Excluded;
         if key <= cursor {
             return Ok(0);
         }
         let handle = self.zone(zone);
         let data = lock(&handle);
-        Ok(data.queue.range((Excluded(cursor), Excluded(key))).count() as u64)
+        let first = data.queue.after(cursor);
+        let mine = data.queue.keys.partition_point(|k| *k < key);
+        Ok(mine.saturating_sub(first) as u64)
     }
 
     async fn waiting(&self, zone: &str, cursor: QueueKey) -> Result<u64, StoreError> {
-        use std::ops::Bound::{Excluded, Unbounded};
         let handle = self.zone(zone);
         let data = lock(&handle);
-        Ok(data.queue.range((Excluded(cursor), Unbounded)).count() as u64)
+        Ok((data.queue.len() - data.queue.after(cursor)) as u64)
     }
 
     async fn forget_through(&self, zone: &str, cursor: QueueKey) -> Result<(), StoreError> {
         let handle = self.zone(zone);
         let mut data = lock(&handle);
-        if data.queue.first_key_value().is_some_and(|(k, _)| *k <= cursor) {
+        if data.queue.keys.first().is_some_and(|k| *k <= cursor) {
             self.log(&WalRecord::Forget {
                 zone: zone.to_string(),
                 cursor,
             })?;
-            forget(&mut data, cursor);
+            data.queue.forget_through(cursor);
         }
         Ok(())
     }

@@ -1,0 +1,113 @@
+//! The command line: help, check, keygen and token inspect, run as a user would.
+
+mod common;
+
+use std::process::Command;
+
+fn usher(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_usher"))
+        .args(args)
+        .env("USHER_SIGNING_KEY", usher::token::keys::generate_ed25519().0)
+        .output()
+        .expect("run usher");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn fixture(path: &str) -> String {
+    format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["check", "--help"],
+        vec!["keygen", "--help"],
+        vec!["token", "inspect", "--help"],
+        vec!["demo", "--help"],
+    ] {
+        let (ok, text) = usher(&args);
+        assert!(ok && text.contains("Usage:"), "{args:?}: {text}");
+    }
+}
+
+#[test]
+fn check_accepts_valid_configs_and_lists_every_problem_of_invalid_ones() {
+    let (ok, text) = usher(&["check", "--config", &fixture("valid/minimal.toml")]);
+    assert!(ok, "{text}");
+    assert!(text.contains("ok (1 zone(s))"), "{text}");
+    let (ok, text) = usher(&["check", "--config", &fixture("invalid/many_problems.toml")]);
+    assert!(!ok, "exit code 1 on problems");
+    assert!(text.contains("zones.checkout.admit_per_minute: must be > 0"), "{text}");
+    assert!(text.contains("metrics.port: unknown key"), "{text}");
+    assert!(text.lines().filter(|l| l.starts_with("  ")).count() >= 10, "every problem listed: {text}");
+}
+
+#[test]
+fn check_reports_missing_key_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[upstreams.shop]\naddrs = [\"127.0.0.1:9\"]\n[tokens]\nsigning_key = { kid = \"k\", file = \"missing.pem\" }\n",
+    )
+    .expect("write");
+    let (ok, text) = usher(&["check", "--config", config.to_str().expect("utf8")]);
+    assert!(!ok);
+    assert!(text.contains("tokens.signing_key.file: cannot read"), "{text}");
+}
+
+#[test]
+fn keygen_writes_private_and_public_keys_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("keys/k1.pem");
+    let key_arg = key.to_str().expect("utf8");
+    let (ok, text) = usher(&["keygen", "--out", key_arg]);
+    assert!(ok, "{text}");
+    let private = std::fs::read_to_string(&key).expect("key");
+    assert!(private.starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert_eq!(std::fs::metadata(&key).expect("meta").permissions().mode() & 0o777, 0o600);
+    let public = std::fs::read_to_string(dir.path().join("keys/k1.pem.pub")).expect("pub");
+    assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"));
+    let (ok, text) = usher(&["keygen", "--out", key_arg]);
+    assert!(!ok && text.contains("not overwriting"), "{text}");
+    assert_eq!(std::fs::read_to_string(&key).expect("key"), private);
+    assert!(usher(&["keygen", "--out", key_arg, "--if-missing"]).0);
+}
+
+#[test]
+fn token_inspect_verifies_and_explains() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("k.pem");
+    std::fs::write(&key, usher::token::keys::generate_ed25519().0).expect("key");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[upstreams.shop]\naddrs = [\"127.0.0.1:9\"]\n[tokens]\nsigning_key = { kid = \"k\", file = \"k.pem\" }\n",
+    )
+    .expect("write");
+    let parsed = usher::config::load(&config).expect("config");
+    let tokens = usher::token::Tokens::new(usher::token::Keyring::load(&parsed.tokens).expect("keys"), "usher", 10);
+    let claims = usher::token::Claims {
+        iss: "usher".into(),
+        typ: usher::token::TokenKind::Visitor,
+        zone: "checkout".into(),
+        vid: usher::admission::VisitorId(5),
+        rank: 1,
+        iat: 1,
+        exp: 4_000_000_000,
+        adm: None,
+    };
+    let token = tokens.sign(&claims);
+    let cfg = config.to_str().expect("utf8");
+    let (ok, text) = usher(&["token", "inspect", &token, "--config", cfg]);
+    assert!(ok, "{text}");
+    assert!(text.contains("\"zone\": \"checkout\"") && text.contains("valid Visitor token"), "{text}");
+    let tampered = common::tamper_signature(&token);
+    let (ok, text) = usher(&["token", "inspect", &tampered, "--config", cfg]);
+    assert!(!ok);
+    assert!(text.contains("refused: bad_signature"), "{text}");
+}

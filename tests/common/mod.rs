@@ -1,0 +1,306 @@
+//! Shared pieces of the integration tests: free ports, the real `usher` binary as a child
+//! process, a small keep-alive HTTP/1.1 client, and an in-process test origin.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port the OS just handed out (bound to port 0, read back, released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Polls `ready` until it holds or `timeout` passes.
+pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running `usher run` child process, killed when dropped.
+pub struct Usher {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub metrics: SocketAddr,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    log: PathBuf,
+}
+
+/// Writes a signing key into `dir` (once) and returns its file name.
+pub fn ensure_key(dir: &Path) -> &'static str {
+    let path = dir.join("key.pem");
+    if !path.exists() {
+        std::fs::write(&path, usher::token::keys::generate_ed25519().0).expect("write key");
+    }
+    "key.pem"
+}
+
+impl Usher {
+    /// Starts usher in `dir` with `zones` (TOML for `[zones.*]` and anything else) in front of
+    /// `origin`. Listen and metrics ports are fresh.
+    pub fn start(dir: &Path, origin: SocketAddr, zones: &str) -> Usher {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let key = ensure_key(dir);
+        let text = format!(
+            "[server]\nlisten = \"{addr}\"\ngrace_period = \"1s\"\n\
+             [upstreams.shop]\naddrs = [\"{origin}\"]\n\
+             [tokens]\nsigning_key = {{ kid = \"test\", file = \"{key}\" }}\n\
+             [metrics]\nlisten = \"{metrics}\"\n{zones}\n"
+        );
+        let config = dir.join("usher.toml");
+        std::fs::write(&config, text).expect("write config");
+        Usher::spawn(dir, config, addr, metrics)
+    }
+
+    /// Starts usher again on the same config, addresses and data.
+    pub fn restart(&self) -> Usher {
+        Usher::spawn(&self.dir, self.config.clone(), self.addr, self.metrics)
+    }
+
+    fn spawn(dir: &Path, config: PathBuf, addr: SocketAddr, metrics: SocketAddr) -> Usher {
+        let log = dir.join(format!("usher-{}.log", free_port()));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_usher"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn usher");
+        let mut usher = Usher {
+            child,
+            addr,
+            metrics,
+            dir: dir.to_path_buf(),
+            config,
+            log,
+        };
+        wait_until("usher to listen", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = usher.child.try_wait() {
+                panic!("usher exited with {status}:\n{}", usher.log());
+            }
+            TcpStream::connect(addr).is_ok() && TcpStream::connect(metrics).is_ok()
+        });
+        usher
+    }
+
+    /// What usher logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A new connection to usher.
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// The value of metric line `name{labels}`, or 0.
+    pub fn metric(&self, series: &str) -> f64 {
+        let body = Client::connect(self.metrics).get("/metrics", &[]).text();
+        body.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Usher {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    /// `name=value` of the Set-Cookie header, if any.
+    pub fn cookie(&self) -> Option<String> {
+        self.header("set-cookie").and_then(|c| c.split(';').next()).map(str::to_string)
+    }
+}
+
+/// A blocking keep-alive HTTP/1.1 client (Content-Length bodies only, which is all usher and
+/// the test origin send).
+pub struct Client {
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).ok();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+        Client {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    pub fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut request = format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        self.reader.get_mut().write_all(request.as_bytes()).expect("send");
+        read_response(&mut self.reader)
+    }
+}
+
+fn read_response(reader: &mut BufReader<TcpStream>) -> Response {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).expect("header");
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = h.split_once(':') {
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).expect("body");
+    Response { status, headers, body }
+}
+
+/// The claims of a token, decoded without verification (the test trusts usher's output).
+pub fn claims_of(cookie: &str) -> serde_json::Value {
+    let token = cookie.split_once('=').map_or(cookie, |(_, t)| t);
+    usher::token::decode_unverified(token).expect("readable token")
+}
+
+/// Starts an in-process origin on a fresh port, serving `handler` on its own runtime thread.
+pub fn start_origin<F, Fut>(handler: F) -> SocketAddr
+where
+    F: Fn(usher::demo::origin::OriginRequest) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = usher::demo::origin::OriginResponse> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    let addr = listener.local_addr().expect("origin addr");
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("origin runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+            usher::demo::origin::serve(listener, handler).await;
+        });
+    });
+    addr
+}
+
+/// An async keep-alive client, for tests with thousands of concurrent visitors.
+pub struct AsyncClient {
+    reader: tokio::io::BufReader<tokio::net::TcpStream>,
+}
+
+impl AsyncClient {
+    pub async fn connect(addr: SocketAddr) -> std::io::Result<AsyncClient> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(AsyncClient {
+            reader: tokio::io::BufReader::new(stream),
+        })
+    }
+
+    pub async fn get(&mut self, path: &str, cookie: Option<&str>) -> std::io::Result<Response> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let mut request = format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\n");
+        if let Some(cookie) = cookie {
+            request.push_str(&format!("Cookie: {cookie}\r\n"));
+        }
+        request.push_str("\r\n");
+        self.reader.get_mut().write_all(request.as_bytes()).await?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line).await?;
+        let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if self.reader.read_line(&mut h).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = h.split_once(':') {
+                headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        self.reader.read_exact(&mut body).await?;
+        Ok(Response { status, headers, body })
+    }
+}
+
+/// `token` with one character of its signature changed (not the last, whose spare bits may
+/// not count), so it decodes but no longer verifies.
+pub fn tamper_signature(token: &str) -> String {
+    let at = token.len() - 10;
+    let swapped = if &token[at..at + 1] == "A" { "B" } else { "A" };
+    format!("{}{swapped}{}", &token[..at], &token[at + 1..])
+}
+
+/// A token service over the key `Usher::start` wrote into `dir`, to mint tokens in tests.
+pub fn tokens_for(dir: &Path) -> usher::token::Tokens {
+    let key = dir.join(ensure_key(dir));
+    let text = format!(
+        "[upstreams.shop]\naddrs = [\"127.0.0.1:9\"]\n[tokens]\nsigning_key = {{ kid = \"test\", file = \"{}\" }}\n",
+        key.display()
+    );
+    let config = usher::config::parse(&text, dir).expect("config");
+    usher::token::Tokens::new(usher::token::Keyring::load(&config.tokens).expect("keys"), "usher", 10)
+}

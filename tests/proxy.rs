@@ -1,0 +1,130 @@
+//! The proxy through real HTTP: what the origin sees (usher's cookies stripped, spoofed headers
+//! dropped, session headers added), forged tokens never forwarded and counted, unprotected paths
+//! untouched, and the reserved endpoints.
+
+mod common;
+
+use common::{start_origin, Usher};
+use std::sync::{Arc, Mutex};
+use usher::demo::origin::{OriginRequest, OriginResponse};
+
+type Seen = Arc<Mutex<Vec<OriginRequest>>>;
+
+fn recording_origin() -> (std::net::SocketAddr, Seen) {
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    let addr = start_origin(move |req| {
+        let log = log.clone();
+        async move {
+            log.lock().expect("lock").push(req);
+            OriginResponse::html("origin".into()).with_header("x-origin", "1")
+        }
+    });
+    (addr, seen)
+}
+
+fn last(seen: &Seen) -> OriginRequest {
+    seen.lock().expect("lock").last().cloned().expect("the origin saw a request")
+}
+
+#[test]
+fn the_origin_sees_session_headers_and_none_of_ushers_cookies() {
+    let (origin, seen) = recording_origin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let usher = Usher::start(dir.path(), origin, "[zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 5\nadmit_per_minute = 600\n");
+    let spoofed = [("Usher-Visitor", "ffffffffffffffffffffffffffffffff"), ("Usher-Zone", "vip"), ("Cookie", "theme=dark")];
+    let first = usher.client().get("/checkout", &spoofed);
+    assert!(first.header("x-origin").is_some(), "quiet zone: straight in");
+    let cookie = first.cookie().expect("access token");
+    let req = last(&seen);
+    let visitor = req.header("usher-visitor").expect("visitor header");
+    assert_ne!(visitor, "ffffffffffffffffffffffffffffffff", "a client cannot choose its visitor id");
+    assert_eq!(req.header("usher-zone"), Some("checkout"));
+    assert_eq!(req.header("cookie"), Some("theme=dark"));
+
+    let both = format!("theme=dark; {cookie}; lang=en");
+    let again = usher.client().get("/checkout/pay", &[("Cookie", &both)]);
+    assert!(again.header("x-origin").is_some());
+    let req = last(&seen);
+    assert_eq!(req.header("cookie"), Some("theme=dark; lang=en"), "usher's cookie is stripped");
+    assert_eq!(req.header("usher-visitor"), Some(visitor), "same session, same visitor");
+
+    // Unprotected paths pass untouched (but spoofed usher headers never reach the origin).
+    let home = usher.client().get("/", &[("Cookie", &both), ("Usher-Visitor", "x")]);
+    assert!(home.header("x-origin").is_some());
+    let req = last(&seen);
+    assert_eq!(req.header("usher-visitor"), None);
+    assert_eq!(req.header("usher-zone"), None);
+}
+
+#[test]
+fn forged_expired_and_wrong_zone_tokens_are_never_forwarded_and_are_counted() {
+    let (origin, seen) = recording_origin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Another zone on the same key, to mint a valid token for the wrong zone.
+    let usher = Usher::start(
+        dir.path(),
+        origin,
+        "[zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 5\nadmit_per_minute = 600\nmode = \"queue_all\"\n\
+         [zones.seats]\npaths = [\"/seats\"]\ncapacity = 5\nadmit_per_minute = 600\n",
+    );
+    let seats = usher.client().get("/seats", &[]);
+    let seats_token = seats.cookie().expect("seats token");
+    let seats_value = seats_token.split_once('=').expect("cookie").1;
+    let real = usher.client().get("/checkout", &[]).cookie().expect("visitor token");
+    let real_value = real.split_once('=').expect("cookie").1.to_string();
+    let forged_signature = common::tamper_signature(&real_value);
+    let expired = common::tokens_for(dir.path()).sign(&usher::token::Claims {
+        iss: "usher".into(),
+        typ: usher::token::TokenKind::Access,
+        zone: "checkout".into(),
+        vid: usher::admission::VisitorId(77),
+        rank: 1,
+        iat: 1,
+        exp: 2,
+        adm: Some(1),
+    });
+    let forged = [
+        format!("usher_checkout={expired}"),
+        format!("usher_checkout={seats_value}"),
+        format!("usher_checkout={forged_signature}"),
+        "usher_checkout=eyJhbGciOiJub25lIiwia2lkIjoidGVzdCJ9.eyJ6b25lIjoiY2hlY2tvdXQifQ.".to_string(),
+        "usher_checkout=garbage".to_string(),
+    ];
+    let before = seen.lock().expect("lock").len();
+    for cookie in &forged {
+        let r = usher.client().get("/checkout", &[("Cookie", cookie)]);
+        assert!(r.header("x-origin").is_none(), "{cookie} was forwarded");
+        assert_ne!(r.cookie().as_deref(), Some(cookie.as_str()));
+    }
+    assert_eq!(seen.lock().expect("lock").len(), before, "nothing reached the origin");
+    for reason in ["expired", "wrong_zone", "bad_signature", "alg_none", "malformed"] {
+        let series = format!("usher_token_rejections_total{{reason=\"{reason}\"}}");
+        assert_eq!(usher.metric(&series), 1.0, "{series}");
+    }
+}
+
+#[test]
+fn reserved_endpoints_answer_on_every_host() {
+    let (origin, seen) = recording_origin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let usher = Usher::start(dir.path(), origin, "[zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 5\nadmit_per_minute = 600\n");
+    let jwks = usher.client().get("/_usher/jwks.json", &[]).json();
+    assert_eq!(jwks["keys"][0]["kid"], "test");
+    let status = usher.client().get("/_usher/status", &[]).json();
+    assert_eq!(status["state"], "not_queued");
+    assert_eq!(status["zone"], "checkout");
+    assert_eq!(usher.client().get("/_usher/nope", &[]).status, 404);
+    assert!(seen.lock().expect("lock").is_empty(), "reserved paths never reach the origin");
+    let metrics = common::Client::connect(usher.metrics).get("/metrics", &[]).text();
+    for family in [
+        "usher_gate_requests_total",
+        "usher_queue_waiting",
+        "usher_sessions_active",
+        "usher_zone_capacity",
+        "usher_admitted_total",
+        "usher_token_rejections_total",
+    ] {
+        assert!(metrics.contains(family), "missing {family}");
+    }
+}
