@@ -96,7 +96,10 @@ fn fixture(algorithm: &str) -> Fixture {
         adm: Some(now),
     };
     let token = tokens.sign(&claims);
-    assert!(tokens.verify_uncached(&token).is_ok(), "signed token verifies");
+    assert!(
+        tokens.verify_uncached(&token).is_ok(),
+        "signed token verifies"
+    );
     Fixture {
         config,
         tokens,
@@ -175,7 +178,13 @@ fn verify(c: &mut Criterion, algorithm: &str, label: &str) {
         })
     });
     group.bench_function("uncached", |b| {
-        b.iter(|| black_box(f.tokens.verify_uncached(black_box(&f.token)).expect("valid")))
+        b.iter(|| {
+            black_box(
+                f.tokens
+                    .verify_uncached(black_box(&f.token))
+                    .expect("valid"),
+            )
+        })
     });
     // The same two caches hit from two threads at once (this machine's core count): each
     // iteration is one lookup on each thread, so the time is per pair of parallel lookups.

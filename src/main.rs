@@ -164,8 +164,9 @@ fn keygen(out: &Path, algorithm: KeyAlgorithm, if_missing: bool) -> ExitCode {
                 .and_then(|_| std::fs::write(&public_path, public))
                 .map(|_| format!("wrote {} and {}", out.display(), public_path.display()))
         }
-        KeyAlgorithm::Hs256 => write_secret(out, &keys::generate_hs256())
-            .map(|_| format!("wrote {}", out.display())),
+        KeyAlgorithm::Hs256 => {
+            write_secret(out, &keys::generate_hs256()).map(|_| format!("wrote {}", out.display()))
+        }
     };
     match written {
         Ok(message) => {
@@ -212,7 +213,10 @@ fn inspect(token: &str, path: &Path) -> ExitCode {
     println!("{claims}");
     match tokens.verify(token, clock::SystemClock.now_ms()) {
         Ok(c) => {
-            println!("valid {:?} token for zone `{}`, expires at {} (unix s)", c.typ, c.zone, c.exp);
+            println!(
+                "valid {:?} token for zone `{}`, expires at {} (unix s)",
+                c.typ, c.zone, c.exp
+            );
             ExitCode::SUCCESS
         }
         Err(reason) => {
@@ -274,7 +278,10 @@ fn demo(path: &Path) -> ExitCode {
             zone.limits.admit_per_minute
         );
     }
-    println!("  status JSON:      http://{}/_usher/status", config.server.listen);
+    println!(
+        "  status JSON:      http://{}/_usher/status",
+        config.server.listen
+    );
     if let Some(metrics) = config.metrics.listen {
         println!("  metrics:          http://{metrics}/metrics");
     }

@@ -7,10 +7,17 @@ use std::process::Command;
 fn usher(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_usher"))
         .args(args)
-        .env("USHER_SIGNING_KEY", usher::token::keys::generate_ed25519().0)
+        .env(
+            "USHER_SIGNING_KEY",
+            usher::token::keys::generate_ed25519().0,
+        )
         .output()
         .expect("run usher");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -40,9 +47,15 @@ fn check_accepts_valid_configs_and_lists_every_problem_of_invalid_ones() {
     assert!(text.contains("ok (1 zone(s))"), "{text}");
     let (ok, text) = usher(&["check", "--config", &fixture("invalid/many_problems.toml")]);
     assert!(!ok, "exit code 1 on problems");
-    assert!(text.contains("zones.checkout.admit_per_minute: must be > 0"), "{text}");
+    assert!(
+        text.contains("zones.checkout.admit_per_minute: must be > 0"),
+        "{text}"
+    );
     assert!(text.contains("metrics.port: unknown key"), "{text}");
-    assert!(text.lines().filter(|l| l.starts_with("  ")).count() >= 10, "every problem listed: {text}");
+    assert!(
+        text.lines().filter(|l| l.starts_with("  ")).count() >= 10,
+        "every problem listed: {text}"
+    );
 }
 
 #[test]
@@ -56,7 +69,10 @@ fn check_reports_missing_key_files() {
     .expect("write");
     let (ok, text) = usher(&["check", "--config", config.to_str().expect("utf8")]);
     assert!(!ok);
-    assert!(text.contains("tokens.signing_key.file: cannot read"), "{text}");
+    assert!(
+        text.contains("tokens.signing_key.file: cannot read"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -69,7 +85,10 @@ fn keygen_writes_private_and_public_keys_and_never_overwrites() {
     assert!(ok, "{text}");
     let private = std::fs::read_to_string(&key).expect("key");
     assert!(private.starts_with("-----BEGIN PRIVATE KEY-----"));
-    assert_eq!(std::fs::metadata(&key).expect("meta").permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&key).expect("meta").permissions().mode() & 0o777,
+        0o600
+    );
     let public = std::fs::read_to_string(dir.path().join("keys/k1.pem.pub")).expect("pub");
     assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"));
     let (ok, text) = usher(&["keygen", "--out", key_arg]);
@@ -90,7 +109,11 @@ fn token_inspect_verifies_and_explains() {
     )
     .expect("write");
     let parsed = usher::config::load(&config).expect("config");
-    let tokens = usher::token::Tokens::new(usher::token::Keyring::load(&parsed.tokens).expect("keys"), "usher", 10);
+    let tokens = usher::token::Tokens::new(
+        usher::token::Keyring::load(&parsed.tokens).expect("keys"),
+        "usher",
+        10,
+    );
     let claims = usher::token::Claims {
         iss: "usher".into(),
         typ: usher::token::TokenKind::Visitor,
@@ -105,7 +128,10 @@ fn token_inspect_verifies_and_explains() {
     let cfg = config.to_str().expect("utf8");
     let (ok, text) = usher(&["token", "inspect", &token, "--config", cfg]);
     assert!(ok, "{text}");
-    assert!(text.contains("\"zone\": \"checkout\"") && text.contains("valid Visitor token"), "{text}");
+    assert!(
+        text.contains("\"zone\": \"checkout\"") && text.contains("valid Visitor token"),
+        "{text}"
+    );
     let tampered = common::tamper_signature(&token);
     let (ok, text) = usher(&["token", "inspect", &tampered, "--config", cfg]);
     assert!(!ok);

@@ -20,7 +20,10 @@ fn shipped_and_valid_configs_load() {
         .into_iter()
         .chain(toml_files("tests/fixtures/valid"))
         .collect();
-    assert!(files.len() >= 4, "expected conf/ and valid fixtures, found {files:?}");
+    assert!(
+        files.len() >= 4,
+        "expected conf/ and valid fixtures, found {files:?}"
+    );
     for file in files {
         if let Err(e) = usher::config::load(&file) {
             panic!("{} should load:\n{e}", file.display());
@@ -31,14 +34,22 @@ fn shipped_and_valid_configs_load() {
 #[test]
 fn invalid_configs_fail_for_the_expected_reasons() {
     let files = toml_files("tests/fixtures/invalid");
-    assert!(files.len() >= 10, "expected the invalid fixtures, found {}", files.len());
+    assert!(
+        files.len() >= 10,
+        "expected the invalid fixtures, found {}",
+        files.len()
+    );
     for file in files {
         let text = std::fs::read_to_string(&file).expect("readable fixture");
         let expected: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# expect: "))
             .collect();
-        assert!(!expected.is_empty(), "{} has no `# expect:` line", file.display());
+        assert!(
+            !expected.is_empty(),
+            "{} has no `# expect:` line",
+            file.display()
+        );
         let problems: Vec<String> = match usher::config::load(&file) {
             Ok(_) => panic!("{} should be rejected", file.display()),
             Err(e) => e.problems().iter().map(ToString::to_string).collect(),

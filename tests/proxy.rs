@@ -24,21 +24,39 @@ fn recording_origin() -> (std::net::SocketAddr, Seen) {
 }
 
 fn last(seen: &Seen) -> OriginRequest {
-    seen.lock().expect("lock").last().cloned().expect("the origin saw a request")
+    seen.lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("the origin saw a request")
 }
 
 #[test]
 fn the_origin_sees_session_headers_and_none_of_ushers_cookies() {
     let (origin, seen) = recording_origin();
     let dir = tempfile::tempdir().expect("tempdir");
-    let usher = Usher::start(dir.path(), origin, "[zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 5\nadmit_per_minute = 600\n");
-    let spoofed = [("Usher-Visitor", "ffffffffffffffffffffffffffffffff"), ("Usher-Zone", "vip"), ("Cookie", "theme=dark")];
+    let usher = Usher::start(
+        dir.path(),
+        origin,
+        "[zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 5\nadmit_per_minute = 600\n",
+    );
+    let spoofed = [
+        ("Usher-Visitor", "ffffffffffffffffffffffffffffffff"),
+        ("Usher-Zone", "vip"),
+        ("Cookie", "theme=dark"),
+    ];
     let first = usher.client().get("/checkout", &spoofed);
-    assert!(first.header("x-origin").is_some(), "quiet zone: straight in");
+    assert!(
+        first.header("x-origin").is_some(),
+        "quiet zone: straight in"
+    );
     let cookie = first.cookie().expect("access token");
     let req = last(&seen);
     let visitor = req.header("usher-visitor").expect("visitor header");
-    assert_ne!(visitor, "ffffffffffffffffffffffffffffffff", "a client cannot choose its visitor id");
+    assert_ne!(
+        visitor, "ffffffffffffffffffffffffffffffff",
+        "a client cannot choose its visitor id"
+    );
     assert_eq!(req.header("usher-zone"), Some("checkout"));
     assert_eq!(req.header("cookie"), Some("theme=dark"));
 
@@ -46,11 +64,21 @@ fn the_origin_sees_session_headers_and_none_of_ushers_cookies() {
     let again = usher.client().get("/checkout/pay", &[("Cookie", &both)]);
     assert!(again.header("x-origin").is_some());
     let req = last(&seen);
-    assert_eq!(req.header("cookie"), Some("theme=dark; lang=en"), "usher's cookie is stripped");
-    assert_eq!(req.header("usher-visitor"), Some(visitor), "same session, same visitor");
+    assert_eq!(
+        req.header("cookie"),
+        Some("theme=dark; lang=en"),
+        "usher's cookie is stripped"
+    );
+    assert_eq!(
+        req.header("usher-visitor"),
+        Some(visitor),
+        "same session, same visitor"
+    );
 
     // Unprotected paths pass untouched (but spoofed usher headers never reach the origin).
-    let home = usher.client().get("/", &[("Cookie", &both), ("Usher-Visitor", "x")]);
+    let home = usher
+        .client()
+        .get("/", &[("Cookie", &both), ("Usher-Visitor", "x")]);
     assert!(home.header("x-origin").is_some());
     let req = last(&seen);
     assert_eq!(req.header("usher-visitor"), None);
@@ -71,7 +99,11 @@ fn forged_expired_and_wrong_zone_tokens_are_never_forwarded_and_are_counted() {
     let seats = usher.client().get("/seats", &[]);
     let seats_token = seats.cookie().expect("seats token");
     let seats_value = seats_token.split_once('=').expect("cookie").1;
-    let real = usher.client().get("/checkout", &[]).cookie().expect("visitor token");
+    let real = usher
+        .client()
+        .get("/checkout", &[])
+        .cookie()
+        .expect("visitor token");
     let real_value = real.split_once('=').expect("cookie").1.to_string();
     let forged_signature = common::tamper_signature(&real_value);
     let expired = common::tokens_for(dir.path()).sign(&usher::token::Claims {
@@ -88,7 +120,8 @@ fn forged_expired_and_wrong_zone_tokens_are_never_forwarded_and_are_counted() {
         format!("usher_checkout={expired}"),
         format!("usher_checkout={seats_value}"),
         format!("usher_checkout={forged_signature}"),
-        "usher_checkout=eyJhbGciOiJub25lIiwia2lkIjoidGVzdCJ9.eyJ6b25lIjoiY2hlY2tvdXQifQ.".to_string(),
+        "usher_checkout=eyJhbGciOiJub25lIiwia2lkIjoidGVzdCJ9.eyJ6b25lIjoiY2hlY2tvdXQifQ."
+            .to_string(),
         "usher_checkout=garbage".to_string(),
     ];
     let before = seen.lock().expect("lock").len();
@@ -97,8 +130,18 @@ fn forged_expired_and_wrong_zone_tokens_are_never_forwarded_and_are_counted() {
         assert!(r.header("x-origin").is_none(), "{cookie} was forwarded");
         assert_ne!(r.cookie().as_deref(), Some(cookie.as_str()));
     }
-    assert_eq!(seen.lock().expect("lock").len(), before, "nothing reached the origin");
-    for reason in ["expired", "wrong_zone", "bad_signature", "alg_none", "malformed"] {
+    assert_eq!(
+        seen.lock().expect("lock").len(),
+        before,
+        "nothing reached the origin"
+    );
+    for reason in [
+        "expired",
+        "wrong_zone",
+        "bad_signature",
+        "alg_none",
+        "malformed",
+    ] {
         let series = format!("usher_token_rejections_total{{reason=\"{reason}\"}}");
         assert_eq!(usher.metric(&series), 1.0, "{series}");
     }
@@ -108,15 +151,24 @@ fn forged_expired_and_wrong_zone_tokens_are_never_forwarded_and_are_counted() {
 fn reserved_endpoints_answer_on_every_host() {
     let (origin, seen) = recording_origin();
     let dir = tempfile::tempdir().expect("tempdir");
-    let usher = Usher::start(dir.path(), origin, "[zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 5\nadmit_per_minute = 600\n");
+    let usher = Usher::start(
+        dir.path(),
+        origin,
+        "[zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 5\nadmit_per_minute = 600\n",
+    );
     let jwks = usher.client().get("/_usher/jwks.json", &[]).json();
     assert_eq!(jwks["keys"][0]["kid"], "test");
     let status = usher.client().get("/_usher/status", &[]).json();
     assert_eq!(status["state"], "not_queued");
     assert_eq!(status["zone"], "checkout");
     assert_eq!(usher.client().get("/_usher/nope", &[]).status, 404);
-    assert!(seen.lock().expect("lock").is_empty(), "reserved paths never reach the origin");
-    let metrics = common::Client::connect(usher.metrics).get("/metrics", &[]).text();
+    assert!(
+        seen.lock().expect("lock").is_empty(),
+        "reserved paths never reach the origin"
+    );
+    let metrics = common::Client::connect(usher.metrics)
+        .get("/metrics", &[])
+        .text();
     for family in [
         "usher_gate_requests_total",
         "usher_queue_waiting",

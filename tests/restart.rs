@@ -36,7 +36,10 @@ fn kill_9_keeps_the_ledger_the_cursor_and_every_place() {
     let mut cookies: Vec<String> = (0..8)
         .map(|_| {
             let r = usher.client().get("/checkout", &[]);
-            assert!(r.header("x-origin").is_none(), "queue_all: everyone waits first");
+            assert!(
+                r.header("x-origin").is_none(),
+                "queue_all: everyone waits first"
+            );
             r.cookie().expect("a visitor token")
         })
         .collect();
@@ -54,7 +57,11 @@ fn kill_9_keeps_the_ledger_the_cursor_and_every_place() {
     }
     let before: Vec<u64> = cookies[3..]
         .iter()
-        .map(|c| status(&usher, c).json()["position"].as_u64().expect("position"))
+        .map(|c| {
+            status(&usher, c).json()["position"]
+                .as_u64()
+                .expect("position")
+        })
         .collect();
     assert_eq!(before, [1, 2, 3, 4, 5]);
 
@@ -64,22 +71,36 @@ fn kill_9_keeps_the_ledger_the_cursor_and_every_place() {
     // Sessions survived: the admitted visitors still get through.
     for cookie in &cookies[..3] {
         let r = usher.client().get("/checkout", &[("Cookie", cookie)]);
-        assert!(r.header("x-origin").is_some(), "an admitted visitor lost their session");
+        assert!(
+            r.header("x-origin").is_some(),
+            "an admitted visitor lost their session"
+        );
     }
     // The ledger survived: after several ticks the zone is still full and nobody new got in.
     wait_until("three exchanger ticks", Duration::from_secs(10), || {
         usher.metric("usher_exchanger_tick_seconds_count") >= 3.0
     });
-    assert_eq!(usher.metric("usher_sessions_active{zone=\"checkout\"}"), 3.0);
+    assert_eq!(
+        usher.metric("usher_sessions_active{zone=\"checkout\"}"),
+        3.0
+    );
     let after: Vec<u64> = cookies[3..]
         .iter()
-        .map(|c| status(&usher, c).json()["position"].as_u64().expect("still waiting"))
+        .map(|c| {
+            status(&usher, c).json()["position"]
+                .as_u64()
+                .expect("still waiting")
+        })
         .collect();
     assert_eq!(after, before, "waiting visitors kept their places");
 
     // A freed slot goes to the first in line.
-    let done = usher.client().get("/checkout/done", &[("Cookie", &cookies[0])]);
-    assert!(done.header("set-cookie").is_some_and(|c| c.contains("Max-Age=0")));
+    let done = usher
+        .client()
+        .get("/checkout/done", &[("Cookie", &cookies[0])]);
+    assert!(done
+        .header("set-cookie")
+        .is_some_and(|c| c.contains("Max-Age=0")));
     wait_until("the next visitor's turn", Duration::from_secs(10), || {
         status(&usher, &cookies[3]).json()["state"] == "admitted"
     });
@@ -95,16 +116,29 @@ fn a_graceful_restart_also_keeps_state() {
         "[zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 1\nadmit_per_minute = 60\n[store]\ndata_dir = \"data\"\n",
     );
     let first = usher.client().get("/checkout", &[]);
-    assert!(first.header("x-origin").is_some(), "a quiet zone admits at once");
+    assert!(
+        first.header("x-origin").is_some(),
+        "a quiet zone admits at once"
+    );
     let cookie = first.cookie().expect("access token");
-    let second = usher.client().get("/checkout", &[]).cookie().expect("visitor token");
+    let second = usher
+        .client()
+        .get("/checkout", &[])
+        .cookie()
+        .expect("visitor token");
     // SIGTERM: Pingora's graceful shutdown; the background service writes a final snapshot.
     let pid = usher.child.id().to_string();
-    std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     wait_until("usher to exit", Duration::from_secs(30), || {
         matches!(usher.child.try_wait(), Ok(Some(_)))
     });
     let usher = usher.restart();
-    assert!(Client::connect(usher.addr).get("/checkout", &[("Cookie", &cookie)]).header("x-origin").is_some());
+    assert!(Client::connect(usher.addr)
+        .get("/checkout", &[("Cookie", &cookie)])
+        .header("x-origin")
+        .is_some());
     assert_eq!(status(&usher, &second).json()["position"], 1);
 }

@@ -33,8 +33,13 @@ struct Visit {
 }
 
 async fn visitor(addr: std::net::SocketAddr, deadline: Instant) -> Result<Visit, String> {
-    let mut client = AsyncClient::connect(addr).await.map_err(|e| e.to_string())?;
-    let first = client.get("/checkout", None).await.map_err(|e| e.to_string())?;
+    let mut client = AsyncClient::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let first = client
+        .get("/checkout", None)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut cookie = first.cookie().ok_or("no cookie on the first answer")?;
     let rank = claims_of(&cookie)["rank"].as_u64().ok_or("no rank")?;
     if first.header("x-origin").is_none() {
@@ -56,17 +61,31 @@ async fn visitor(addr: std::net::SocketAddr, deadline: Instant) -> Result<Visit,
                 break;
             }
         }
-        let entered = client.get("/checkout", Some(&cookie)).await.map_err(|e| e.to_string())?;
+        let entered = client
+            .get("/checkout", Some(&cookie))
+            .await
+            .map_err(|e| e.to_string())?;
         if entered.header("x-origin").is_none() {
             return Err(format!("admitted but not forwarded: {}", entered.status));
         }
     }
     let access = claims_of(&cookie);
     // Shopping for 100-500 ms, then finishing checkout, which releases the slot.
-    let hold = 100 + (access["vid"].as_str().and_then(|v| u64::from_str_radix(&v[..4], 16).ok()).unwrap_or(0) % 400);
+    let hold = 100
+        + (access["vid"]
+            .as_str()
+            .and_then(|v| u64::from_str_radix(&v[..4], 16).ok())
+            .unwrap_or(0)
+            % 400);
     tokio::time::sleep(Duration::from_millis(hold)).await;
-    let done = client.get("/checkout/done", Some(&cookie)).await.map_err(|e| e.to_string())?;
-    if done.header("set-cookie").is_none_or(|c| !c.contains("Max-Age=0")) {
+    let done = client
+        .get("/checkout/done", Some(&cookie))
+        .await
+        .map_err(|e| e.to_string())?;
+    if done
+        .header("set-cookie")
+        .is_none_or(|c| !c.contains("Max-Age=0"))
+    {
         return Err("release did not clear the cookie".into());
     }
     Ok(Visit {
@@ -76,7 +95,10 @@ async fn visitor(addr: std::net::SocketAddr, deadline: Instant) -> Result<Visit,
 }
 
 async fn first_refresh(client: &mut AsyncClient, cookie: &str) -> Result<u64, String> {
-    let status = client.get("/_usher/status", Some(cookie)).await.map_err(|e| e.to_string())?;
+    let status = client
+        .get("/_usher/status", Some(cookie))
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(status.json()["refresh_ms"].as_u64().unwrap_or(500))
 }
 
@@ -95,9 +117,15 @@ fn two_thousand_visitors_get_in_fairly_within_capacity_and_rate() {
             if req.path == "/checkout/done" {
                 // Checkout finished: the session ends and usher frees the slot.
                 state.active.fetch_sub(1, Ordering::SeqCst);
-                return OriginResponse::html("thanks".into()).with_header("usher-command", "release");
+                return OriginResponse::html("thanks".into())
+                    .with_header("usher-command", "release");
             }
-            *state.visits.lock().expect("lock").entry(visitor).or_default() += 1;
+            *state
+                .visits
+                .lock()
+                .expect("lock")
+                .entry(visitor)
+                .or_default() += 1;
             let now = state.active.fetch_add(1, Ordering::SeqCst) + 1;
             state.max_active.fetch_max(now, Ordering::SeqCst);
             OriginResponse::html("checkout".into()).with_header("x-origin", "1")
@@ -134,20 +162,32 @@ fn two_thousand_visitors_get_in_fairly_within_capacity_and_rate() {
     let elapsed = started.elapsed();
 
     let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-    assert!(failures.is_empty(), "{} visitors failed, e.g. {:?}\n{}", failures.len(), &failures[..failures.len().min(5)], usher.log());
+    assert!(
+        failures.is_empty(),
+        "{} visitors failed, e.g. {:?}\n{}",
+        failures.len(),
+        &failures[..failures.len().min(5)],
+        usher.log()
+    );
     let mut visits: Vec<Visit> = results.into_iter().filter_map(Result::ok).collect();
 
     // Everyone reached the origin, exactly once.
     let seen = origin.visits.lock().expect("lock").clone();
     assert_eq!(seen.len(), VISITORS, "distinct visitors at the origin");
-    assert!(seen.values().all(|n| *n == 1), "a visitor reached the origin twice");
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "a visitor reached the origin twice"
+    );
     let admitted = usher.metric("usher_admitted_total{via=\"queue\",zone=\"checkout\"}")
         + usher.metric("usher_admitted_total{via=\"direct\",zone=\"checkout\"}");
     assert_eq!(admitted as usize, VISITORS, "admissions counted by usher");
 
     // Capacity at the origin.
     let max_active = origin.max_active.load(Ordering::SeqCst);
-    assert!(max_active <= CAPACITY, "{max_active} sessions at once > capacity {CAPACITY}");
+    assert!(
+        max_active <= CAPACITY,
+        "{max_active} sessions at once > capacity {CAPACITY}"
+    );
 
     // FIFO: nobody was admitted after someone who arrived later.
     visits.sort_by_key(|v| (v.rank, v.admitted_at));
@@ -167,10 +207,18 @@ fn two_thousand_visitors_get_in_fairly_within_capacity_and_rate() {
     for window_ms in [1_000u64, 5_000, 10_000, 60_000] {
         let allowed = BURST + ADMIT_PER_MINUTE * (window_ms + 100) / 60_000;
         let worst = (0..times.len())
-            .map(|i| times[i..].iter().take_while(|t| **t < times[i] + window_ms).count() as u64)
+            .map(|i| {
+                times[i..]
+                    .iter()
+                    .take_while(|t| **t < times[i] + window_ms)
+                    .count() as u64
+            })
             .max()
             .unwrap_or(0);
-        assert!(worst <= allowed, "{worst} admissions within {window_ms} ms > {allowed}");
+        assert!(
+            worst <= allowed,
+            "{worst} admissions within {window_ms} ms > {allowed}"
+        );
     }
     eprintln!(
         "spike: {VISITORS} visitors in {:.1} s, max {max_active} at the origin (capacity {CAPACITY})",

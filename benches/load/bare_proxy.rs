@@ -41,7 +41,9 @@ fn main() {
         match arg.as_str() {
             "--listen" => listen = args.next(),
             "--upstream" => {
-                let text = args.next().unwrap_or_else(|| usage("--upstream needs a value"));
+                let text = args
+                    .next()
+                    .unwrap_or_else(|| usage("--upstream needs a value"));
                 upstream = Some(
                     text.parse()
                         .unwrap_or_else(|_| usage(&format!("`{text}` is not an ip:port address"))),

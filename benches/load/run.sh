@@ -301,8 +301,22 @@ declare -A URL=(
     [d]="http://127.0.0.1:$P_USHER$STATIC_PATH"
     [e]="http://127.0.0.1:$P_USHER/wait/page"
 )
+# The process under test in each case (its CPU time per request is reported), and the origin's.
+declare -A SUT=([a]=nginx_origin [b]=nginx_proxy [c]=bare_proxy [d]=usher [e]=usher)
 declare -A HDR=([a]="" [b]="" [c]="" [d]="Cookie: usher_fast=$ACCESS" [e]="Cookie: usher_wait=$VISITOR")
-declare -A RPS=() P50=() P99=() ERRS=() BUSY=()
+declare -A RPS=() P50=() P99=() ERRS=() BUSY=() CPU=() OCPU=()
+
+# cpu_ticks PID: user+system clock ticks of PID and its child processes (nginx workers).
+cpu_ticks() {
+    local total=0 p f
+    for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
+        # Fields after the ")" of the command name: utime and stime are the 12th and 13th.
+        f=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+        total=$((total + $(awk '{ print $12 + $13 }' <<<"$f")))
+    done
+    echo "$total"
+}
+CLK_TCK=$(getconf CLK_TCK)
 
 wrk_run() { # wrk_run CASE SECONDS OUTFILE
     local c=$1 secs=$2 out=$3
@@ -330,7 +344,7 @@ cpu_busy() {
     awk -v a="$a" -v b="$b" 'BEGIN {
         n = split(a, x, " "); split(b, y, " ");
         for (i = 2; i <= n; i++) { t += y[i] - x[i]; if (i == 5 || i == 6) idle += y[i] - x[i] }
-        printf "%d", t > 0 ? 100 * (t - idle) / t : 0 }'
+        printf "%d", (t > 0 ? 100 * (t - idle) / t : 0) }'
 }
 
 # wait_idle: until the machine is idle or IDLE_WAIT runs out; prints the last busy percent.
@@ -354,7 +368,13 @@ for ((round = 1; round <= RUNS; round++)); do
         log "round $round/$RUNS: ($c) ${NAME[$c]}: ${WARMUP}s warm-up, ${DURATION}s measured (busy before: ${busy}%)"
         ((WARMUP > 0)) && wrk_run "$c" "$WARMUP" "$TMP/warmup-$c.txt"
         out="$TMP/wrk-$c-$round.txt"
+        sut_pid_var="PID_${SUT[$c]}"
+        sut0=$(cpu_ticks "${!sut_pid_var}")
+        origin0=$(cpu_ticks "$PID_nginx_origin")
         wrk_run "$c" "$DURATION" "$out"
+        sut1=$(cpu_ticks "${!sut_pid_var}")
+        origin1=$(cpu_ticks "$PID_nginx_origin")
+        requests=$(awk '/requests in/ { print $1 }' "$out")
         rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
         p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
         p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
@@ -365,6 +385,11 @@ for ((round = 1; round <= RUNS; round++)); do
         P50[$c]+="$p50 "
         P99[$c]+="$p99 "
         ERRS[$c]=$((${ERRS[$c]:-0} + ${non2xx:-0} + ${sockerr:-0}))
+        # CPU microseconds per request of the server under test and of the origin.
+        CPU[$c]+="$(awk -v t=$((sut1 - sut0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }') "
+        if [[ $c != a && $c != e ]]; then
+            OCPU[$c]+="$(awk -v t=$((origin1 - origin0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }') "
+        fi
     done
 done
 
@@ -372,19 +397,26 @@ done
 curl -s -H "Cookie: usher_wait=$VISITOR" "http://127.0.0.1:$P_USHER/wait/page" | grep -q 'You are in line' ||
     log "warning: the queued visitor is no longer waiting; case (e) may have measured something else"
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-declare -A M_RPS=() M_P50=() M_P99=()
+median() { # median of the whitespace-separated numbers on stdin; empty if none
+    tr ' ' '\n' | awk 'NF { print $1 }' | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) exit; if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+declare -A M_RPS=() M_P50=() M_P99=() M_CPU=() M_OCPU=()
 for c in "${CASES[@]}"; do
+    M_CPU[$c]=$(median <<<"${CPU[$c]}")
+    M_OCPU[$c]=$(median <<<"${OCPU[$c]:-}")
     M_RPS[$c]=$(median <<<"${RPS[$c]}")
     M_P50[$c]=$(median <<<"${P50[$c]}")
     M_P99[$c]=$(median <<<"${P99[$c]}")
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r >= t) ? "met" : "MISSED" }'; }
+verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print ((r >= t) ? "met" : "MISSED") }'; }
 R_ADMIT=$(ratio "${M_RPS[d]}" "${M_RPS[c]}")
 R_WAIT=$(ratio "${M_RPS[e]}" "${M_RPS[a]}")
 R_ADMIT_NGINX=$(ratio "${M_RPS[d]}" "${M_RPS[b]}")
 R_BARE_NGINX=$(ratio "${M_RPS[c]}" "${M_RPS[b]}")
+# CPU cost per request, inverted so that higher is better like the throughput ratios.
+R_ADMIT_CPU=$(ratio "${M_CPU[c]}" "${M_CPU[d]}")
+R_WAIT_CPU=$(ratio "${M_CPU[a]}" "${M_CPU[e]}")
 
 # --- report ------------------------------------------------------------------------------------
 mkdir -p "$RESULTS_DIR"
@@ -400,16 +432,19 @@ MD="$RESULTS_DIR/latest.md"
     echo "- Servers: one worker each (nginx \`worker_processes 1\`, \`access_log off\`; Pingora and usher \`threads = 1\`)"
     echo "- Bodies: static file $STATIC_BYTES bytes; usher waiting page $WAIT_BYTES bytes"
     echo
-    echo "| case | req/s | p50 ms | p99 ms | errors | CPU busy before (%) |"
-    echo "|---|---:|---:|---:|---:|---:|"
+    echo "| case | req/s | p50 ms | p99 ms | errors | server CPU µs/req | origin CPU µs/req | CPU busy before (%) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     for c in "${CASES[@]}"; do
-        printf '| (%s) %s | %.0f | %s | %s | %s | %s |\n' "$c" "${NAME[$c]}" "${M_RPS[$c]}" "${M_P50[$c]}" "${M_P99[$c]}" "${ERRS[$c]}" "${BUSY[$c]% }"
+        printf '| (%s) %s | %.0f | %s | %s | %s | %s | %s | %s |\n' "$c" "${NAME[$c]}" "${M_RPS[$c]}" \
+            "${M_P50[$c]}" "${M_P99[$c]}" "${ERRS[$c]}" "${M_CPU[$c]}" "${M_OCPU[$c]:--}" "${BUSY[$c]% }"
     done
     echo
     echo "| ratio | value | target | |"
     echo "|---|---:|---:|---|"
     echo "| usher admitted / bare Pingora (d/c) | $R_ADMIT | >= 0.95 | $(verdict "$R_ADMIT" 0.95) |"
     echo "| usher waiting page / nginx static (e/a) | $R_WAIT | >= 1.5 | $(verdict "$R_WAIT" 1.5) |"
+    echo "| CPU per request: bare Pingora / usher admitted (c/d) | $R_ADMIT_CPU | (info) | |"
+    echo "| CPU per request: nginx static / usher waiting page (a/e) | $R_WAIT_CPU | (info) | |"
     echo "| usher admitted / nginx proxy_pass (d/b) | $R_ADMIT_NGINX | (info) | |"
     echo "| bare Pingora / nginx proxy_pass (c/b) | $R_BARE_NGINX | (info) | |"
     if ((RUNS > 1)); then

@@ -79,7 +79,9 @@ impl<'de> Deserialize<'de> for VisitorId {
 }
 
 /// A place in the queue: rank first (arrival in ms, the FIFO key), ties broken by visitor id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct QueueKey {
     /// Arrival time in milliseconds.
     pub rank: u64,

@@ -104,7 +104,11 @@ fn admits_in_fifo_order_within_capacity() {
     assert_eq!(sim.active(), 3, "a claim moves a slot, it does not add one");
     let released = sim.ledger.close_session(first[0].visitor);
     assert!(released);
-    assert_eq!(sim.tick(), keys[3..4], "one freed slot lets exactly the next one in");
+    assert_eq!(
+        sim.tick(),
+        keys[3..4],
+        "one freed slot lets exactly the next one in"
+    );
 }
 
 #[test]
@@ -142,8 +146,14 @@ fn capacity_and_fifo_hold_under_random_traffic() {
         assert!(sim.active() <= 7, "capacity exceeded: {}", sim.active());
     }
     let ranks: Vec<QueueKey> = sim.admitted.iter().map(|(_, k)| *k).collect();
-    assert!(ranks.len() > 500, "the simulation admitted enough to mean something");
-    assert!(ranks.windows(2).all(|w| w[0] < w[1]), "FIFO inversion in admission order");
+    assert!(
+        ranks.len() > 500,
+        "the simulation admitted enough to mean something"
+    );
+    assert!(
+        ranks.windows(2).all(|w| w[0] < w[1]),
+        "FIFO inversion in admission order"
+    );
 }
 
 #[test]
@@ -163,12 +173,22 @@ fn rate_never_exceeds_rate_plus_burst_in_any_window() {
     }
     let times: Vec<u64> = sim.admitted.iter().map(|(t, _)| *t).collect();
     // 150 s at 2/s plus the burst of 4.
-    assert!(times.len() >= 295 && times.len() <= 304, "admitted {}", times.len());
+    assert!(
+        times.len() >= 295 && times.len() <= 304,
+        "admitted {}",
+        times.len()
+    );
     for (i, start) in times.iter().enumerate() {
         for window_ms in [1_000u64, 10_000, 60_000] {
-            let in_window = times[i..].iter().take_while(|t| **t < start + window_ms).count() as u64;
+            let in_window = times[i..]
+                .iter()
+                .take_while(|t| **t < start + window_ms)
+                .count() as u64;
             let allowed = l.burst as u64 + l.admit_per_minute as u64 * window_ms / 60_000;
-            assert!(in_window <= allowed, "{in_window} admissions in {window_ms} ms > {allowed}");
+            assert!(
+                in_window <= allowed,
+                "{in_window} admissions in {window_ms} ms > {allowed}"
+            );
         }
     }
 }
@@ -184,8 +204,10 @@ fn abandoned_entries_are_skipped_and_returning_ones_never_exceed_capacity() {
     // Fill the zone so nobody is admitted, then let 40 s pass with only 2 and 3 polling.
     let blocker_a = key(0, 100);
     let blocker_b = key(0, 101);
-    sim.ledger.open_session(blocker_a.visitor, bucket_of(sim.now() + 120_000));
-    sim.ledger.open_session(blocker_b.visitor, bucket_of(sim.now() + 120_000));
+    sim.ledger
+        .open_session(blocker_a.visitor, bucket_of(sim.now() + 120_000));
+    sim.ledger
+        .open_session(blocker_b.visitor, bucket_of(sim.now() + 120_000));
     sim.clock.advance(Duration::from_secs(40));
     let now = sim.now();
     sim.queue.insert(here, now);
@@ -193,13 +215,24 @@ fn abandoned_entries_are_skipped_and_returning_ones_never_exceed_capacity() {
     assert!(sim.tick().is_empty());
     sim.ledger.close_session(blocker_a.visitor);
     sim.ledger.close_session(blocker_b.visitor);
-    assert_eq!(sim.tick(), vec![here, also_here], "the abandoned entry is skipped");
-    assert!(sim.state.is_admitted(&gone), "the cursor moved past the abandoned entry");
+    assert_eq!(
+        sim.tick(),
+        vec![here, also_here],
+        "the abandoned entry is skipped"
+    );
+    assert!(
+        sim.state.is_admitted(&gone),
+        "the cursor moved past the abandoned entry"
+    );
     // The returning visitor ranks before 2 and 3, so they may use this grant's reservation;
     // the last live visitor of the grant then waits first in line, and capacity still holds.
     assert!(matches!(sim.claim(gone), ClaimOutcome::Granted { .. }));
     assert!(matches!(sim.claim(here), ClaimOutcome::Granted { .. }));
-    assert_eq!(sim.claim(also_here), ClaimOutcome::Wait, "full: no third slot");
+    assert_eq!(
+        sim.claim(also_here),
+        ClaimOutcome::Wait,
+        "full: no third slot"
+    );
     assert_eq!(sim.active(), 2);
     sim.ledger.close_session(here.visitor);
     assert!(matches!(sim.claim(also_here), ClaimOutcome::Granted { .. }));
@@ -251,7 +284,11 @@ fn renewal_moves_the_slot_and_expiry_frees_it() {
         "a stale renewal (parallel request) moves nothing"
     );
     sim.clock.advance(Duration::from_secs(20));
-    assert_eq!(sim.active(), 1, "renewed: still active after the original expiry");
+    assert_eq!(
+        sim.active(),
+        1,
+        "renewed: still active after the original expiry"
+    );
     sim.clock.advance(Duration::from_secs(45));
     assert_eq!(sim.active(), 0, "expired: the slot leaked out");
     sim.ledger.prune(sim.now());
@@ -263,11 +300,30 @@ fn direct_admission_respects_waiting_capacity_and_rate() {
     let l = limits(2, 60, 1);
     let mut state = ZoneState::new(&l, T0);
     let mut ledger = Ledger::default();
-    assert!(state.admit_directly(&mut ledger, VisitorId(1), false, &l, T0).is_none(), "someone waits");
-    assert!(state.admit_directly(&mut ledger, VisitorId(1), true, &l, T0).is_some());
-    assert!(state.admit_directly(&mut ledger, VisitorId(2), true, &l, T0).is_none(), "rate spent");
-    assert!(state.admit_directly(&mut ledger, VisitorId(2), true, &l, T0 + 1_000).is_some());
-    assert!(state.admit_directly(&mut ledger, VisitorId(3), true, &l, T0 + 5_000).is_none(), "full");
+    assert!(
+        state
+            .admit_directly(&mut ledger, VisitorId(1), false, &l, T0)
+            .is_none(),
+        "someone waits"
+    );
+    assert!(state
+        .admit_directly(&mut ledger, VisitorId(1), true, &l, T0)
+        .is_some());
+    assert!(
+        state
+            .admit_directly(&mut ledger, VisitorId(2), true, &l, T0)
+            .is_none(),
+        "rate spent"
+    );
+    assert!(state
+        .admit_directly(&mut ledger, VisitorId(2), true, &l, T0 + 1_000)
+        .is_some());
+    assert!(
+        state
+            .admit_directly(&mut ledger, VisitorId(3), true, &l, T0 + 5_000)
+            .is_none(),
+        "full"
+    );
     assert_eq!(ledger.active(T0 + 5_000), 2);
 }
 
@@ -286,7 +342,11 @@ fn released_tokens_are_revoked_until_they_expire() {
 #[test]
 fn eta_uses_the_observed_rate_when_it_is_slower() {
     let l = limits(10, 60, 1);
-    assert_eq!(eta(59, 0.0, &l).seconds, 60, "configured 1/s before anything was observed");
+    assert_eq!(
+        eta(59, 0.0, &l).seconds,
+        60,
+        "configured 1/s before anything was observed"
+    );
     assert_eq!(eta(59, 0.5, &l).seconds, 120, "observed 0.5/s");
     let e = eta(99, 2.0, &l);
     assert!(e.low <= e.seconds && e.seconds <= e.high);

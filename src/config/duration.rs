@@ -5,9 +5,9 @@ use std::time::Duration;
 /// Parses a duration written as a whole number followed by a unit (`ms`, `s`, `m`, `h`, `d`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{text}` has no unit: write it like \"30s\", \"5m\" or \"250ms\""))?;
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
+        format!("`{text}` has no unit: write it like \"30s\", \"5m\" or \"250ms\"")
+    })?;
     let (number, unit) = text.split_at(split);
     let value: u64 = number
         .parse()
@@ -18,7 +18,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => value.checked_mul(60_000),
         "h" => value.checked_mul(3_600_000),
         "d" => value.checked_mul(86_400_000),
-        _ => return Err(format!("`{text}` has unknown unit `{unit}` (use ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "`{text}` has unknown unit `{unit}` (use ms, s, m, h or d)"
+            ))
+        }
     };
     millis
         .map(Duration::from_millis)

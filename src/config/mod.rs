@@ -75,8 +75,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates configuration text; `base` resolves relative paths.
 pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
-    let deserializer =
-        toml::Deserializer::parse(text).map_err(|e| syntax_problem(text, "", &e))?;
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| syntax_problem(text, "", &e))?;
     let raw: raw::RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
         syntax_problem(text, &path, e.inner())

@@ -104,12 +104,19 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
             "store.kind",
             "\"scylla\" is not available in this build yet; use \"embedded\"",
         ),
-        other => c.problem("store.kind", format!("`{other}` is not one of: embedded, scylla")),
+        other => c.problem(
+            "store.kind",
+            format!("`{other}` is not one of: embedded, scylla"),
+        ),
     }
     let store = StoreConfig {
         data_dir: base.join(raw.store.data_dir.as_deref().unwrap_or("data")),
         tick: c.duration("store.tick".into(), &raw.store.tick, "1s"),
-        snapshot_every: c.duration("store.snapshot_every".into(), &raw.store.snapshot_every, "30s"),
+        snapshot_every: c.duration(
+            "store.snapshot_every".into(),
+            &raw.store.snapshot_every,
+            "30s",
+        ),
     };
     if store.tick.is_zero() || store.tick > Duration::from_secs(60) {
         c.problem("store.tick", "must be between 1ms and 60s");
@@ -237,7 +244,10 @@ fn zones(
         let path = format!("zones.{name}");
         c.unknown_keys(&path, &z.extra);
         if !is_plain_name(name) {
-            c.problem(&path, "names use only a-z, 0-9, '_' and '-' (they appear in cookies)");
+            c.problem(
+                &path,
+                "names use only a-z, 0-9, '_' and '-' (they appear in cookies)",
+            );
         }
         let hosts: Vec<String> = z
             .hosts
@@ -248,13 +258,19 @@ fn zones(
             .collect();
         let paths = z.paths.clone().unwrap_or_default();
         if paths.is_empty() {
-            c.problem(format!("{path}.paths"), "must name at least one path prefix");
+            c.problem(
+                format!("{path}.paths"),
+                "must name at least one path prefix",
+            );
         }
         for (i, p) in paths.iter().enumerate() {
             if !p.starts_with('/') {
                 c.problem(format!("{path}.paths[{i}]"), "must start with '/'");
             } else if p.starts_with("/_usher") {
-                c.problem(format!("{path}.paths[{i}]"), "/_usher/ is reserved for usher");
+                c.problem(
+                    format!("{path}.paths[{i}]"),
+                    "/_usher/ is reserved for usher",
+                );
             }
             let host_keys = if hosts.is_empty() {
                 vec!["*".to_string()]
@@ -281,8 +297,12 @@ fn zones(
             );
         }
         let capacity = c.positive(format!("{path}.capacity"), z.capacity, true, 1);
-        let admit_per_minute =
-            c.positive(format!("{path}.admit_per_minute"), z.admit_per_minute, true, 1);
+        let admit_per_minute = c.positive(
+            format!("{path}.admit_per_minute"),
+            z.admit_per_minute,
+            true,
+            1,
+        );
         let burst = c.positive(
             format!("{path}.burst"),
             z.burst,
@@ -292,8 +312,11 @@ fn zones(
         let session_ttl = c.duration(format!("{path}.session_ttl"), &z.session_ttl, "10m");
         let claim_window = c.duration(format!("{path}.claim_window"), &z.claim_window, "60s");
         let abandon_after = c.duration(format!("{path}.abandon_after"), &z.abandon_after, "2m");
-        let refresh_interval =
-            c.duration(format!("{path}.refresh_interval"), &z.refresh_interval, "5s");
+        let refresh_interval = c.duration(
+            format!("{path}.refresh_interval"),
+            &z.refresh_interval,
+            "5s",
+        );
         if session_ttl < Duration::from_secs(1) {
             c.problem(format!("{path}.session_ttl"), "must be at least 1s");
         }
@@ -314,9 +337,7 @@ fn zones(
             Some(text) => Mode::parse(text).unwrap_or_else(|| {
                 c.problem(
                     format!("{path}.mode"),
-                    format!(
-                        "`{text}` is not one of: auto, queue_all, paused, passthrough, closed"
-                    ),
+                    format!("`{text}` is not one of: auto, queue_all, paused, passthrough, closed"),
                 );
                 Mode::Auto
             }),
@@ -381,7 +402,10 @@ fn key_ref(c: &mut Checker, path: String, raw: &RawKey, base: &Path) -> KeyRef {
             KeySource::Env(String::new())
         }
         (None, None) => {
-            c.problem(&path, "needs file = \"...\" or env = \"...\" (keys are never inline)");
+            c.problem(
+                &path,
+                "needs file = \"...\" or env = \"...\" (keys are never inline)",
+            );
             KeySource::Env(String::new())
         }
     };
@@ -425,14 +449,18 @@ fn tokens(c: &mut Checker, raw: &RawTokens, base: &Path) -> TokenConfig {
     let mut kids = BTreeSet::new();
     for key in std::iter::once(&signing_key).chain(&verification_keys) {
         if !key.kid.is_empty() && !kids.insert(key.kid.clone()) {
-            c.problem(format!("{}.kid", key.path), format!("`{}` is used twice", key.kid));
+            c.problem(
+                format!("{}.kid", key.path),
+                format!("`{}` is used twice", key.kid),
+            );
         }
     }
     let cookie_prefix = raw.cookie_prefix.clone().unwrap_or_else(|| "usher".into());
     if !is_plain_name(&cookie_prefix) {
         c.problem("tokens.cookie_prefix", "use only a-z, 0-9, '_' and '-'");
     }
-    let cache_size = c.positive("tokens.cache_size".into(), raw.cache_size, false, 100_000) as usize;
+    let cache_size =
+        c.positive("tokens.cache_size".into(), raw.cache_size, false, 100_000) as usize;
     TokenConfig {
         algorithm,
         issuer: raw.issuer.clone().unwrap_or_else(|| "usher".into()),

@@ -120,7 +120,11 @@ where
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let response = handler(request).await;
-        let mut out = format!("HTTP/1.1 {} OK\r\ncontent-length: {}\r\n", response.status, response.body.len());
+        let mut out = format!(
+            "HTTP/1.1 {} OK\r\ncontent-length: {}\r\n",
+            response.status,
+            response.body.len()
+        );
         for (name, value) in &response.headers {
             out.push_str(&format!("{name}: {value}\r\n"));
         }

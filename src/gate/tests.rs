@@ -39,28 +39,58 @@ fn cursor(rank: u64) -> QueueKey {
 #[test]
 fn newcomers_are_admitted_at_once_only_in_auto_mode() {
     let missing = TokenCheck::Missing;
-    assert_eq!(decide(&zone("auto"), &missing, cursor(0), NOW), Decision::AdmitOrJoin);
-    assert_eq!(decide(&zone("queue_all"), &missing, cursor(0), NOW), Decision::Join);
-    assert_eq!(decide(&zone("paused"), &missing, cursor(0), NOW), Decision::Join);
-    assert_eq!(decide(&zone("passthrough"), &missing, cursor(0), NOW), Decision::Passthrough);
-    assert_eq!(decide(&zone("closed"), &missing, cursor(0), NOW), Decision::Closed);
+    assert_eq!(
+        decide(&zone("auto"), &missing, cursor(0), NOW),
+        Decision::AdmitOrJoin
+    );
+    assert_eq!(
+        decide(&zone("queue_all"), &missing, cursor(0), NOW),
+        Decision::Join
+    );
+    assert_eq!(
+        decide(&zone("paused"), &missing, cursor(0), NOW),
+        Decision::Join
+    );
+    assert_eq!(
+        decide(&zone("passthrough"), &missing, cursor(0), NOW),
+        Decision::Passthrough
+    );
+    assert_eq!(
+        decide(&zone("closed"), &missing, cursor(0), NOW),
+        Decision::Closed
+    );
 }
 
 #[test]
 fn refused_tokens_are_treated_as_no_token() {
     let forged = TokenCheck::Rejected(crate::token::Rejection::BadSignature);
-    assert_eq!(decide(&zone("auto"), &forged, cursor(0), NOW), Decision::AdmitOrJoin);
-    assert_eq!(decide(&zone("queue_all"), &forged, cursor(0), NOW), Decision::Join);
+    assert_eq!(
+        decide(&zone("auto"), &forged, cursor(0), NOW),
+        Decision::AdmitOrJoin
+    );
+    assert_eq!(
+        decide(&zone("queue_all"), &forged, cursor(0), NOW),
+        Decision::Join
+    );
 }
 
 #[test]
 fn visitors_claim_once_the_cursor_passed_them() {
     let visitor = TokenCheck::Visitor(claims(TokenKind::Visitor, 500, NOW / 1_000 + 60));
     let z = zone("queue_all");
-    assert!(matches!(decide(&z, &visitor, cursor(499), NOW), Decision::Wait(_)));
-    assert!(matches!(decide(&z, &visitor, cursor(500), NOW), Decision::Claim(_)));
+    assert!(matches!(
+        decide(&z, &visitor, cursor(499), NOW),
+        Decision::Wait(_)
+    ));
+    assert!(matches!(
+        decide(&z, &visitor, cursor(500), NOW),
+        Decision::Claim(_)
+    ));
     // Ties on rank are broken by visitor id: a cursor at (500, 0) has not passed visitor 1.
-    let tie = QueueKey { rank: 500, visitor: VisitorId(0) };
+    let tie = QueueKey {
+        rank: 500,
+        visitor: VisitorId(0),
+    };
     assert!(matches!(decide(&z, &visitor, tie, NOW), Decision::Wait(_)));
 }
 
@@ -70,9 +100,18 @@ fn sessions_renew_in_their_second_half_only_when_enabled() {
     assert_eq!(z.limits.session_ttl, Duration::from_secs(600));
     let fresh = TokenCheck::Access(claims(TokenKind::Access, 1, NOW / 1_000 + 500));
     let old = TokenCheck::Access(claims(TokenKind::Access, 1, NOW / 1_000 + 200));
-    assert_eq!(decide(&z, &fresh, cursor(0), NOW), Decision::Forward { renew: false });
-    assert_eq!(decide(&z, &old, cursor(0), NOW), Decision::Forward { renew: true });
+    assert_eq!(
+        decide(&z, &fresh, cursor(0), NOW),
+        Decision::Forward { renew: false }
+    );
+    assert_eq!(
+        decide(&z, &old, cursor(0), NOW),
+        Decision::Forward { renew: true }
+    );
     let mut no_renewal = z.clone();
     no_renewal.session_renewal = false;
-    assert_eq!(decide(&no_renewal, &old, cursor(0), NOW), Decision::Forward { renew: false });
+    assert_eq!(
+        decide(&no_renewal, &old, cursor(0), NOW),
+        Decision::Forward { renew: false }
+    );
 }

@@ -17,7 +17,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Headers usher sets for the origin; anything a client sends under these names is dropped.
-const OWN_HEADERS: [&str; 4] = ["usher-visitor", "usher-zone", "usher-queue-time", "usher-command"];
+const OWN_HEADERS: [&str; 4] = [
+    "usher-visitor",
+    "usher-zone",
+    "usher-queue-time",
+    "usher-command",
+];
 
 /// An upstream's addresses with a round-robin cursor.
 struct Upstream {
@@ -136,15 +141,26 @@ impl ProxyHttp for UsherProxy {
     }
 
     /// The decided upstream, round-robin over its addresses.
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
-        let name = ctx.forward.as_ref().map(|f| f.upstream.as_str()).unwrap_or_default();
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
+        let name = ctx
+            .forward
+            .as_ref()
+            .map(|f| f.upstream.as_str())
+            .unwrap_or_default();
         let upstream = self.upstreams.get(name).ok_or_else(|| {
             Error::explain(ErrorType::InternalError, format!("no upstream `{name}`"))
         })?;
         let addrs = &upstream.config.addrs;
         let i = upstream.next.fetch_add(1, Ordering::Relaxed) % addrs.len().max(1);
         let addr = addrs.get(i).ok_or_else(|| {
-            Error::explain(ErrorType::InternalError, format!("upstream `{name}` has no address"))
+            Error::explain(
+                ErrorType::InternalError,
+                format!("upstream `{name}` has no address"),
+            )
         })?;
         let mut peer = HttpPeer::new(*addr, false, String::new());
         peer.options.connection_timeout = Some(upstream.config.connect_timeout);

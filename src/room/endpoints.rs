@@ -27,12 +27,25 @@ fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
 }
 
 impl Room {
-    pub(super) async fn endpoint(&self, endpoint: &str, req: &RequestFacts<'_>, now: u64) -> Outcome {
+    pub(super) async fn endpoint(
+        &self,
+        endpoint: &str,
+        req: &RequestFacts<'_>,
+        now: u64,
+    ) -> Outcome {
         match endpoint {
             "status" => self.status(req, now).await,
-            "jwks.json" => json(200, self.tokens.keyring().jwks.to_string().into_bytes(), None),
+            "jwks.json" => json(
+                200,
+                self.tokens.keyring().jwks.to_string().into_bytes(),
+                None,
+            ),
             "health" => json(200, b"{\"ok\":true}".to_vec(), None),
-            _ => json(404, b"{\"error\":\"no such usher endpoint\"}".to_vec(), None),
+            _ => json(
+                404,
+                b"{\"error\":\"no such usher endpoint\"}".to_vec(),
+                None,
+            ),
         }
     }
 
@@ -58,10 +71,16 @@ impl Room {
         let record = self.cached(name);
         let check = self.check(zone, req, record.as_deref(), now);
         let (label, status, set_cookie) = match (&check, zone.config.mode) {
-            (_, Mode::Closed) => ("status", Status::without_place(zone, State::Closed, now), None),
-            (TokenCheck::Access(_), _) | (_, Mode::Passthrough) => {
-                ("status", Status::without_place(zone, State::Admitted, now), None)
-            }
+            (_, Mode::Closed) => (
+                "status",
+                Status::without_place(zone, State::Closed, now),
+                None,
+            ),
+            (TokenCheck::Access(_), _) | (_, Mode::Passthrough) => (
+                "status",
+                Status::without_place(zone, State::Admitted, now),
+                None,
+            ),
             (TokenCheck::Visitor(claims), _) => match self.place(zone, claims, now).await {
                 Ok(Place::Admitted { token, .. }) => (
                     "claim",
@@ -70,16 +89,22 @@ impl Room {
                 ),
                 Ok(Place::Waiting(status)) => ("status", status, None),
                 Err(_) => {
-                    let mut status = Status::waiting(zone, State::Waiting, 0, Default::default(), now);
+                    let mut status =
+                        Status::waiting(zone, State::Waiting, 0, Default::default(), now);
                     status.degraded = true;
                     ("status", status, None)
                 }
             },
-            (TokenCheck::Missing | TokenCheck::Rejected(_), _) => {
-                ("status", Status::without_place(zone, State::NotQueued, now), None)
-            }
+            (TokenCheck::Missing | TokenCheck::Rejected(_), _) => (
+                "status",
+                Status::without_place(zone, State::NotQueued, now),
+                None,
+            ),
         };
-        self.metrics.requests.with_label_values(&[name, label]).inc();
+        self.metrics
+            .requests
+            .with_label_values(&[name, label])
+            .inc();
         json(200, status.to_json(), set_cookie)
     }
 }
@@ -90,7 +115,10 @@ mod tests {
 
     #[test]
     fn reads_query_parameters() {
-        assert_eq!(query_param(Some("a=1&zone=checkout"), "zone"), Some("checkout"));
+        assert_eq!(
+            query_param(Some("a=1&zone=checkout"), "zone"),
+            Some("checkout")
+        );
         assert_eq!(query_param(Some("zone"), "zone"), None);
         assert_eq!(query_param(None, "zone"), None);
     }

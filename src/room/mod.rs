@@ -190,7 +190,10 @@ impl Room {
         };
         if let Err(e) = &result {
             tracing::warn!(zone, op, error = %e, "store call failed");
-            self.metrics.store_errors.with_label_values(&[zone, op]).inc();
+            self.metrics
+                .store_errors
+                .with_label_values(&[zone, op])
+                .inc();
         }
         result
     }
@@ -215,7 +218,10 @@ impl Room {
         let cursor = record.map(|r| r.state.cursor).unwrap_or_default();
         let decision = gate::decide(&zone.config, &check, cursor, now);
         let (label, outcome) = self.carry_out(zone, decision, &check, req, now).await;
-        self.metrics.requests.with_label_values(&[name, label]).inc();
+        self.metrics
+            .requests
+            .with_label_values(&[name, label])
+            .inc();
         outcome
     }
 
@@ -278,27 +284,46 @@ impl Room {
                 let queue_ms = claims.adm.map(|adm| adm.saturating_sub(claims.rank));
                 return (
                     "forward",
-                    forward(Some((zone.config.name.clone(), claims.vid)), queue_ms, set_cookie),
+                    forward(
+                        Some((zone.config.name.clone(), claims.vid)),
+                        queue_ms,
+                        set_cookie,
+                    ),
                 );
             }
             Decision::Claim(_) | Decision::Wait(_) => {
                 let TokenCheck::Visitor(claims) = check else {
                     return ("join", self.join(zone, req, now).await);
                 };
-                self.place(zone, claims, now).await.map(|place| match place {
-                    places::Place::Admitted { token, queue_ms, visitor } => (
-                        "claim",
-                        forward(Some((zone.config.name.clone(), visitor)), Some(queue_ms), Some(token)),
-                    ),
-                    places::Place::Waiting(status) => {
-                        ("wait", self.reply(zone, req, zone.config.waiting_status, &status, None))
-                    }
-                })
+                self.place(zone, claims, now)
+                    .await
+                    .map(|place| match place {
+                        places::Place::Admitted {
+                            token,
+                            queue_ms,
+                            visitor,
+                        } => (
+                            "claim",
+                            forward(
+                                Some((zone.config.name.clone(), visitor)),
+                                Some(queue_ms),
+                                Some(token),
+                            ),
+                        ),
+                        places::Place::Waiting(status) => (
+                            "wait",
+                            self.reply(zone, req, zone.config.waiting_status, &status, None),
+                        ),
+                    })
             }
             Decision::AdmitOrJoin => match self.admit_directly(zone, now).await {
                 Ok(Some((visitor, token))) => Ok((
                     "admit",
-                    forward(Some((zone.config.name.clone(), visitor)), Some(0), Some(token)),
+                    forward(
+                        Some((zone.config.name.clone(), visitor)),
+                        Some(0),
+                        Some(token),
+                    ),
                 )),
                 Ok(None) => Ok(("join", self.join(zone, req, now).await)),
                 Err(e) => Err(e),
@@ -309,7 +334,12 @@ impl Room {
     }
 
     /// The zone's `on_store_error` policy, for a request whose store call failed.
-    fn store_failed(&self, zone: &Zone, req: &RequestFacts<'_>, now: u64) -> (&'static str, Outcome) {
+    fn store_failed(
+        &self,
+        zone: &Zone,
+        req: &RequestFacts<'_>,
+        now: u64,
+    ) -> (&'static str, Outcome) {
         match zone.config.on_store_error {
             StoreErrorPolicy::FailOpen => (
                 "fail_open",
@@ -323,7 +353,10 @@ impl Room {
             StoreErrorPolicy::FailClosed => {
                 let mut status = Status::waiting(zone, State::Waiting, 0, Default::default(), now);
                 status.degraded = true;
-                ("fail_closed", self.reply(zone, req, zone.config.waiting_status, &status, None))
+                (
+                    "fail_closed",
+                    self.reply(zone, req, zone.config.waiting_status, &status, None),
+                )
             }
         }
     }
@@ -340,9 +373,15 @@ impl Room {
         let (content_type, body) = if req.wants_json {
             ("application/json", status.to_json())
         } else if status.state == State::Closed {
-            ("text/html; charset=utf-8", page::closed(&zone.config.title).into_bytes())
+            (
+                "text/html; charset=utf-8",
+                page::closed(&zone.config.title).into_bytes(),
+            )
         } else {
-            ("text/html; charset=utf-8", page::waiting(status).into_bytes())
+            (
+                "text/html; charset=utf-8",
+                page::waiting(status).into_bytes(),
+            )
         };
         Outcome::Reply(Reply {
             status: status_code,

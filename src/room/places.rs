@@ -39,7 +39,12 @@ impl Room {
             .call(
                 name,
                 op,
-                update_zone(self.store.as_ref(), name, || self.initial_record(zone), change),
+                update_zone(
+                    self.store.as_ref(),
+                    name,
+                    || self.initial_record(zone),
+                    change,
+                ),
             )
             .await?;
         Ok(updated.map(|(outcome, record)| {
@@ -60,15 +65,28 @@ impl Room {
             adm: Some(adm),
         };
         let max_age = bucket.saturating_sub(now / 1_000);
-        cookie::set(&zone.cookie, &self.tokens.sign(&claims), max_age, self.cookie_secure)
+        cookie::set(
+            &zone.cookie,
+            &self.tokens.sign(&claims),
+            max_age,
+            self.cookie_secure,
+        )
     }
 
     /// Where the holder of a valid visitor token stands; claims their slot if their turn came.
-    pub(super) async fn place(&self, zone: &Zone, claims: &Claims, now: u64) -> Result<Place, StoreError> {
+    pub(super) async fn place(
+        &self,
+        zone: &Zone,
+        claims: &Claims,
+        now: u64,
+    ) -> Result<Place, StoreError> {
         let name = zone.config.name.as_str();
         let key = claims.queue_key();
         let limits = zone.config.limits;
-        let cursor = self.cached(name).map(|r| r.state.cursor).unwrap_or_default();
+        let cursor = self
+            .cached(name)
+            .map(|r| r.state.cursor)
+            .unwrap_or_default();
         if key <= cursor {
             let claimed = self
                 .update(zone, "claim", |record| {
@@ -76,25 +94,43 @@ impl Room {
                 })
                 .await?;
             return Ok(match claimed {
-                Some(ClaimOutcome::Granted { bucket, admitted_at_ms }) => Place::Admitted {
+                Some(ClaimOutcome::Granted {
+                    bucket,
+                    admitted_at_ms,
+                }) => Place::Admitted {
                     token: self.access_cookie(zone, claims, bucket, admitted_at_ms, now),
                     queue_ms: admitted_at_ms.saturating_sub(claims.rank),
                     visitor: claims.vid,
                 },
                 // First in line: the next free slot is theirs.
-                _ => Place::Waiting(Status::waiting(zone, State::Waiting, 0, eta(0, 0.0, &limits), now)),
+                _ => Place::Waiting(Status::waiting(
+                    zone,
+                    State::Waiting,
+                    0,
+                    eta(0, 0.0, &limits),
+                    now,
+                )),
             });
         }
         // A heartbeat, and a re-join at the token's rank if the entry was lost.
-        self.call(name, "touch", self.store.touch(name, key, now)).await?;
-        let ahead = self.call(name, "ahead", self.store.ahead(name, cursor, key)).await?;
+        self.call(name, "touch", self.store.touch(name, key, now))
+            .await?;
+        let ahead = self
+            .call(name, "ahead", self.store.ahead(name, cursor, key))
+            .await?;
         let observed = self.cached(name).map_or(0.0, |r| r.state.observed_per_sec);
         let state = if zone.config.mode == Mode::Paused {
             State::Paused
         } else {
             State::Waiting
         };
-        Ok(Place::Waiting(Status::waiting(zone, state, ahead, eta(ahead, observed, &limits), now)))
+        Ok(Place::Waiting(Status::waiting(
+            zone,
+            state,
+            ahead,
+            eta(ahead, observed, &limits),
+            now,
+        )))
     }
 
     /// In a quiet `auto` zone, admits a newcomer at once: returns their id and access cookie,
@@ -106,10 +142,17 @@ impl Room {
     ) -> Result<Option<(VisitorId, String)>, StoreError> {
         let name = zone.config.name.as_str();
         let limits = zone.config.limits;
-        let cursor = self.cached(name).map(|r| r.state.cursor).unwrap_or_default();
+        let cursor = self
+            .cached(name)
+            .map(|r| r.state.cursor)
+            .unwrap_or_default();
         let seen_since = now.saturating_sub(limits.abandon_after.as_millis() as u64);
         let queued = self
-            .call(name, "live_after", self.store.live_after(name, cursor, seen_since, 1))
+            .call(
+                name,
+                "live_after",
+                self.store.live_after(name, cursor, seen_since, 1),
+            )
             .await?;
         if !queued.is_empty() {
             return Ok(None);
@@ -123,7 +166,10 @@ impl Room {
             })
             .await?;
         Ok(admitted.map(|bucket| {
-            self.metrics.admitted.with_label_values(&[name, "direct"]).inc();
+            self.metrics
+                .admitted
+                .with_label_values(&[name, "direct"])
+                .inc();
             let claims = self.visitor_claims(zone, visitor, now);
             (visitor, self.access_cookie(zone, &claims, bucket, now, now))
         }))
@@ -155,7 +201,9 @@ impl Room {
         let status = match self.place(zone, &claims, now).await {
             Ok(Place::Waiting(status)) => status,
             // A fresh rank is never at or below the cursor; treat the impossible as waiting.
-            Ok(Place::Admitted { .. }) => Status::waiting(zone, State::Waiting, 0, Default::default(), now),
+            Ok(Place::Admitted { .. }) => {
+                Status::waiting(zone, State::Waiting, 0, Default::default(), now)
+            }
             Err(_) if zone.config.on_store_error == StoreErrorPolicy::FailOpen => {
                 return self.store_failed(zone, req, now).1;
             }
@@ -181,7 +229,9 @@ impl Room {
             })
             .await;
         match moved {
-            Ok(Some(())) => Some(self.access_cookie(zone, claims, to, claims.adm.unwrap_or(now), now)),
+            Ok(Some(())) => {
+                Some(self.access_cookie(zone, claims, to, claims.adm.unwrap_or(now), now))
+            }
             // Already renewed by a parallel request, or the store is down: keep the old token.
             _ => None,
         }

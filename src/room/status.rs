@@ -72,7 +72,13 @@ impl Status {
     }
 
     /// A waiting visitor's status.
-    pub fn waiting(zone: &crate::zone::Zone, state: State, ahead: u64, eta: Eta, now_ms: u64) -> Self {
+    pub fn waiting(
+        zone: &crate::zone::Zone,
+        state: State,
+        ahead: u64,
+        eta: Eta,
+        now_ms: u64,
+    ) -> Self {
         Status {
             position: ahead + 1,
             ahead,

@@ -18,7 +18,11 @@ struct Harness {
 
 fn harness(zone_extra: &str) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("k.pem"), crate::token::keys::generate_ed25519().0).expect("key");
+    std::fs::write(
+        dir.path().join("k.pem"),
+        crate::token::keys::generate_ed25519().0,
+    )
+    .expect("key");
     let text = format!(
         "[upstreams.shop]\naddrs = [\"127.0.0.1:9\"]\n[tokens]\nsigning_key = {{ kid = \"k\", file = \"k.pem\" }}\n\
          [store]\ndata_dir = \"data\"\n\
@@ -30,7 +34,13 @@ fn harness(zone_extra: &str) -> Harness {
     let store = Arc::new(EmbeddedStore::open(&config.store.data_dir, T0).expect("store"));
     let tokens = Tokens::new(Keyring::load(&config.tokens).expect("keys"), "usher", 1_000);
     let metrics = Metrics::new();
-    let room = Room::new(&config, tokens, store.clone(), clock.clone(), metrics.clone());
+    let room = Room::new(
+        &config,
+        tokens,
+        store.clone(),
+        clock.clone(),
+        metrics.clone(),
+    );
     let exchanger = Exchanger::new(store, config.zones.clone(), clock.clone(), metrics);
     Harness {
         clock,
@@ -56,7 +66,9 @@ struct Visitor {
 
 impl Visitor {
     async fn get(&mut self, h: &Harness, path: &str) -> Outcome {
-        let (path, query) = path.split_once('?').map_or((path, None), |(p, q)| (p, Some(q)));
+        let (path, query) = path
+            .split_once('?')
+            .map_or((path, None), |(p, q)| (p, Some(q)));
         let facts = RequestFacts {
             host: "shop.test",
             path,
@@ -85,7 +97,11 @@ impl Visitor {
     fn claims(&self, h: &Harness) -> Claims {
         let cookie = self.cookie.as_deref().expect("a cookie");
         let token = cookie.split_once('=').expect("name=value").1;
-        (*h.room.tokens().verify(token, h.clock.now_ms()).expect("valid")).clone()
+        (*h.room
+            .tokens()
+            .verify(token, h.clock.now_ms())
+            .expect("valid"))
+        .clone()
     }
 }
 
@@ -99,8 +115,14 @@ async fn quiet_zone_admits_then_queues_then_lets_the_next_one_in() {
     let mut a = Visitor::default();
     let mut b = Visitor::default();
     let mut c = Visitor::default();
-    assert!(forwarded(&a.get(&h, "/checkout").await), "quiet: straight in");
-    assert!(forwarded(&b.get(&h, "/checkout").await), "burst of 2 allows a second");
+    assert!(
+        forwarded(&a.get(&h, "/checkout").await),
+        "quiet: straight in"
+    );
+    assert!(
+        forwarded(&b.get(&h, "/checkout").await),
+        "burst of 2 allows a second"
+    );
     h.clock.advance(Duration::from_millis(5));
     let page = c.get(&h, "/checkout").await;
     let Outcome::Reply(reply) = page else {
@@ -108,18 +130,30 @@ async fn quiet_zone_admits_then_queues_then_lets_the_next_one_in() {
     };
     let html = String::from_utf8(reply.body).expect("utf8");
     assert!(html.contains("Big &lt;Show&gt;"), "title escaped");
-    assert!(html.contains("http-equiv=\"refresh\""), "refreshes without JavaScript");
+    assert!(
+        html.contains("http-equiv=\"refresh\""),
+        "refreshes without JavaScript"
+    );
     assert_eq!(c.status(&h).await["position"], 1);
     // Full: ticks admit nobody until a slot frees.
     h.clock.advance(Duration::from_secs(2));
     h.tick().await;
     assert_eq!(c.status(&h).await["state"], "waiting");
-    assert!(forwarded(&a.get(&h, "/checkout/pay").await), "a keeps going with its session");
+    assert!(
+        forwarded(&a.get(&h, "/checkout/pay").await),
+        "a keeps going with its session"
+    );
     h.room.release("checkout", a.claims(&h).vid).await;
-    assert!(!forwarded(&a.get(&h, "/checkout").await), "a released token is refused");
+    assert!(
+        !forwarded(&a.get(&h, "/checkout").await),
+        "a released token is refused"
+    );
     h.tick().await;
     let status = c.status(&h).await;
-    assert_eq!(status["state"], "admitted", "the status call swapped the token: {status}");
+    assert_eq!(
+        status["state"], "admitted",
+        "the status call swapped the token: {status}"
+    );
     assert!(forwarded(&c.get(&h, "/checkout").await));
 }
 
@@ -130,7 +164,10 @@ async fn the_queue_is_fifo_and_positions_count_down() {
     for _ in 0..5 {
         h.clock.advance(Duration::from_millis(3));
         let mut v = Visitor::default();
-        assert!(!forwarded(&v.get(&h, "/checkout").await), "queue_all queues everyone");
+        assert!(
+            !forwarded(&v.get(&h, "/checkout").await),
+            "queue_all queues everyone"
+        );
         visitors.push(v);
     }
     for (i, v) in visitors.iter_mut().enumerate() {
@@ -141,8 +178,16 @@ async fn the_queue_is_fifo_and_positions_count_down() {
     for v in visitors.iter_mut() {
         admitted.push(v.status(&h).await["state"] == "admitted");
     }
-    assert_eq!(admitted, [true, true, false, false, false], "the two oldest, nobody else");
-    assert_eq!(visitors[2].status(&h).await["position"], 1, "positions moved up");
+    assert_eq!(
+        admitted,
+        [true, true, false, false, false],
+        "the two oldest, nobody else"
+    );
+    assert_eq!(
+        visitors[2].status(&h).await["position"],
+        1,
+        "positions moved up"
+    );
     assert_eq!(visitors[4].status(&h).await["ahead"], 2);
 }
 
@@ -171,7 +216,14 @@ async fn closed_and_passthrough_modes() {
     assert_eq!(reply.status, 503);
     let open = harness("mode = \"passthrough\"");
     let outcome = Visitor::default().get(&open, "/checkout").await;
-    assert!(matches!(outcome, Outcome::Forward(Forward { session: None, set_cookie: None, .. })));
+    assert!(matches!(
+        outcome,
+        Outcome::Forward(Forward {
+            session: None,
+            set_cookie: None,
+            ..
+        })
+    ));
 }
 
 #[tokio::test]
@@ -183,7 +235,10 @@ async fn forged_tokens_are_never_forwarded_and_are_counted() {
     let outcome = v.get(&h, "/checkout").await;
     assert!(!forwarded(&outcome));
     let metrics = String::from_utf8(h.room.metrics().render()).expect("utf8");
-    assert!(metrics.contains("usher_token_rejections_total{reason=\"alg_none\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("usher_token_rejections_total{reason=\"alg_none\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -197,9 +252,16 @@ async fn sessions_renew_while_active_and_keep_one_slot() {
     let renewed = a.claims(&h);
     assert!(renewed.exp > first.exp, "the token was renewed");
     h.clock.advance(Duration::from_secs(30));
-    assert!(forwarded(&a.get(&h, "/checkout").await), "still valid after the first expiry");
+    assert!(
+        forwarded(&a.get(&h, "/checkout").await),
+        "still valid after the first expiry"
+    );
     let record = h.room.cached("checkout").expect("record");
-    assert_eq!(record.ledger.active(h.clock.now_ms()), 1, "one slot, moved, not two");
+    assert_eq!(
+        record.ledger.active(h.clock.now_ms()),
+        1,
+        "one slot, moved, not two"
+    );
 }
 
 #[tokio::test]
@@ -225,26 +287,48 @@ async fn json_clients_get_the_status_instead_of_the_page() {
 #[tokio::test]
 async fn the_change_feed_wakes_the_edge_cache() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("k.pem"), crate::token::keys::generate_ed25519().0).expect("key");
+    std::fs::write(
+        dir.path().join("k.pem"),
+        crate::token::keys::generate_ed25519().0,
+    )
+    .expect("key");
     let text = "[upstreams.shop]\naddrs = [\"127.0.0.1:9\"]\n[tokens]\nsigning_key = { kid = \"k\", file = \"k.pem\" }\n\
                 [zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 2\nadmit_per_minute = 60\nmode = \"queue_all\"\n";
     let config = crate::config::parse(text, dir.path()).expect("valid");
     let clock = Arc::new(ManualClock::new(T0));
     let store = Arc::new(EmbeddedStore::open(&dir.path().join("data"), T0).expect("store"));
     let tokens = Tokens::new(Keyring::load(&config.tokens).expect("keys"), "usher", 1_000);
-    let room = Arc::new(Room::new(&config, tokens, store.clone(), clock.clone(), Metrics::new()));
+    let room = Arc::new(Room::new(
+        &config,
+        tokens,
+        store.clone(),
+        clock.clone(),
+        Metrics::new(),
+    ));
     let feed = crate::store::ChangeFeed::subscribe(store.as_ref());
     let follower = tokio::spawn({
         let room = room.clone();
         async move { room.follow(feed).await }
     });
     let exchanger = Exchanger::new(store, config.zones.clone(), clock.clone(), Metrics::new());
-    let facts = RequestFacts { host: "h", path: "/checkout", query: None, cookie: None, wants_json: false };
+    let facts = RequestFacts {
+        host: "h",
+        path: "/checkout",
+        query: None,
+        cookie: None,
+        wants_json: false,
+    };
     room.handle(&facts).await;
     exchanger.tick().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while room.cached("checkout").is_none_or(|r| r.state.admitted_total == 0) {
-        assert!(std::time::Instant::now() < deadline, "the feed never reached the cache");
+    while room
+        .cached("checkout")
+        .is_none_or(|r| r.state.admitted_total == 0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the feed never reached the cache"
+        );
         tokio::task::yield_now().await;
     }
     follower.abort();

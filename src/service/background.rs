@@ -30,7 +30,11 @@ pub struct NodeWork {
 #[async_trait]
 impl BackgroundService for NodeWork {
     /// Warms the edge cache before the proxy (which depends on this service) opens its listener.
-    async fn start_with_ready_notifier(&self, shutdown: ShutdownWatch, ready: ServiceReadyNotifier) {
+    async fn start_with_ready_notifier(
+        &self,
+        shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
         if let Err(e) = self.room.warm().await {
             tracing::error!(error = %e, "loading zone state failed");
         }

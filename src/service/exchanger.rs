@@ -2,11 +2,11 @@
 //! rate allow (DESIGN §4). It reads the zone record, picks the next live queue entries after the
 //! cursor, and compare-and-sets the advanced record; if another writer won, it tries next tick.
 
+use crate::admission::ZoneState;
 use crate::clock::SharedClock;
 use crate::config::{Mode, ZoneConfig};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, ZoneRecord};
-use crate::admission::ZoneState;
 use std::sync::Arc;
 
 /// What one zone's tick did.
@@ -30,7 +30,12 @@ pub struct Exchanger {
 
 impl Exchanger {
     /// An exchanger for `zones`.
-    pub fn new(store: Arc<dyn Store>, zones: Vec<ZoneConfig>, clock: SharedClock, metrics: Metrics) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        zones: Vec<ZoneConfig>,
+        clock: SharedClock,
+        metrics: Metrics,
+    ) -> Self {
         for zone in &zones {
             metrics
                 .capacity
@@ -85,7 +90,8 @@ impl Exchanger {
         };
         let waiting_before = self.store.waiting(name, record.state.cursor).await?;
         let mut next = record.clone();
-        next.state.apply_tick(&mut next.ledger, &admitted, limits, now);
+        next.state
+            .apply_tick(&mut next.ledger, &admitted, limits, now);
         // Idle zones (nobody waiting, nothing expiring) are not rewritten every tick.
         let changed = !admitted.is_empty()
             || waiting_before > 0

@@ -23,7 +23,9 @@ impl ServeHttp for MetricsApp {
         let body = self.metrics.render();
         let length = http::HeaderValue::from(body.len());
         let mut response = http::Response::new(body);
-        response.headers_mut().insert(http::header::CONTENT_LENGTH, length);
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_LENGTH, length);
         response.headers_mut().insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("text/plain; version=0.0.4"),

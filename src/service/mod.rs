@@ -48,7 +48,13 @@ impl Node {
         let tokens = Tokens::new(keyring, &config.tokens.issuer, config.tokens.cache_size);
         let store = Arc::new(EmbeddedStore::open(&config.store.data_dir, clock.now_ms())?);
         let metrics = Metrics::new();
-        let room = Arc::new(Room::new(config, tokens, store.clone(), clock, metrics.clone()));
+        let room = Arc::new(Room::new(
+            config,
+            tokens,
+            store.clone(),
+            clock,
+            metrics.clone(),
+        ));
         Ok(Node {
             room,
             store,
@@ -74,11 +80,8 @@ pub fn build_server(config: &Config, clock: SharedClock) -> Result<Server, Start
         config.upstreams.values().cloned(),
         &config.tokens.cookie_prefix,
     );
-    let mut proxy_service = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        proxy,
-        "usher proxy",
-    );
+    let mut proxy_service =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "usher proxy");
     proxy_service.add_tcp(&config.server.listen.to_string());
     proxy_service.threads = Some(config.server.threads);
 

@@ -42,32 +42,96 @@ async fn compare_and_set_is_exact(store: &dyn Store, zone: &str) {
     assert!(store.load(zone).await.expect("load").is_none());
     let mut r = record();
     assert!(store.compare_and_set(zone, None, &r).await.expect("create"));
-    assert!(!store.compare_and_set(zone, None, &r).await.expect("create twice"), "only if absent");
+    assert!(
+        !store
+            .compare_and_set(zone, None, &r)
+            .await
+            .expect("create twice"),
+        "only if absent"
+    );
     r.state.version = 1;
     r.state.cursor = key(5, 5);
-    assert!(!store.compare_and_set(zone, Some(7), &r).await.expect("stale"), "wrong version");
+    assert!(
+        !store
+            .compare_and_set(zone, Some(7), &r)
+            .await
+            .expect("stale"),
+        "wrong version"
+    );
     assert!(store.compare_and_set(zone, Some(0), &r).await.expect("cas"));
     assert_eq!(store.load(zone).await.expect("load"), Some(r));
 }
 
 async fn queue_is_ordered_and_filtered(store: &dyn Store, zone: &str) {
-    for (rank, visitor, seen) in [(30, 1, NOW), (10, 2, NOW - 60_000), (20, 3, NOW), (20, 1, NOW)] {
-        store.touch(zone, key(rank, visitor), seen).await.expect("touch");
+    for (rank, visitor, seen) in [
+        (30, 1, NOW),
+        (10, 2, NOW - 60_000),
+        (20, 3, NOW),
+        (20, 1, NOW),
+    ] {
+        store
+            .touch(zone, key(rank, visitor), seen)
+            .await
+            .expect("touch");
     }
     // Touching again is a heartbeat, not a second entry.
     store.touch(zone, key(20, 3), NOW).await.expect("touch");
-    assert_eq!(store.waiting(zone, QueueKey::default()).await.expect("waiting"), 4);
-    let live = store.live_after(zone, QueueKey::default(), NOW - 30_000, 10).await.expect("scan");
-    assert_eq!(live, vec![key(20, 1), key(20, 3), key(30, 1)], "ordered, stale entry skipped");
-    let limited = store.live_after(zone, key(20, 1), 0, 1).await.expect("scan");
+    assert_eq!(
+        store
+            .waiting(zone, QueueKey::default())
+            .await
+            .expect("waiting"),
+        4
+    );
+    let live = store
+        .live_after(zone, QueueKey::default(), NOW - 30_000, 10)
+        .await
+        .expect("scan");
+    assert_eq!(
+        live,
+        vec![key(20, 1), key(20, 3), key(30, 1)],
+        "ordered, stale entry skipped"
+    );
+    let limited = store
+        .live_after(zone, key(20, 1), 0, 1)
+        .await
+        .expect("scan");
     assert_eq!(limited, vec![key(20, 3)], "strictly after, limited");
-    assert_eq!(store.ahead(zone, key(10, 2), key(30, 1)).await.expect("ahead"), 2);
-    assert_eq!(store.ahead(zone, key(30, 1), key(20, 3)).await.expect("ahead"), 0, "admitted");
+    assert_eq!(
+        store
+            .ahead(zone, key(10, 2), key(30, 1))
+            .await
+            .expect("ahead"),
+        2
+    );
+    assert_eq!(
+        store
+            .ahead(zone, key(30, 1), key(20, 3))
+            .await
+            .expect("ahead"),
+        0,
+        "admitted"
+    );
     // A heartbeat revives a stale entry.
     store.touch(zone, key(10, 2), NOW).await.expect("touch");
-    assert_eq!(store.live_after(zone, QueueKey::default(), NOW - 1, 1).await.expect("scan"), vec![key(10, 2)]);
-    store.forget_through(zone, key(20, 3)).await.expect("forget");
-    assert_eq!(store.waiting(zone, QueueKey::default()).await.expect("waiting"), 1);
+    assert_eq!(
+        store
+            .live_after(zone, QueueKey::default(), NOW - 1, 1)
+            .await
+            .expect("scan"),
+        vec![key(10, 2)]
+    );
+    store
+        .forget_through(zone, key(20, 3))
+        .await
+        .expect("forget");
+    assert_eq!(
+        store
+            .waiting(zone, QueueKey::default())
+            .await
+            .expect("waiting"),
+        1
+    );
 }
 
 async fn concurrent_updates_are_not_lost(store: Arc<dyn Store>, zone: &str) {
@@ -89,5 +153,8 @@ async fn concurrent_updates_are_not_lost(store: Arc<dyn Store>, zone: &str) {
         task.await.expect("task");
     }
     let r = store.load(zone).await.expect("load").expect("exists");
-    assert_eq!(r.state.admitted_total, 50, "every update landed exactly once");
+    assert_eq!(
+        r.state.admitted_total, 50,
+        "every update landed exactly once"
+    );
 }

@@ -45,7 +45,10 @@ mod tests {
         let header = "session=abc; usher_checkout=tok.en.x; theme=dark";
         assert_eq!(find(header, "usher_checkout"), Some("tok.en.x"));
         assert_eq!(find(header, "usher_other"), None);
-        assert_eq!(strip(header, "usher").as_deref(), Some("session=abc; theme=dark"));
+        assert_eq!(
+            strip(header, "usher").as_deref(),
+            Some("session=abc; theme=dark")
+        );
         assert_eq!(strip("usher_a=1; usher_b=2", "usher"), None);
     }
 

@@ -92,7 +92,9 @@ fn parse_ed_key(bytes: &[u8]) -> Result<EdKey, String> {
             public.copy_from_slice(&der[12..]);
             Ok(EdKey::Public(public))
         }
-        _ => Err(format!("is not an Ed25519 key (found a `{label}` PEM block)")),
+        _ => Err(format!(
+            "is not an Ed25519 key (found a `{label}` PEM block)"
+        )),
     }
 }
 
@@ -217,7 +219,10 @@ pub fn generate_ed25519() -> (String, String) {
     private_der.extend_from_slice(&seed);
     let mut public_der = SPKI_ED25519_PREFIX.to_vec();
     public_der.extend_from_slice(&public);
-    (pem("PRIVATE KEY", &private_der), pem("PUBLIC KEY", &public_der))
+    (
+        pem("PRIVATE KEY", &private_der),
+        pem("PUBLIC KEY", &public_der),
+    )
 }
 
 /// A new HS256 secret: 64 hex digits (32 random bytes).

@@ -174,7 +174,8 @@ fn algorithm_name(alg: jsonwebtoken::Algorithm) -> &'static str {
 /// The token's header as JSON, without trusting it.
 fn peek_header(token: &str) -> Result<serde_json::Map<String, serde_json::Value>, Rejection> {
     let mut parts = token.split('.');
-    let (Some(header), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(Rejection::Malformed);
     };

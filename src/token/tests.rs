@@ -17,7 +17,9 @@ fn service(algorithm: &str, keys: &[(&str, &str)]) -> (Tokens, tempfile::TempDir
     for (i, (kid, content)) in keys.iter().enumerate() {
         std::fs::write(dir.path().join(kid), content).expect("write key");
         if i == 0 {
-            toml.push_str(&format!("signing_key = {{ kid = \"{kid}\", file = \"{kid}\" }}\n"));
+            toml.push_str(&format!(
+                "signing_key = {{ kid = \"{kid}\", file = \"{kid}\" }}\n"
+            ));
             toml.push_str("verification_keys = [\n");
         } else {
             toml.push_str(&format!("  {{ kid = \"{kid}\", file = \"{kid}\" }},\n"));
@@ -53,7 +55,10 @@ fn a_valid_token_verifies_and_is_cached() {
     let first = tokens.verify(&token, NOW_MS).expect("valid");
     assert_eq!(first.zone, "checkout");
     let second = tokens.verify(&token, NOW_MS).expect("valid");
-    assert!(Arc::ptr_eq(&first, &second), "the second check came from the cache");
+    assert!(
+        Arc::ptr_eq(&first, &second),
+        "the second check came from the cache"
+    );
 }
 
 #[test]
@@ -61,7 +66,10 @@ fn expired_tokens_are_refused_even_from_the_cache() {
     let (tokens, _dir) = service("EdDSA", &[("k1", &generate_ed25519().0)]);
     let token = tokens.sign(&claims("checkout", TokenKind::Access, NOW_MS / 1_000 + 10));
     assert!(tokens.verify(&token, NOW_MS).is_ok());
-    assert_eq!(tokens.verify(&token, NOW_MS + 10_000).unwrap_err(), Rejection::Expired);
+    assert_eq!(
+        tokens.verify(&token, NOW_MS + 10_000).unwrap_err(),
+        Rejection::Expired
+    );
 }
 
 #[test]
@@ -71,13 +79,19 @@ fn forged_signature_and_tampered_claims_are_refused() {
     let c = claims("checkout", TokenKind::Access, NOW_MS / 1_000 + 60);
     // Same kid, someone else's key.
     let forged = other.sign(&c);
-    assert_eq!(tokens.verify(&forged, NOW_MS).unwrap_err(), Rejection::BadSignature);
+    assert_eq!(
+        tokens.verify(&forged, NOW_MS).unwrap_err(),
+        Rejection::BadSignature
+    );
     // A real token whose claims were edited (visitor token turned into an access token).
     let real = tokens.sign(&claims("checkout", TokenKind::Visitor, NOW_MS / 1_000 + 60));
     let parts: Vec<&str> = real.split('.').collect();
     let edited = serde_json::to_string(&c).expect("json");
     let tampered = format!("{}.{}.{}", parts[0], b64(&edited), parts[2]);
-    assert_eq!(tokens.verify(&tampered, NOW_MS).unwrap_err(), Rejection::BadSignature);
+    assert_eq!(
+        tokens.verify(&tampered, NOW_MS).unwrap_err(),
+        Rejection::BadSignature
+    );
 }
 
 #[test]
@@ -86,8 +100,14 @@ fn alg_none_is_refused() {
     let c = claims("checkout", TokenKind::Access, NOW_MS / 1_000 + 60);
     let payload = b64(&serde_json::to_string(&c).expect("json"));
     for alg in ["none", "None", "NONE"] {
-        let token = format!("{}.{payload}.", b64(&format!("{{\"alg\":\"{alg}\",\"kid\":\"k1\"}}")));
-        assert_eq!(tokens.verify(&token, NOW_MS).unwrap_err(), Rejection::AlgNone);
+        let token = format!(
+            "{}.{payload}.",
+            b64(&format!("{{\"alg\":\"{alg}\",\"kid\":\"k1\"}}"))
+        );
+        assert_eq!(
+            tokens.verify(&token, NOW_MS).unwrap_err(),
+            Rejection::AlgNone
+        );
     }
 }
 
@@ -99,9 +119,16 @@ fn algorithm_confusion_is_refused() {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     header.kid = Some("k1".into());
     let c = claims("checkout", TokenKind::Access, NOW_MS / 1_000 + 60);
-    let token = jsonwebtoken::encode(&header, &c, &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()))
-        .expect("encode");
-    assert_eq!(tokens.verify(&token, NOW_MS).unwrap_err(), Rejection::WrongAlgorithm);
+    let token = jsonwebtoken::encode(
+        &header,
+        &c,
+        &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()),
+    )
+    .expect("encode");
+    assert_eq!(
+        tokens.verify(&token, NOW_MS).unwrap_err(),
+        Rejection::WrongAlgorithm
+    );
 }
 
 #[test]
@@ -109,17 +136,34 @@ fn unknown_or_missing_kid_is_refused() {
     let (tokens, _dir) = service("EdDSA", &[("k1", &generate_ed25519().0)]);
     let (stranger, _d2) = service("EdDSA", &[("k9", &generate_ed25519().0)]);
     let token = stranger.sign(&claims("checkout", TokenKind::Access, NOW_MS / 1_000 + 60));
-    assert_eq!(tokens.verify(&token, NOW_MS).unwrap_err(), Rejection::UnknownKid);
+    assert_eq!(
+        tokens.verify(&token, NOW_MS).unwrap_err(),
+        Rejection::UnknownKid
+    );
     let parts: Vec<&str> = token.split('.').collect();
     let no_kid = format!("{}.{}.{}", b64("{\"alg\":\"EdDSA\"}"), parts[1], parts[2]);
-    assert_eq!(tokens.verify(&no_kid, NOW_MS).unwrap_err(), Rejection::UnknownKid);
+    assert_eq!(
+        tokens.verify(&no_kid, NOW_MS).unwrap_err(),
+        Rejection::UnknownKid
+    );
 }
 
 #[test]
 fn malformed_tokens_are_refused() {
     let (tokens, _dir) = service("EdDSA", &[("k1", &generate_ed25519().0)]);
-    for junk in ["", "abc", "a.b", "a.b.c.d", "!!!.???.###", "eyJhbGciOiJFZERTQSJ9.e30"] {
-        assert_eq!(tokens.verify(junk, NOW_MS).unwrap_err(), Rejection::Malformed, "{junk:?}");
+    for junk in [
+        "",
+        "abc",
+        "a.b",
+        "a.b.c.d",
+        "!!!.???.###",
+        "eyJhbGciOiJFZERTQSJ9.e30",
+    ] {
+        assert_eq!(
+            tokens.verify(junk, NOW_MS).unwrap_err(),
+            Rejection::Malformed,
+            "{junk:?}"
+        );
     }
 }
 
@@ -129,7 +173,10 @@ fn wrong_issuer_is_refused() {
     let mut c = claims("checkout", TokenKind::Access, NOW_MS / 1_000 + 60);
     c.iss = "someone-else".into();
     let token = tokens.sign(&c);
-    assert_eq!(tokens.verify(&token, NOW_MS).unwrap_err(), Rejection::WrongIssuer);
+    assert_eq!(
+        tokens.verify(&token, NOW_MS).unwrap_err(),
+        Rejection::WrongIssuer
+    );
 }
 
 #[test]
@@ -145,7 +192,10 @@ fn wrong_zone_and_revoked_tokens_count_as_no_token() {
     ledger.close_session(c.vid);
     let check = check_token(&tokens, "seatmap", Some(&token), Some(&ledger), NOW_MS);
     assert!(matches!(check, TokenCheck::Rejected(Rejection::Revoked)));
-    assert!(matches!(check_token(&tokens, "seatmap", Some(&token), None, NOW_MS), TokenCheck::Access(_)));
+    assert!(matches!(
+        check_token(&tokens, "seatmap", Some(&token), None, NOW_MS),
+        TokenCheck::Access(_)
+    ));
 }
 
 #[test]
@@ -156,10 +206,16 @@ fn rotation_accepts_old_keys_and_signs_with_the_new_one() {
     let old_token = before.sign(&claims("checkout", TokenKind::Visitor, NOW_MS / 1_000 + 60));
     // After rotation only the old public key is kept, for verification.
     let (after, _d2) = service("EdDSA", &[("new", &new.0), ("old", &old.1)]);
-    assert!(after.verify(&old_token, NOW_MS).is_ok(), "old tokens keep working");
+    assert!(
+        after.verify(&old_token, NOW_MS).is_ok(),
+        "old tokens keep working"
+    );
     let new_token = after.sign(&claims("checkout", TokenKind::Visitor, NOW_MS / 1_000 + 60));
     assert_eq!(peek_header(&new_token).expect("header")["kid"], "new");
-    assert_eq!(before.verify(&new_token, NOW_MS).unwrap_err(), Rejection::UnknownKid);
+    assert_eq!(
+        before.verify(&new_token, NOW_MS).unwrap_err(),
+        Rejection::UnknownKid
+    );
 }
 
 #[test]
@@ -172,7 +228,11 @@ fn hs256_round_trips_and_short_secrets_are_refused() {
     let toml = "[upstreams.shop]\naddrs = [\"127.0.0.1:9\"]\n[tokens]\nalgorithm = \"HS256\"\nsigning_key = { kid = \"k\", file = \"short\" }\n";
     let config = config::parse(toml, dir.path()).expect("valid config");
     let problems = Keyring::load(&config.tokens).expect_err("short secret");
-    assert!(problems[0].to_string().contains("at least 32 bytes"), "{}", problems[0]);
+    assert!(
+        problems[0].to_string().contains("at least 32 bytes"),
+        "{}",
+        problems[0]
+    );
 }
 
 #[test]

@@ -24,7 +24,10 @@ pub struct ZoneTable {
 pub fn normalize_host(host: &str) -> String {
     let host = host.trim();
     let without_port = if host.starts_with('[') {
-        host.split(']').next().map_or(host, |h| &h[..]).trim_start_matches('[')
+        host.split(']')
+            .next()
+            .map_or(host, |h| h)
+            .trim_start_matches('[')
     } else {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
@@ -123,12 +126,24 @@ mod tests {
     fn longest_prefix_then_specific_host_wins() {
         let t = table();
         let name = |host: &str, path: &str| t.find(host, path).map(|z| z.config.name.clone());
-        assert_eq!(name("shop.example.com", "/checkout/cart").as_deref(), Some("checkout"));
-        assert_eq!(name("shop.example.com", "/checkout/express/1").as_deref(), Some("express"));
+        assert_eq!(
+            name("shop.example.com", "/checkout/cart").as_deref(),
+            Some("checkout")
+        );
+        assert_eq!(
+            name("shop.example.com", "/checkout/express/1").as_deref(),
+            Some("express")
+        );
         assert_eq!(name("vip.example.com", "/checkout").as_deref(), Some("vip"));
-        assert_eq!(name("vip.example.com", "/checkout/express").as_deref(), Some("express"));
+        assert_eq!(
+            name("vip.example.com", "/checkout/express").as_deref(),
+            Some("express")
+        );
         assert_eq!(name("shop.example.com", "/"), None);
-        assert_eq!(t.by_name("vip").map(|z| z.cookie.as_str()), Some("usher_vip"));
+        assert_eq!(
+            t.by_name("vip").map(|z| z.cookie.as_str()),
+            Some("usher_vip")
+        );
     }
 
     #[test]

@@ -137,7 +137,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -145,12 +148,15 @@ impl Response {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     /// `name=value` of the Set-Cookie header, if any.
     pub fn cookie(&self) -> Option<String> {
-        self.header("set-cookie").and_then(|c| c.split(';').next()).map(str::to_string)
+        self.header("set-cookie")
+            .and_then(|c| c.split(';').next())
+            .map(str::to_string)
     }
 }
 
@@ -176,7 +182,10 @@ impl Client {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
         request.push_str("\r\n");
-        self.reader.get_mut().write_all(request.as_bytes()).expect("send");
+        self.reader
+            .get_mut()
+            .write_all(request.as_bytes())
+            .expect("send");
         read_response(&mut self.reader)
     }
 }
@@ -184,7 +193,11 @@ impl Client {
 fn read_response(reader: &mut BufReader<TcpStream>) -> Response {
     let mut line = String::new();
     reader.read_line(&mut line).expect("status line");
-    let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let mut headers = Vec::new();
     loop {
         let mut h = String::new();
@@ -204,7 +217,11 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> Response {
         .unwrap_or(0);
     let mut body = vec![0; len];
     reader.read_exact(&mut body).expect("body");
-    Response { status, headers, body }
+    Response {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// The claims of a token, decoded without verification (the test trusts usher's output).
@@ -260,7 +277,11 @@ impl AsyncClient {
         self.reader.get_mut().write_all(request.as_bytes()).await?;
         let mut line = String::new();
         self.reader.read_line(&mut line).await?;
-        let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let mut headers = Vec::new();
         loop {
             let mut h = String::new();
@@ -282,7 +303,11 @@ impl AsyncClient {
             .unwrap_or(0);
         let mut body = vec![0; len];
         self.reader.read_exact(&mut body).await?;
-        Ok(Response { status, headers, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -302,5 +327,9 @@ pub fn tokens_for(dir: &Path) -> usher::token::Tokens {
         key.display()
     );
     let config = usher::config::parse(&text, dir).expect("config");
-    usher::token::Tokens::new(usher::token::Keyring::load(&config.tokens).expect("keys"), "usher", 10)
+    usher::token::Tokens::new(
+        usher::token::Keyring::load(&config.tokens).expect("keys"),
+        "usher",
+        10,
+    )
 }

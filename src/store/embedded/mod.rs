@@ -104,7 +104,7 @@ impl EmbeddedStore {
 
     fn replay(&self, record: WalRecord, now_ms: u64) {
         match record {
-            WalRecord::Set { zone, record } => lock(&self.zone(&zone)).record = Some(record),
+            WalRecord::Set { zone, record } => lock(&self.zone(&zone)).record = Some(*record),
             WalRecord::Join { zone, key } => {
                 lock(&self.zone(&zone)).queue.touch(key, now_ms);
             }
@@ -131,7 +131,7 @@ impl EmbeddedStore {
             if let Some(record) = &data.record {
                 records.push(WalRecord::Set {
                     zone: name.to_string(),
-                    record: record.clone(),
+                    record: Box::new(record.clone()),
                 });
             }
             for key in &data.queue.keys {
@@ -169,7 +169,7 @@ impl Store for EmbeddedStore {
         }
         self.log(&WalRecord::Set {
             zone: zone.to_string(),
-            record: record.clone(),
+            record: Box::new(record.clone()),
         })?;
         data.record = Some(record.clone());
         drop(data);
@@ -209,7 +209,12 @@ impl Store for EmbeddedStore {
         let queue = &data.queue;
         Ok(queue.keys[queue.after(after)..]
             .iter()
-            .filter(|key| queue.seen.get(key).is_some_and(|seen| *seen >= seen_since_ms))
+            .filter(|key| {
+                queue
+                    .seen
+                    .get(key)
+                    .is_some_and(|seen| *seen >= seen_since_ms)
+            })
             .take(limit)
             .copied()
             .collect())

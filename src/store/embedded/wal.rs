@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 #[serde(rename_all = "snake_case")]
 pub(super) enum WalRecord {
     /// A zone record replaced.
-    Set { zone: String, record: ZoneRecord },
+    Set {
+        zone: String,
+        record: Box<ZoneRecord>,
+    },
     /// A queue entry added.
     Join { zone: String, key: QueueKey },
     /// Queue entries at or below `cursor` dropped.

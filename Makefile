@@ -1,0 +1,38 @@
+# usher: the two quick-start commands and CI helpers. `make help` lists the targets.
+
+CARGO ?= cargo
+JOBS  ?= 2
+USHER := target/release/usher
+# apt-get needs root; use sudo when not root and sudo exists.
+SUDO  := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo)
+
+.PHONY: help setup demo test keys check-conf bench bench-load
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup: ## install the system packages the build needs (cmake, for Pingora's zlib-ng)
+	@command -v cmake >/dev/null 2>&1 || { \
+	  echo "usher: installing cmake (Pingora builds zlib-ng with it)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq cmake; }
+	@command -v cargo >/dev/null 2>&1 || { echo "usher: Rust is needed: https://rustup.rs"; exit 1; }
+
+demo: setup ## build usher and run it in front of a demo shop: open http://127.0.0.1:8080/checkout
+	$(CARGO) run --release -j$(JOBS) --bin usher -- demo --config conf/demo.toml
+
+test: setup ## the whole test suite (unit, integration against the real binary, fixtures)
+	$(CARGO) test --release -j$(JOBS)
+
+keys: ## make the signing keys the configs in conf/ refer to (never committed)
+	$(CARGO) build --release -j$(JOBS) --bin usher
+	$(USHER) keygen --out conf/keys/demo.pem --if-missing
+	$(USHER) keygen --out conf/keys/usher-k1.pem --if-missing
+
+check-conf: keys ## `usher check` every shipped config
+	$(USHER) check --config conf/*.toml
+
+bench: ## criterion benchmarks of the hot paths
+	$(CARGO) bench -j$(JOBS) --bench hot_paths
+
+bench-load: ## end-to-end load: usher vs bare Pingora vs nginx (needs wrk and nginx)
+	bash benches/load/run.sh
