@@ -147,6 +147,33 @@ fn gate_path(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // The steps of the cached path on their own, to see where its time goes.
+    let mut group = c.benchmark_group("gate/steps");
+    group.bench_function("zone_find", |b| {
+        b.iter(|| black_box(table.find(black_box(HOST), black_box(PATH))))
+    });
+    let zone = table.find(HOST, PATH).expect("zone");
+    group.bench_function("cookie_find", |b| {
+        b.iter(|| black_box(cookie::find(black_box(&cookie_header), &zone.cookie)))
+    });
+    let raw = cookie::find(&cookie_header, &zone.cookie);
+    group.bench_function("check_token_cached", |b| {
+        b.iter(|| {
+            black_box(gate::check_token(
+                &f.tokens,
+                &zone.config.name,
+                black_box(raw),
+                None,
+                now,
+            ))
+        })
+    });
+    let check = gate::check_token(&f.tokens, &zone.config.name, raw, None, now);
+    group.bench_function("decide", |b| {
+        b.iter(|| black_box(gate::decide(&zone.config, black_box(&check), cursor, now)))
+    });
+    group.finish();
 }
 
 fn verify(c: &mut Criterion, algorithm: &str, label: &str) {

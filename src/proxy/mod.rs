@@ -220,4 +220,14 @@ impl ProxyHttp for UsherProxy {
         }
         Ok(())
     }
+
+    /// Visitors closing tabs mid-request are normal during an on-sale; keep them out of the
+    /// error log (Pingora logs every one otherwise).
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
+        *error.esource() == ErrorSource::Downstream
+            && matches!(
+                error.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            )
+    }
 }

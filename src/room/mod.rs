@@ -330,15 +330,25 @@ impl Room {
             },
             Decision::Join => Ok(("join", self.join(zone, req, now).await)),
         };
-        result.unwrap_or_else(|_| self.store_failed(zone, req, now))
+        result.unwrap_or_else(|_| {
+            // A visitor who has a place keeps it; anyone else gets one now, stamped with their
+            // arrival, so a store outage costs nobody their turn.
+            let place = match check {
+                TokenCheck::Visitor(_) => None,
+                _ => Some(self.mint_place(zone, now).1),
+            };
+            self.store_failed(zone, req, now, place)
+        })
     }
 
-    /// The zone's `on_store_error` policy, for a request whose store call failed.
+    /// The zone's `on_store_error` policy, for a request whose store call failed. `place` is a
+    /// new visitor-token cookie to hand out with the degraded waiting page.
     fn store_failed(
         &self,
         zone: &Zone,
         req: &RequestFacts<'_>,
         now: u64,
+        place: Option<String>,
     ) -> (&'static str, Outcome) {
         match zone.config.on_store_error {
             StoreErrorPolicy::FailOpen => (
@@ -355,7 +365,7 @@ impl Room {
                 status.degraded = true;
                 (
                     "fail_closed",
-                    self.reply(zone, req, zone.config.waiting_status, &status, None),
+                    self.reply(zone, req, zone.config.waiting_status, &status, place),
                 )
             }
         }

@@ -5,7 +5,7 @@
 use super::status::{State, Status};
 use super::{Outcome, RequestFacts, Room};
 use crate::admission::{eta, ClaimOutcome, VisitorId};
-use crate::config::{Mode, StoreErrorPolicy};
+use crate::config::Mode;
 use crate::store::{update_zone, StoreError, ZoneRecord};
 use crate::token::{cookie, Claims, TokenKind};
 use crate::zone::Zone;
@@ -188,30 +188,30 @@ impl Room {
         }
     }
 
-    /// A newcomer queues: a visitor token with rank = now, a queue entry, the waiting page.
-    /// If the store fails, fail-closed zones still hand out the token: the place is in it.
-    pub(super) async fn join(&self, zone: &Zone, req: &RequestFacts<'_>, now: u64) -> Outcome {
+    /// A new place in line: visitor claims with rank = now, and the cookie that carries them.
+    pub(super) fn mint_place(&self, zone: &Zone, now: u64) -> (Claims, String) {
         let claims = self.visitor_claims(zone, VisitorId::random(), now);
-        let token = cookie::set(
+        let cookie = cookie::set(
             &zone.cookie,
             &self.tokens.sign(&claims),
             self.visitor_ttl.as_secs(),
             self.cookie_secure,
         );
+        (claims, cookie)
+    }
+
+    /// A newcomer queues: a visitor token with rank = now, a queue entry, the waiting page.
+    /// If the store fails, the zone's policy applies; fail-closed zones still hand out the
+    /// token, since the place is in it.
+    pub(super) async fn join(&self, zone: &Zone, req: &RequestFacts<'_>, now: u64) -> Outcome {
+        let (claims, token) = self.mint_place(zone, now);
         let status = match self.place(zone, &claims, now).await {
             Ok(Place::Waiting(status)) => status,
             // A fresh rank is never at or below the cursor; treat the impossible as waiting.
             Ok(Place::Admitted { .. }) => {
                 Status::waiting(zone, State::Waiting, 0, Default::default(), now)
             }
-            Err(_) if zone.config.on_store_error == StoreErrorPolicy::FailOpen => {
-                return self.store_failed(zone, req, now).1;
-            }
-            Err(_) => {
-                let mut status = Status::waiting(zone, State::Waiting, 0, Default::default(), now);
-                status.degraded = true;
-                status
-            }
+            Err(_) => return self.store_failed(zone, req, now, Some(token)).1,
         };
         self.reply(zone, req, zone.config.waiting_status, &status, Some(token))
     }

@@ -333,3 +333,141 @@ async fn the_change_feed_wakes_the_edge_cache() {
     }
     follower.abort();
 }
+
+/// A store that is down: every call fails, or never answers.
+struct BrokenStore {
+    hang: bool,
+}
+
+#[async_trait::async_trait]
+impl crate::store::Store for BrokenStore {
+    async fn load(&self, _: &str) -> Result<Option<ZoneRecord>, StoreError> {
+        self.fail().await
+    }
+    async fn compare_and_set(
+        &self,
+        _: &str,
+        _: Option<u64>,
+        _: &ZoneRecord,
+    ) -> Result<bool, StoreError> {
+        self.fail().await
+    }
+    async fn touch(
+        &self,
+        _: &str,
+        _: crate::admission::QueueKey,
+        _: u64,
+    ) -> Result<(), StoreError> {
+        self.fail().await
+    }
+    async fn live_after(
+        &self,
+        _: &str,
+        _: crate::admission::QueueKey,
+        _: u64,
+        _: usize,
+    ) -> Result<Vec<crate::admission::QueueKey>, StoreError> {
+        self.fail().await
+    }
+    async fn ahead(
+        &self,
+        _: &str,
+        _: crate::admission::QueueKey,
+        _: crate::admission::QueueKey,
+    ) -> Result<u64, StoreError> {
+        self.fail().await
+    }
+    async fn waiting(&self, _: &str, _: crate::admission::QueueKey) -> Result<u64, StoreError> {
+        self.fail().await
+    }
+    async fn forget_through(
+        &self,
+        _: &str,
+        _: crate::admission::QueueKey,
+    ) -> Result<(), StoreError> {
+        self.fail().await
+    }
+}
+
+impl BrokenStore {
+    async fn fail<T>(&self) -> Result<T, StoreError> {
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+}
+
+fn broken_room(policy: &str, hang: bool) -> (Room, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("k.pem"),
+        crate::token::keys::generate_ed25519().0,
+    )
+    .expect("key");
+    let text = format!(
+        "[upstreams.shop]\naddrs = [\"127.0.0.1:9\"]\n[tokens]\nsigning_key = {{ kid = \"k\", file = \"k.pem\" }}\n\
+         [zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 2\nadmit_per_minute = 60\non_store_error = \"{policy}\"\n"
+    );
+    let config = crate::config::parse(&text, dir.path()).expect("valid");
+    let tokens = Tokens::new(Keyring::load(&config.tokens).expect("keys"), "usher", 1_000);
+    let room = Room::new(
+        &config,
+        tokens,
+        Arc::new(BrokenStore { hang }),
+        Arc::new(ManualClock::new(T0)),
+        Metrics::new(),
+    );
+    (room, dir)
+}
+
+const NEWCOMER: RequestFacts<'static> = RequestFacts {
+    host: "shop.test",
+    path: "/checkout",
+    query: None,
+    cookie: None,
+    wants_json: true,
+};
+
+#[tokio::test]
+async fn store_down_fail_closed_keeps_the_shop_protected_and_still_hands_out_places() {
+    let (room, _dir) = broken_room("fail_closed", false);
+    let Outcome::Reply(reply) = room.handle(&NEWCOMER).await else {
+        panic!("fail_closed must not forward");
+    };
+    let status: serde_json::Value = serde_json::from_slice(&reply.body).expect("json");
+    assert_eq!(status["state"], "waiting");
+    assert_eq!(status["degraded"], true);
+    assert!(
+        reply.set_cookie.is_some(),
+        "the place (rank) travels in the token"
+    );
+    let metrics = String::from_utf8(room.metrics().render()).expect("utf8");
+    assert!(
+        metrics.contains("usher_store_errors_total{op=\"live_after\",zone=\"checkout\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn store_down_fail_open_forwards() {
+    let (room, _dir) = broken_room("fail_open", false);
+    let outcome = room.handle(&NEWCOMER).await;
+    assert!(
+        matches!(outcome, Outcome::Forward(Forward { session: None, .. })),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_store_times_out_instead_of_hanging_the_request() {
+    let (room, _dir) = broken_room("fail_closed", true);
+    let started = tokio::time::Instant::now();
+    let outcome = room.handle(&NEWCOMER).await;
+    assert!(matches!(outcome, Outcome::Reply(_)));
+    let waited = started.elapsed();
+    assert!(
+        waited >= STORE_TIMEOUT && waited < STORE_TIMEOUT * 3,
+        "waited {waited:?}"
+    );
+}

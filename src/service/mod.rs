@@ -113,5 +113,11 @@ pub fn build_server(config: &Config, clock: SharedClock) -> Result<Server, Start
         metrics_service.add_tcp(&listen.to_string());
         server.add_service(metrics_service);
     }
+    tracing::info!(
+        proxy = %config.server.listen,
+        metrics = ?config.metrics.listen,
+        zones = ?config.zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>(),
+        "usher is ready to listen"
+    );
     Ok(server)
 }
