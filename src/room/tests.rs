@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::clock::{Clock, ManualClock};
+use crate::config::Config;
 use crate::service::exchanger::Exchanger;
 use crate::store::embedded::EmbeddedStore;
 use crate::token::{Claims, Keyring};
@@ -16,20 +17,27 @@ struct Harness {
     _dir: tempfile::TempDir,
 }
 
-fn harness(zone_extra: &str) -> Harness {
+/// A key in a fresh temp dir and a config with one zone, `checkout`, written as `zone` (TOML
+/// lines of `[zones.checkout]`); data goes to `<dir>/data`.
+fn room_config(zone: &str) -> (Config, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("k.pem"),
-        crate::token::keys::generate_ed25519().0,
-    )
-    .expect("key");
+    let key = crate::token::keys::generate_ed25519().0;
+    std::fs::write(dir.path().join("k.pem"), key).expect("key");
     let text = format!(
-        "[upstreams.shop]\naddrs = [\"127.0.0.1:9\"]\n[tokens]\nsigning_key = {{ kid = \"k\", file = \"k.pem\" }}\n\
+        "[upstreams.shop]\naddrs = [\"127.0.0.1:9\"]\n\
+         [tokens]\nsigning_key = {{ kid = \"k\", file = \"k.pem\" }}\n\
          [store]\ndata_dir = \"data\"\n\
-         [zones.checkout]\ntitle = \"Big <Show>\"\npaths = [\"/checkout\"]\ncapacity = 2\nadmit_per_minute = 60\nburst = 2\n\
-         session_ttl = \"60s\"\nclaim_window = \"10s\"\n{zone_extra}\n"
+         [zones.checkout]\npaths = [\"/checkout\"]\n{zone}\n"
     );
     let config = crate::config::parse(&text, dir.path()).expect("valid");
+    (config, dir)
+}
+
+fn harness(zone_extra: &str) -> Harness {
+    let (config, dir) = room_config(&format!(
+        "title = \"Big <Show>\"\ncapacity = 2\nadmit_per_minute = 60\nburst = 2\n\
+         session_ttl = \"60s\"\nclaim_window = \"10s\"\n{zone_extra}"
+    ));
     let clock = Arc::new(ManualClock::new(T0));
     let store = Arc::new(EmbeddedStore::open(&config.store.data_dir, T0).expect("store"));
     let tokens = Tokens::new(Keyring::load(&config.tokens).expect("keys"), "usher", 1_000);
@@ -286,17 +294,9 @@ async fn json_clients_get_the_status_instead_of_the_page() {
 
 #[tokio::test]
 async fn the_change_feed_wakes_the_edge_cache() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("k.pem"),
-        crate::token::keys::generate_ed25519().0,
-    )
-    .expect("key");
-    let text = "[upstreams.shop]\naddrs = [\"127.0.0.1:9\"]\n[tokens]\nsigning_key = { kid = \"k\", file = \"k.pem\" }\n\
-                [zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 2\nadmit_per_minute = 60\nmode = \"queue_all\"\n";
-    let config = crate::config::parse(text, dir.path()).expect("valid");
+    let (config, _dir) = room_config("capacity = 2\nadmit_per_minute = 60\nmode = \"queue_all\"");
     let clock = Arc::new(ManualClock::new(T0));
-    let store = Arc::new(EmbeddedStore::open(&dir.path().join("data"), T0).expect("store"));
+    let store = Arc::new(EmbeddedStore::open(&config.store.data_dir, T0).expect("store"));
     let tokens = Tokens::new(Keyring::load(&config.tokens).expect("keys"), "usher", 1_000);
     let room = Arc::new(Room::new(
         &config,
@@ -399,17 +399,9 @@ impl BrokenStore {
 }
 
 fn broken_room(policy: &str, hang: bool) -> (Room, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("k.pem"),
-        crate::token::keys::generate_ed25519().0,
-    )
-    .expect("key");
-    let text = format!(
-        "[upstreams.shop]\naddrs = [\"127.0.0.1:9\"]\n[tokens]\nsigning_key = {{ kid = \"k\", file = \"k.pem\" }}\n\
-         [zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 2\nadmit_per_minute = 60\non_store_error = \"{policy}\"\n"
-    );
-    let config = crate::config::parse(&text, dir.path()).expect("valid");
+    let (config, dir) = room_config(&format!(
+        "capacity = 2\nadmit_per_minute = 60\non_store_error = \"{policy}\""
+    ));
     let tokens = Tokens::new(Keyring::load(&config.tokens).expect("keys"), "usher", 1_000);
     let room = Room::new(
         &config,

@@ -15,7 +15,8 @@ fn key(rank: u64, visitor: u128) -> QueueKey {
     }
 }
 
-fn record() -> ZoneRecord {
+/// A fresh zone record with small limits, for store tests.
+pub(crate) fn record() -> ZoneRecord {
     let limits = Limits {
         capacity: 10,
         admit_per_minute: 60,

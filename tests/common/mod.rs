@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -160,67 +159,30 @@ impl Response {
     }
 }
 
-/// A blocking keep-alive HTTP/1.1 client (Content-Length bodies only, which is all usher and
-/// the test origin send).
+/// A blocking keep-alive HTTP/1.1 client: the async one on a small runtime of its own.
 pub struct Client {
-    reader: BufReader<TcpStream>,
+    runtime: tokio::runtime::Runtime,
+    inner: AsyncClient,
 }
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_nodelay(true).ok();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
-        Client {
-            reader: BufReader::new(stream),
-        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("client runtime");
+        let inner = runtime
+            .block_on(AsyncClient::connect(addr))
+            .expect("connect");
+        Client { runtime, inner }
     }
 
     pub fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Response {
-        let mut request = format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\n");
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        self.reader
-            .get_mut()
-            .write_all(request.as_bytes())
-            .expect("send");
-        read_response(&mut self.reader)
-    }
-}
-
-fn read_response(reader: &mut BufReader<TcpStream>) -> Response {
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("status line");
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).expect("header");
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((n, v)) = h.split_once(':') {
-            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).expect("body");
-    Response {
-        status,
-        headers,
-        body,
+        let request = self.inner.get_with(path, headers);
+        self.runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(30), request).await })
+            .expect("answer within 30 s")
+            .expect("a response")
     }
 }
 
@@ -267,11 +229,25 @@ impl AsyncClient {
         })
     }
 
+    /// GET `path`, with usher's cookie if there is one.
     pub async fn get(&mut self, path: &str, cookie: Option<&str>) -> std::io::Result<Response> {
+        match cookie {
+            Some(cookie) => self.get_with(path, &[("Cookie", cookie)]).await,
+            None => self.get_with(path, &[]).await,
+        }
+    }
+
+    /// GET `path` with extra headers (Content-Length bodies only, which is all usher and the
+    /// test origin send).
+    pub async fn get_with(
+        &mut self,
+        path: &str,
+        extra: &[(&str, &str)],
+    ) -> std::io::Result<Response> {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
         let mut request = format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\n");
-        if let Some(cookie) = cookie {
-            request.push_str(&format!("Cookie: {cookie}\r\n"));
+        for (name, value) in extra {
+            request.push_str(&format!("{name}: {value}\r\n"));
         }
         request.push_str("\r\n");
         self.reader.get_mut().write_all(request.as_bytes()).await?;
