@@ -1,8 +1,7 @@
 //! The embedded store: the contract suite, and durability across restarts and torn writes.
 
 use super::*;
-use crate::admission::{bucket_of, Limits, VisitorId, ZoneState};
-use std::time::Duration;
+use crate::admission::{bucket_of, VisitorId};
 
 const NOW: u64 = 1_800_000_000_000;
 
@@ -14,18 +13,7 @@ async fn passes_the_store_contract() {
 }
 
 fn record_with_session() -> ZoneRecord {
-    let limits = Limits {
-        capacity: 3,
-        admit_per_minute: 60,
-        burst: 1,
-        session_ttl: Duration::from_secs(60),
-        claim_window: Duration::from_secs(10),
-        abandon_after: Duration::from_secs(30),
-    };
-    let mut record = ZoneRecord {
-        state: ZoneState::new(&limits, NOW),
-        ledger: Default::default(),
-    };
+    let mut record = crate::store::contract::record();
     record
         .ledger
         .open_session(VisitorId(7), bucket_of(NOW + 60_000));
