@@ -8,15 +8,19 @@
 //!   token: zone lookup, cookie parse, token check, decision. `cached` is what usher does
 //!   (`Tokens::verify`, DashMap cache of verified tokens); `naive_verify_every_time` checks the
 //!   signature on every request (`Tokens::verify_uncached`) as a baseline.
+//! - `gate/steps/*`: the steps of the cached path one by one.
 //! - `verify/eddsa`, `verify/hs256`: one token verification: `dashmap_cached` (usher's
 //!   `Tokens::verify`), `naive_mutex_hashmap_cached` (a `Mutex<HashMap<String, Claims>>` in front
-//!   of `verify_uncached`, cloning the claims out like a naive cache would) and `uncached`.
+//!   of `verify_uncached`, cloning the claims out like a naive cache would) and `uncached`; the
+//!   `_2threads` variants hit the same cache from two threads at once.
+//! - `waiting/touch_and_ahead/N_queued`: the two embedded-store calls behind every waiting-page
+//!   view (heartbeat, position) with N visitors in line.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use usher::admission::{QueueKey, VisitorId};
 use usher::config::Config;
 use usher::gate::{self, Decision, TokenCheck};
@@ -27,9 +31,7 @@ const HOST: &str = "shop.example.com";
 const PATH: &str = "/checkout/cart/42";
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    usher::clock::system().now_ms()
 }
 
 /// A config with three zones (so the zone lookup does some work), signing with the key that the
@@ -116,6 +118,15 @@ fn gate_path(c: &mut Criterion) {
     );
     let cursor = QueueKey::default();
     let now = now_ms();
+
+    // The path measured is the forward of a valid session, not a refusal.
+    let zone = table.find(HOST, PATH).expect("zone");
+    let raw = cookie::find(&cookie_header, &zone.cookie);
+    let check = gate::check_token(&f.tokens, &zone.config.name, raw, None, now);
+    assert_eq!(
+        gate::decide(&zone.config, &check, cursor, now),
+        Decision::Forward { renew: false }
+    );
 
     let mut group = c.benchmark_group("gate/access_request");
     // usher's path: the verified-token cache answers after the first request.
@@ -262,6 +273,44 @@ fn verify_hs256(c: &mut Criterion) {
     verify(c, "HS256", "hs256");
 }
 
+/// A waiting visitor's page view hits the store twice: `touch` (heartbeat) and `ahead` (their
+/// position). With the embedded store both must stay cheap however long the queue is.
+fn waiting_position(c: &mut Criterion) {
+    use usher::store::embedded::EmbeddedStore;
+    use usher::store::Store;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    let mut group = c.benchmark_group("waiting/touch_and_ahead");
+    for queued in [100u64, 100_000] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let now = now_ms();
+        let store = EmbeddedStore::open(dir.path(), now).expect("store opens");
+        let key = |i: u64| QueueKey {
+            rank: now + i,
+            visitor: VisitorId(u128::from(i) + 1),
+        };
+        runtime.block_on(async {
+            for i in 0..queued {
+                store.touch("z", key(i), now).await.expect("join");
+            }
+        });
+        // The visitor in the middle of the line, nobody admitted yet.
+        let me = key(queued / 2);
+        let cursor = QueueKey::default();
+        group.bench_function(format!("{queued}_queued"), |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    store.touch("z", me, now).await.expect("touch");
+                    black_box(store.ahead("z", cursor, me).await.expect("ahead"))
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
 fn short() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -273,6 +322,6 @@ fn short() -> Criterion {
 criterion_group! {
     name = benches;
     config = short();
-    targets = gate_path, verify_eddsa, verify_hs256
+    targets = gate_path, verify_eddsa, verify_hs256, waiting_position
 }
 criterion_main!(benches);

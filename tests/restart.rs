@@ -32,7 +32,8 @@ fn kill_9_keeps_the_ledger_the_cursor_and_every_place() {
         "[zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 3\nadmit_per_minute = 600\nburst = 3\n\
          mode = \"queue_all\"\nrefresh_interval = \"500ms\"\n[store]\ndata_dir = \"data\"\ntick = \"100ms\"\n",
     );
-    // Eight visitors queue, in order.
+    // Eight visitors queue. Line order is (rank, visitor id): arrivals in the same millisecond
+    // are ordered by their random ids, so sort by the key their tokens carry.
     let mut cookies: Vec<String> = (0..8)
         .map(|_| {
             let r = usher.client().get("/checkout", &[]);
@@ -43,6 +44,13 @@ fn kill_9_keeps_the_ledger_the_cursor_and_every_place() {
             r.cookie().expect("a visitor token")
         })
         .collect();
+    cookies.sort_by_key(|c| {
+        let claims = common::claims_of(c);
+        (
+            claims["rank"].as_u64(),
+            claims["vid"].as_str().map(str::to_string),
+        )
+    });
     // The exchanger admits the first three; they swap their tokens on their next status call.
     for cookie in cookies.iter_mut().take(3) {
         wait_until("an admission", Duration::from_secs(10), || {

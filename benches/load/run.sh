@@ -10,13 +10,20 @@
 #   c. bare Pingora proxy -> the origin                 (benches/load/bare_proxy.rs)
 #   d. usher, admitted visitor -> the origin            (access-token cookie; zone with huge capacity)
 #   e. usher, waiting page of a queued visitor          (zone in queue_all mode, nobody admitted)
+#   f. bare Pingora answering a page of the waiting page's size itself (bare_proxy --respond):
+#      the floor for (e), for information
 #
-# Prints a table and two ratios (targets: d/c >= 0.95, e/a >= 1.5) and writes them as markdown
-# to benches/load/results/latest.md. Needs: cargo, nginx, wrk, curl, python3. Every process it
-# starts is stopped by PID on exit.
+# Every request carries one usher cookie (about 300 bytes), so every server reads the same request
+# size. For each case: req/s, p50/p99 latency, errors, and the CPU time per request of the server
+# under test (and of the origin), read from /proc: on a noisy box that moves less than req/s.
+#
+# Prints a table and two ratios (targets: d/c >= 0.95, e/a >= 1.5; each the median of per-round
+# ratios, the two sides of a ratio run back to back) and writes them as markdown to
+# benches/load/results/latest.md. Needs: cargo, nginx, wrk, curl, python3 (installed with apt-get
+# when run as root). Every process it starts is stopped by PID on exit, on errors and on Ctrl-C.
 #
 # Environment: DURATION (s, default 10), CONNECTIONS (default 64), RUNS (rounds, default 1; with
-# more, each number is the median over rounds and cases are interleaved), WARMUP (s, default 2),
+# more, each number is the median over rounds), WARMUP (s, default 2),
 # KEEP_TMP=1 keeps the temporary directory (configs, logs), SKIP_BUILD=1 skips cargo build,
 # IDLE_WAIT (s, default 300) how long each case waits for the machine to be idle (other processes
 # using under IDLE_BUSY_PCT, default 15, of all CPUs) before it starts; on a shared 2-core box a
@@ -44,10 +51,7 @@ for tool in nginx wrk curl python3; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
-    apt_pkgs=()
-    for tool in "${missing[@]}"; do
-        case "$tool" in nginx | wrk | curl) apt_pkgs+=("$tool") ;; python3) apt_pkgs+=(python3) ;; esac
-    done
+    apt_pkgs=("${missing[@]}") # the Debian packages are named like the commands
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
         log "installing ${apt_pkgs[*]} with apt-get"
         DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -73,6 +77,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/usher-load.XXXXXX")
 # nginx workers drop to `nobody` when the master runs as root: let them read the document root.
 chmod 755 "$TMP"
 declare -A PID_SIGNAL=() # pid -> signal that stops it quickly
+declare -A PID_OF=()     # name -> pid
 PIDS=()
 
 stop_pid() {
@@ -91,7 +96,7 @@ stop_pid() {
     wait "$pid" 2>/dev/null || true
     # nginx workers: gone with their master normally; make sure.
     for child in $children; do
-        kill -0 "$child" 2>/dev/null && kill -KILL "$child" 2>/dev/null || true
+        if kill -0 "$child" 2>/dev/null; then kill -KILL "$child" 2>/dev/null || true; fi
     done
 }
 
@@ -120,15 +125,15 @@ start() {
     local pid=$!
     PIDS+=("$pid")
     PID_SIGNAL[$pid]=$sig
-    eval "PID_${name//-/_}=$pid"
+    PID_OF[$name]=$pid
 }
 
 # wait_http NAME URL: until URL answers (any HTTP status), or fail after 15 s.
 wait_http() {
-    local name=$1 url=$2 pid_var="PID_${1//-/_}"
+    local name=$1 url=$2
     for _ in $(seq 150); do
         if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
-        kill -0 "${!pid_var}" 2>/dev/null || {
+        kill -0 "${PID_OF[$name]}" 2>/dev/null || {
             cat "$TMP/$name.log" >&2
             die "$name exited"
         }
@@ -139,10 +144,10 @@ wait_http() {
 }
 
 # --- ports -------------------------------------------------------------------------------------
-read -r P_ORIGIN P_NGINX_PROXY P_BARE P_USHER < <(python3 - <<'EOF'
+read -r P_ORIGIN P_NGINX_PROXY P_BARE P_USHER P_BARE_PAGE < <(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(4):
+for _ in range(5):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -246,7 +251,7 @@ EOF
 "$USHER" check --config "$TMP/usher/usher.toml" >/dev/null || die "generated usher config is invalid"
 
 # --- start everything --------------------------------------------------------------------------
-log "ports: origin $P_ORIGIN, nginx proxy $P_NGINX_PROXY, bare pingora $P_BARE, usher $P_USHER"
+log "ports: origin $P_ORIGIN, nginx proxy $P_NGINX_PROXY, bare pingora $P_BARE, usher $P_USHER, bare pingora page $P_BARE_PAGE"
 start nginx-origin TERM "$NGINX" -p "$ORIGIN_DIR" -c "$ORIGIN_DIR/nginx.conf" -e "$ORIGIN_DIR/logs/error.log"
 start nginx-proxy TERM "$NGINX" -p "$PROXY_DIR" -c "$PROXY_DIR/nginx.conf" -e "$PROXY_DIR/logs/error.log"
 start bare-proxy INT "$BARE" --listen "127.0.0.1:$P_BARE" --upstream "127.0.0.1:$P_ORIGIN"
@@ -271,8 +276,11 @@ status=$(curl -s -o /dev/null -w '%{http_code}' -c "$TMP/admit2.jar" -H "Cookie:
 [[ $status == 200 ]] || die "usher refused its own access token (status $status)"
 [[ -z $(cookie_value "$TMP/admit2.jar" usher_fast) ]] || log "warning: usher renews the access token on every request"
 
+# is_waiting_page FILE: the body is usher's waiting page for a place in line.
+is_waiting_page() { grep -qE 'You are in line|id="position"' "$1"; }
+
 # (e) decoys join first (the first of them takes the only slot), then the benchmark visitor.
-for i in 1 2 3; do
+for _ in 1 2 3; do
     curl -s -o /dev/null "http://127.0.0.1:$P_USHER/wait/page"
     sleep 0.05
 done
@@ -281,18 +289,24 @@ VISITOR=$(cookie_value "$TMP/wait.jar" usher_wait)
 [[ $status == 200 && -n $VISITOR ]] || die "usher did not queue the benchmark visitor (status $status)"
 sleep 1.5 # let the exchanger tick once: the first decoy is admitted, the rest wait
 status=$(curl -s -o "$TMP/wait.body" -w '%{http_code}' -H "Cookie: usher_wait=$VISITOR" "http://127.0.0.1:$P_USHER/wait/page")
-grep -q 'You are in line' "$TMP/wait.body" || die "the queued visitor did not get the waiting page (status $status)"
+is_waiting_page "$TMP/wait.body" || die "the queued visitor did not get the waiting page (status $status)"
 WAIT_BYTES=$(wc -c <"$TMP/wait.body")
+start bare-page INT "$BARE" --listen "127.0.0.1:$P_BARE_PAGE" --respond "$WAIT_BYTES"
+wait_http bare-page "http://127.0.0.1:$P_BARE_PAGE/wait/page"
 STATIC_BYTES=$(wc -c <"$TMP/www/fast/index.html")
 
 # --- measure -----------------------------------------------------------------------------------
-CASES=(a b c d e)
+CASES=(a b c d e f)
+# Run order inside a round: the two pairs behind the targets run back to back (a, e and c, d), so
+# that a slow spell on a shared machine hits both sides of a ratio alike.
+RUN_ORDER=(a e f b c d)
 declare -A NAME=(
     [a]="nginx static file"
     [b]="nginx proxy_pass -> nginx static"
     [c]="bare Pingora proxy -> nginx static"
     [d]="usher admitted (access cookie) -> nginx static"
     [e]="usher waiting page (queued visitor)"
+    [f]="bare Pingora answering a same-size page itself"
 )
 declare -A URL=(
     [a]="http://127.0.0.1:$P_ORIGIN$STATIC_PATH"
@@ -300,11 +314,22 @@ declare -A URL=(
     [c]="http://127.0.0.1:$P_BARE$STATIC_PATH"
     [d]="http://127.0.0.1:$P_USHER$STATIC_PATH"
     [e]="http://127.0.0.1:$P_USHER/wait/page"
+    [f]="http://127.0.0.1:$P_BARE_PAGE/wait/page"
 )
 # The process under test in each case (its CPU time per request is reported), and the origin's.
-declare -A SUT=([a]=nginx_origin [b]=nginx_proxy [c]=bare_proxy [d]=usher [e]=usher)
-declare -A HDR=([a]="" [b]="" [c]="" [d]="Cookie: usher_fast=$ACCESS" [e]="Cookie: usher_wait=$VISITOR")
-declare -A RPS=() P50=() P99=() ERRS=() BUSY=() CPU=() OCPU=()
+declare -A SUT=([a]=nginx-origin [b]=nginx-proxy [c]=bare-proxy [d]=usher [e]=usher [f]=bare-page)
+# Every request carries the same kind of usher cookie (about 300 bytes), so that every server
+# reads requests of the same size: the access token on the proxied path (b, c, d; nginx and the
+# bare proxy pass it on, usher strips it), the visitor token on the answered path (a, e, f).
+declare -A HDR=(
+    [a]="Cookie: usher_wait=$VISITOR"
+    [b]="Cookie: usher_fast=$ACCESS"
+    [c]="Cookie: usher_fast=$ACCESS"
+    [d]="Cookie: usher_fast=$ACCESS"
+    [e]="Cookie: usher_wait=$VISITOR"
+    [f]="Cookie: usher_wait=$VISITOR"
+)
+declare -A RPS=() P50=() P99=() ERRS=() BUSY=() CPU=() OCPU=() STEAL=()
 
 # cpu_ticks PID: user+system clock ticks of PID and its child processes (nginx workers).
 cpu_ticks() {
@@ -321,7 +346,7 @@ CLK_TCK=$(getconf CLK_TCK)
 wrk_run() { # wrk_run CASE SECONDS OUTFILE
     local c=$1 secs=$2 out=$3
     local args=(-t1 "-c$CONNECTIONS" "-d${secs}s" --latency)
-    [[ -n ${HDR[$c]} ]] && args+=(-H "${HDR[$c]}")
+    args+=(-H "${HDR[$c]}")
     wrk "${args[@]}" "${URL[$c]}" >"$out" 2>&1
 }
 
@@ -361,19 +386,35 @@ wait_idle() {
     echo "$busy"
 }
 
+# stat_line: the aggregate "cpu" line of /proc/stat.
+stat_line() { head -1 /proc/stat; }
+# steal_pct BEFORE AFTER: share of CPU time the hypervisor took away between two stat lines.
+steal_pct() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        n = split(a, x, " "); split(b, y, " ");
+        for (i = 2; i <= n; i++) t += y[i] - x[i];
+        printf "%.1f", (t > 0 ? 100 * (y[9] - x[9]) / t : 0) }'
+}
+rate() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+R_ADMIT_ROUNDS="" R_WAIT_ROUNDS=""
+
 for ((round = 1; round <= RUNS; round++)); do
-    for c in "${CASES[@]}"; do
+    declare -A THIS=()
+    for c in "${RUN_ORDER[@]}"; do
         busy=$(wait_idle)
         BUSY[$c]+="$busy "
         log "round $round/$RUNS: ($c) ${NAME[$c]}: ${WARMUP}s warm-up, ${DURATION}s measured (busy before: ${busy}%)"
         ((WARMUP > 0)) && wrk_run "$c" "$WARMUP" "$TMP/warmup-$c.txt"
         out="$TMP/wrk-$c-$round.txt"
-        sut_pid_var="PID_${SUT[$c]}"
-        sut0=$(cpu_ticks "${!sut_pid_var}")
-        origin0=$(cpu_ticks "$PID_nginx_origin")
+        sut_pid=${PID_OF[${SUT[$c]}]}
+        sut0=$(cpu_ticks "$sut_pid")
+        origin0=$(cpu_ticks "${PID_OF[nginx-origin]}")
+        stat0=$(stat_line)
         wrk_run "$c" "$DURATION" "$out"
-        sut1=$(cpu_ticks "${!sut_pid_var}")
-        origin1=$(cpu_ticks "$PID_nginx_origin")
+        stat1=$(stat_line)
+        STEAL[$c]+="$(steal_pct "$stat0" "$stat1") "
+        sut1=$(cpu_ticks "$sut_pid")
+        origin1=$(cpu_ticks "${PID_OF[nginx-origin]}")
         requests=$(awk '/requests in/ { print $1 }' "$out")
         rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
         p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
@@ -382,26 +423,31 @@ for ((round = 1; round <= RUNS; round++)); do
         sockerr=$(awk -F'[ ,]+' '/Socket errors:/ { print $5 + $7 + $9 + $11 }' "$out")
         [[ -n $rps ]] || { cat "$out" >&2; die "wrk failed for case $c"; }
         RPS[$c]+="$rps "
+        THIS[$c]=$rps
         P50[$c]+="$p50 "
         P99[$c]+="$p99 "
         ERRS[$c]=$((${ERRS[$c]:-0} + ${non2xx:-0} + ${sockerr:-0}))
         # CPU microseconds per request of the server under test and of the origin.
         CPU[$c]+="$(awk -v t=$((sut1 - sut0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }') "
-        if [[ $c != a && $c != e ]]; then
+        if [[ $c == [bcd] ]]; then
             OCPU[$c]+="$(awk -v t=$((origin1 - origin0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }') "
         fi
     done
+    R_ADMIT_ROUNDS+="$(rate "${THIS[d]}" "${THIS[c]}") "
+    R_WAIT_ROUNDS+="$(rate "${THIS[e]}" "${THIS[a]}") "
 done
 
 # The benchmark visitor must still be waiting, and the admitted visitor still admitted.
-curl -s -H "Cookie: usher_wait=$VISITOR" "http://127.0.0.1:$P_USHER/wait/page" | grep -q 'You are in line' ||
+curl -s -o "$TMP/wait.after" -H "Cookie: usher_wait=$VISITOR" "http://127.0.0.1:$P_USHER/wait/page"
+is_waiting_page "$TMP/wait.after" ||
     log "warning: the queued visitor is no longer waiting; case (e) may have measured something else"
 
 median() { # median of the whitespace-separated numbers on stdin; empty if none
     tr ' ' '\n' | awk 'NF { print $1 }' | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) exit; if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
-declare -A M_RPS=() M_P50=() M_P99=() M_CPU=() M_OCPU=()
+declare -A M_RPS=() M_P50=() M_P99=() M_CPU=() M_OCPU=() M_STEAL=()
 for c in "${CASES[@]}"; do
+    M_STEAL[$c]=$(median <<<"${STEAL[$c]}")
     M_CPU[$c]=$(median <<<"${CPU[$c]}")
     M_OCPU[$c]=$(median <<<"${OCPU[$c]:-}")
     M_RPS[$c]=$(median <<<"${RPS[$c]}")
@@ -410,13 +456,17 @@ for c in "${CASES[@]}"; do
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print ((r >= t) ? "met" : "MISSED") }'; }
-R_ADMIT=$(ratio "${M_RPS[d]}" "${M_RPS[c]}")
-R_WAIT=$(ratio "${M_RPS[e]}" "${M_RPS[a]}")
+# The target ratios: median over rounds of each round's ratio (both sides measured back to back).
+R_ADMIT=$(median <<<"$R_ADMIT_ROUNDS" | xargs printf '%.2f')
+R_WAIT=$(median <<<"$R_WAIT_ROUNDS" | xargs printf '%.2f')
+spread() { tr ' ' '\n' | awk 'NF' | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }'; }
 R_ADMIT_NGINX=$(ratio "${M_RPS[d]}" "${M_RPS[b]}")
 R_BARE_NGINX=$(ratio "${M_RPS[c]}" "${M_RPS[b]}")
 # CPU cost per request, inverted so that higher is better like the throughput ratios.
 R_ADMIT_CPU=$(ratio "${M_CPU[c]}" "${M_CPU[d]}")
 R_WAIT_CPU=$(ratio "${M_CPU[a]}" "${M_CPU[e]}")
+R_WAIT_FLOOR=$(ratio "${M_RPS[e]}" "${M_RPS[f]}")
+R_FLOOR_NGINX=$(ratio "${M_RPS[f]}" "${M_RPS[a]}")
 
 # --- report ------------------------------------------------------------------------------------
 mkdir -p "$RESULTS_DIR"
@@ -430,23 +480,33 @@ MD="$RESULTS_DIR/latest.md"
     echo "- Tools: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | awk '{ print $1, $2 }')"
     echo "- Load: \`wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency\` on loopback, ${WARMUP}s warm-up per case, $RUNS round(s)$( ((RUNS > 1)) && echo ' (medians)')"
     echo "- Servers: one worker each (nginx \`worker_processes 1\`, \`access_log off\`; Pingora and usher \`threads = 1\`)"
-    echo "- Bodies: static file $STATIC_BYTES bytes; usher waiting page $WAIT_BYTES bytes"
+    echo "- Bodies: static file $STATIC_BYTES bytes; usher waiting page $WAIT_BYTES bytes (and the bare Pingora page of case f)"
+    echo "- Requests: every case sends one usher cookie (access token for b, c, d; visitor token for a, e, f)"
+    echo "- server CPU µs/req: user+system CPU time of the server under test (nginx: master and worker) during the measured run, divided by the requests served; origin likewise"
     echo
-    echo "| case | req/s | p50 ms | p99 ms | errors | server CPU µs/req | origin CPU µs/req | CPU busy before (%) |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| case | req/s | p50 ms | p99 ms | errors | server CPU µs/req | origin CPU µs/req | busy before (%) | steal during (%) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for c in "${CASES[@]}"; do
-        printf '| (%s) %s | %.0f | %s | %s | %s | %s | %s | %s |\n' "$c" "${NAME[$c]}" "${M_RPS[$c]}" \
-            "${M_P50[$c]}" "${M_P99[$c]}" "${ERRS[$c]}" "${M_CPU[$c]}" "${M_OCPU[$c]:--}" "${BUSY[$c]% }"
+        ocpu=-
+        [[ -n ${M_OCPU[$c]} ]] && ocpu=$(printf '%.1f' "${M_OCPU[$c]}")
+        printf '| (%s) %s | %.0f | %.2f | %.2f | %s | %.1f | %s | %s | %.1f |\n' "$c" "${NAME[$c]}" "${M_RPS[$c]}" \
+            "${M_P50[$c]}" "${M_P99[$c]}" "${ERRS[$c]}" "${M_CPU[$c]}" "$ocpu" "${BUSY[$c]% }" "${M_STEAL[$c]}"
     done
     echo
     echo "| ratio | value | target | |"
     echo "|---|---:|---:|---|"
-    echo "| usher admitted / bare Pingora (d/c) | $R_ADMIT | >= 0.95 | $(verdict "$R_ADMIT" 0.95) |"
-    echo "| usher waiting page / nginx static (e/a) | $R_WAIT | >= 1.5 | $(verdict "$R_WAIT" 1.5) |"
+    echo "| usher admitted / bare Pingora (d/c), req/s | $R_ADMIT | >= 0.95 | $(verdict "$R_ADMIT" 0.95); rounds $(spread <<<"$R_ADMIT_ROUNDS") |"
+    echo "| usher waiting page / nginx static (e/a), req/s | $R_WAIT | >= 1.5 | $(verdict "$R_WAIT" 1.5); rounds $(spread <<<"$R_WAIT_ROUNDS") |"
     echo "| CPU per request: bare Pingora / usher admitted (c/d) | $R_ADMIT_CPU | (info) | |"
     echo "| CPU per request: nginx static / usher waiting page (a/e) | $R_WAIT_CPU | (info) | |"
+    echo "| usher waiting page / bare Pingora page (e/f) | $R_WAIT_FLOOR | (info) | |"
+    echo "| bare Pingora page / nginx static (f/a) | $R_FLOOR_NGINX | (info) | |"
     echo "| usher admitted / nginx proxy_pass (d/b) | $R_ADMIT_NGINX | (info) | |"
     echo "| bare Pingora / nginx proxy_pass (c/b) | $R_BARE_NGINX | (info) | |"
+    echo
+    echo "The two target ratios are medians of per-round ratios (each pair runs back to back); the"
+    echo "other ratios divide the medians in the first table. CPU ratios are inverted so that higher"
+    echo "is better for usher, like the throughput ratios."
     if ((RUNS > 1)); then
         echo
         echo "Per-round req/s:"
