@@ -3,7 +3,8 @@
 //! never from visitors, so cardinality stays bounded.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric family usher exports.
@@ -107,6 +108,51 @@ impl Metrics {
         // Encoding our own registry into a Vec cannot fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+/// What the gate did with a request: the `decision` label of `usher_gate_requests_total`.
+pub const DECISIONS: [&str; 11] = [
+    "forward",
+    "admit",
+    "join",
+    "wait",
+    "claim",
+    "status",
+    "release",
+    "passthrough",
+    "closed",
+    "fail_open",
+    "fail_closed",
+];
+
+/// `usher_gate_requests_total` resolved once per zone and decision, so the request path
+/// increments an atomic instead of hashing label values.
+pub struct RequestCounters {
+    by_zone: Vec<Vec<IntCounter>>,
+}
+
+impl RequestCounters {
+    /// Counters for `zones`, indexed like them.
+    pub fn new(metrics: &Metrics, zones: &[&str]) -> Self {
+        let by_zone = zones
+            .iter()
+            .map(|zone| {
+                DECISIONS
+                    .iter()
+                    .map(|decision| metrics.requests.with_label_values(&[zone, decision]))
+                    .collect()
+            })
+            .collect();
+        RequestCounters { by_zone }
+    }
+
+    /// Counts one request of zone number `zone` with `decision` (one of [`DECISIONS`]).
+    pub fn inc(&self, zone: usize, decision: &str) {
+        let index = DECISIONS.iter().position(|d| *d == decision);
+        if let Some(counter) = index.and_then(|i| self.by_zone.get(zone)?.get(i)) {
+            counter.inc();
+        }
     }
 }
 

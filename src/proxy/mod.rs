@@ -12,6 +12,7 @@ use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub struct UsherProxy {
     room: Arc<Room>,
     upstreams: HashMap<String, Upstream>,
     cookie_prefix: String,
+    /// `<cookie_prefix>_`, the start of every usher cookie name.
+    cookie_marker: String,
 }
 
 /// Per-request state: the forward decided in `request_filter`.
@@ -66,18 +69,28 @@ impl UsherProxy {
             room,
             upstreams,
             cookie_prefix: cookie_prefix.to_string(),
+            cookie_marker: format!("{cookie_prefix}_"),
         }
     }
 }
 
-fn joined_header(req: &RequestHeader, name: &str) -> Option<String> {
-    let values: Vec<&str> = req
+/// All values of header `name` joined with "; " (HTTP/2 may split `Cookie`), borrowed in the
+/// common case of a single line.
+fn joined_header<'a>(req: &'a RequestHeader, name: &str) -> Option<Cow<'a, str>> {
+    let mut values = req
         .headers
         .get_all(name)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    (!values.is_empty()).then(|| values.join("; "))
+        .filter_map(|v| v.to_str().ok());
+    let first = values.next()?;
+    match values.next() {
+        None => Some(Cow::Borrowed(first)),
+        Some(second) => {
+            let mut all = vec![first, second];
+            all.extend(values);
+            Some(Cow::Owned(all.join("; ")))
+        }
+    }
 }
 
 async fn write_reply(session: &mut Session, reply: Reply) -> Result<()> {
@@ -175,14 +188,21 @@ impl ProxyHttp for UsherProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        if let Some(cookie) = joined_header(upstream_request, "cookie") {
+        // Rewrite `Cookie` only when it carries one of usher's cookies (the hot path usually
+        // does, but requests outside every zone usually don't).
+        let stripped = joined_header(upstream_request, "cookie")
+            .filter(|cookie| cookie.contains(&self.cookie_marker))
+            .map(|cookie| crate::token::cookie::strip(&cookie, &self.cookie_prefix));
+        if let Some(kept) = stripped {
             upstream_request.remove_header("cookie");
-            if let Some(kept) = crate::token::cookie::strip(&cookie, &self.cookie_prefix) {
+            if let Some(kept) = kept {
                 upstream_request.insert_header("cookie", kept)?;
             }
         }
         for name in OWN_HEADERS {
-            upstream_request.remove_header(name);
+            if upstream_request.headers.contains_key(name) {
+                upstream_request.remove_header(name);
+            }
         }
         if let Some(forward) = &ctx.forward {
             if let Some((zone, visitor)) = &forward.session {

@@ -247,10 +247,7 @@ impl Room {
             })
             .await;
         if let Ok(Some(())) = released {
-            self.metrics
-                .requests
-                .with_label_values(&[zone_name, "release"])
-                .inc();
+            self.requests.inc(zone.index, "release");
         }
         Some(cookie::clear(&zone.cookie, self.cookie_secure))
     }

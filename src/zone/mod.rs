@@ -20,8 +20,8 @@ pub struct ZoneTable {
     zones: Vec<Zone>,
 }
 
-/// The host part of a `Host` header, lower-cased, without port.
-pub fn normalize_host(host: &str) -> String {
+/// The host part of a `Host` header, lower-cased, without port (borrowed when already so).
+pub fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
     let host = host.trim();
     let without_port = if host.starts_with('[') {
         host.split(']')
@@ -31,7 +31,11 @@ pub fn normalize_host(host: &str) -> String {
     } else {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
-    without_port.to_ascii_lowercase()
+    if without_port.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(without_port.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(without_port)
+    }
 }
 
 impl ZoneTable {
