@@ -6,7 +6,7 @@ USHER := target/release/usher
 # apt-get needs root; use sudo when not root and sudo exists.
 SUDO  := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo)
 
-.PHONY: help setup demo test keys check-conf bench bench-load
+.PHONY: help setup setup-test demo test keys check-conf bench bench-load
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -17,11 +17,16 @@ setup: ## install the system packages the build needs (cmake, for Pingora's zlib
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq cmake; }
 	@command -v cargo >/dev/null 2>&1 || { echo "usher: Rust is needed: https://rustup.rs"; exit 1; }
 
+setup-test: setup ## also what the tests need: Java 17 and Maven, to fetch and run Apache Cassandra
+	@command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 || { \
+	  echo "usher: installing Java and Maven (the tests run a real Cassandra node)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openjdk-17-jre-headless maven; }
+
 demo: setup ## build usher and run it in front of a demo shop: open http://127.0.0.1:8080/checkout
 	$(CARGO) run --release -j$(JOBS) --bin usher -- demo --config conf/demo.toml
 
-test: setup ## the whole test suite (unit, integration against the real binary, fixtures)
-	$(CARGO) test --release -j$(JOBS)
+test: setup-test ## the whole test suite, with a throwaway Cassandra node for the CQL store
+	JOBS=$(JOBS) bash scripts/test.sh
 
 keys: ## make the signing keys the configs in conf/ refer to (never committed)
 	$(CARGO) build --release -j$(JOBS) --bin usher

@@ -30,7 +30,7 @@ set -euo pipefail
 readonly DEFAULT_VERSION=5.0.9
 readonly DEPENDENCY_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.6.1
 
-CACHE_ROOT=${CASSANDRA_HOME:-$HOME/.cache/usher-cassandra}
+CACHE_ROOT=${CASSANDRA_HOME:-${HOME:-/root}/.cache/usher-cassandra}
 VERSION=${CASSANDRA_VERSION:-$DEFAULT_VERSION}
 CQL_PORT=${CASSANDRA_PORT:-9042}
 STORAGE_PORT=${CASSANDRA_STORAGE_PORT:-17000}
@@ -300,7 +300,7 @@ log_tail() {
   local dir=$1
   if [[ -s $dir/cassandra.log ]]; then
     log "last lines of $dir/cassandra.log:"
-    grep -v '^\s*at ' "$dir/cassandra.log" | tail -n 30 >&2 || true
+    grep -v '^\s*at ' "$dir/cassandra.log" | tail -n 30 | cut -c1-400 >&2 || true
   fi
 }
 
@@ -350,13 +350,21 @@ start() {
     "${extra[@]}"
   )
 
+  # Cassandra mlockall()s the whole JVM when it can; as root (CAP_IPC_LOCK) that succeeds and pins
+  # the full heap plus every later mapping in RAM. Drop that capability so the call fails softly
+  # against RLIMIT_MEMLOCK (Cassandra logs one WARN and goes on) and RSS stays at what is used.
+  local -a no_memlock=()
+  if [[ $(id -u) == 0 ]] && command -v setpriv >/dev/null 2>&1; then
+    no_memlock=(setpriv --inh-caps=-ipc_lock --bounding-set=-ipc_lock --)
+  fi
+
   rm -f "$dir/cassandra.pid"
   log "starting Cassandra $VERSION in $dir (CQL 127.0.0.1:$CQL_PORT, storage port $STORAGE_PORT, heap $HEAP)"
   # setsid: the node outlives this script and is not hit by a Ctrl-C sent to the caller's group.
   # The inner bash writes its own PID and then execs java, so the PID file names the JVM itself.
   # shellcheck disable=SC2016 # expanded by the inner bash
   setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$dir/cassandra.pid" \
-    "$JAVA" "${jvm_opts[@]}" -cp "$lib/*" org.apache.cassandra.service.CassandraDaemon \
+    "${no_memlock[@]}" "$JAVA" "${jvm_opts[@]}" -cp "$lib/*" org.apache.cassandra.service.CassandraDaemon \
     </dev/null >"$dir/cassandra.log" 2>&1 &
   local started=$SECONDS next_report=10
   while [[ ! -s $dir/cassandra.pid ]] && ((SECONDS - started < 10)); do sleep 0.1; done

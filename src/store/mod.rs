@@ -3,6 +3,7 @@
 //! is an async call the caller bounds with a timeout; decisions that must be exact (the zone
 //! compare-and-set) go to the store, while the change feed only keeps caches warm.
 
+pub mod cql;
 pub mod embedded;
 mod update;
 

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite (`make test`, and so CI): builds the tests, starts a throwaway Apache
+# Cassandra 5.0 node (the real CQL server the CQL store's tests need; fetched from Maven Central
+# on first use) on free ports, runs every test including those that need it, and stops the node by
+# PID whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+JOBS=${JOBS:-2}
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+echo "[test.sh] building the tests"
+cargo test --release -j"$JOBS" --no-run
+
+dir=$(mktemp -d /tmp/usher-cassandra.XXXXXX)
+cleanup() {
+  scripts/cassandra.sh stop "$dir" || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+scripts/cassandra.sh fetch
+cql_port=$(free_port)
+storage_port=$(free_port)
+CASSANDRA_PORT=$cql_port CASSANDRA_STORAGE_PORT=$storage_port scripts/cassandra.sh start "$dir"
+
+echo "[test.sh] running every test (CQL server at 127.0.0.1:$cql_port)"
+USHER_CQL=127.0.0.1:$cql_port cargo test --release -j"$JOBS" -- --include-ignored

@@ -1,0 +1,61 @@
+//! Creates or checks usher's keyspace and tables, idempotently. Server-specific DDL goes only to
+//! servers that accept it: ScyllaDB (told apart by `system.local.supported_features`, which
+//! Cassandra lacks) gets its keyspace with tablets off, which LWT needs on ScyllaDB versions
+//! with tablets; Cassandra gets plain CQL.
+
+use super::{unavailable, CqlSettings};
+use crate::store::StoreError;
+use scylla::client::session::Session;
+
+/// Whether the server is ScyllaDB.
+pub(super) async fn is_scylla(session: &Session) -> bool {
+    session
+        .query_unpaged("SELECT supported_features FROM system.local", &[])
+        .await
+        .is_ok()
+}
+
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 48
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Creates the keyspace and tables if missing.
+pub(super) async fn create(session: &Session, settings: &CqlSettings) -> Result<(), StoreError> {
+    let ks = &settings.keyspace;
+    if !plain_name(ks) {
+        return Err(StoreError::Unavailable(format!(
+            "keyspace `{ks}`: use only a-z, 0-9 and '_'"
+        )));
+    }
+    let rf = settings.replication_factor.max(1);
+    let tablets = if is_scylla(session).await {
+        " AND tablets = {'enabled': false}"
+    } else {
+        ""
+    };
+    let statements = [
+        format!(
+            "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
+             {{'class': 'SimpleStrategy', 'replication_factor': {rf}}}{tablets}"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.zones \
+             (zone text PRIMARY KEY, version bigint, record text)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.queue (zone text, shard int, rank bigint, \
+             visitor text, last_seen bigint, PRIMARY KEY ((zone, shard), rank, visitor))"
+        ),
+    ];
+    for statement in statements {
+        session
+            .query_unpaged(statement, &[])
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
