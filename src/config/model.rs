@@ -202,6 +202,59 @@ pub struct StoreConfig {
     pub tick: Duration,
     /// How often the write-ahead log is folded into a snapshot.
     pub snapshot_every: Duration,
+    /// Set for `kind = "scylla"`: the shared CQL store of a fleet.
+    pub scylla: Option<ScyllaConfig>,
+}
+
+/// How nodes learn about each other's changes (`store.sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// CDC on ScyllaDB, the outbox elsewhere (default).
+    Auto,
+    /// ScyllaDB change data capture.
+    Cdc,
+    /// The transactional outbox table, tailed by every node; works on any CQL database.
+    Outbox,
+}
+
+/// Read and write consistency of the CQL store (`store.consistency`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CqlConsistency {
+    /// `ONE`
+    One,
+    /// `LOCAL_ONE`
+    LocalOne,
+    /// `QUORUM`
+    Quorum,
+    /// `LOCAL_QUORUM` (default)
+    LocalQuorum,
+    /// `ALL`
+    All,
+}
+
+/// `[store] kind = "scylla"`
+#[derive(Debug, Clone)]
+pub struct ScyllaConfig {
+    /// `host:port` of one or more nodes.
+    pub contact_points: Vec<String>,
+    /// Keyspace holding usher's tables (created if missing).
+    pub keyspace: String,
+    /// Replication factor of a keyspace usher creates.
+    pub replication_factor: u32,
+    /// Consistency of reads and writes (LWTs use the matching serial consistency).
+    pub consistency: CqlConsistency,
+    /// Upper bound of every store call.
+    pub timeout: Duration,
+    /// Queue partitions per zone.
+    pub shards: u32,
+    /// How long a queue entry lives after its last heartbeat.
+    pub queue_ttl: Duration,
+    /// Change feed.
+    pub sync: SyncMode,
+    /// How often a node polls the feed.
+    pub feed_interval: Duration,
+    /// How far behind now the feed reads, so late writes are not skipped.
+    pub feed_safety: Duration,
 }
 
 /// `[metrics]`

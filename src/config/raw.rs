@@ -102,6 +102,16 @@ pub struct RawStore {
     pub data_dir: Option<String>,
     pub tick: Option<String>,
     pub snapshot_every: Option<String>,
+    pub contact_points: Option<Vec<String>>,
+    pub keyspace: Option<String>,
+    pub replication_factor: Option<i64>,
+    pub consistency: Option<String>,
+    pub timeout: Option<String>,
+    pub shards: Option<i64>,
+    pub queue_ttl: Option<String>,
+    pub sync: Option<String>,
+    pub feed_interval: Option<String>,
+    pub feed_safety: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }

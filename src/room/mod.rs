@@ -24,7 +24,8 @@ use status::{State, Status};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long any store call may take on the request path before the zone's policy applies.
+/// How long a store operation may take on the request path before the zone's policy applies,
+/// unless the config sets one (`store.timeout` of the CQL store).
 pub const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The facts of a request the room needs; nothing transport-specific.
@@ -89,6 +90,7 @@ pub struct Room {
     default_upstream: String,
     cookie_secure: bool,
     visitor_ttl: Duration,
+    store_timeout: Duration,
 }
 
 impl Room {
@@ -114,6 +116,11 @@ impl Room {
             default_upstream: config.server.default_upstream.clone(),
             cookie_secure: config.tokens.cookie_secure,
             visitor_ttl: config.tokens.visitor_ttl,
+            store_timeout: config
+                .store
+                .scylla
+                .as_ref()
+                .map_or(STORE_TIMEOUT, |s| s.timeout),
         }
     }
 
@@ -189,9 +196,9 @@ impl Room {
         op: &'static str,
         fut: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let result = match tokio::time::timeout(STORE_TIMEOUT, fut).await {
+        let result = match tokio::time::timeout(self.store_timeout, fut).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError::Timeout(STORE_TIMEOUT)),
+            Err(_) => Err(StoreError::Timeout(self.store_timeout)),
         };
         if let Err(e) = &result {
             tracing::warn!(zone, op, error = %e, "store call failed");
@@ -318,18 +325,7 @@ impl Room {
                         ),
                     })
             }
-            Decision::AdmitOrJoin => match self.admit_directly(zone, now).await {
-                Ok(Some((visitor, token))) => Ok((
-                    "admit",
-                    forward(
-                        Some((zone.config.name.clone(), visitor)),
-                        Some(0),
-                        Some(token),
-                    ),
-                )),
-                Ok(None) => Ok(("join", self.join(zone, req, now).await)),
-                Err(e) => Err(e),
-            },
+            Decision::AdmitOrJoin => Ok(self.admit_or_join(zone, req, now).await),
             Decision::Join => Ok(("join", self.join(zone, req, now).await)),
         };
         result.unwrap_or_else(|_| {

@@ -1,6 +1,6 @@
 //! The background work of a node, as one Pingora background service: warm the edge cache, follow
-//! the change feed, run the exchanger every tick, and fold the write-ahead log into a snapshot;
-//! on shutdown, write a final snapshot.
+//! the change feed, run the exchanger every tick, and (embedded store) fold the write-ahead log
+//! into a snapshot, and write a final one on shutdown.
 
 use super::exchanger::Exchanger;
 use crate::room::Room;
@@ -19,8 +19,10 @@ pub struct NodeWork {
     pub room: Arc<Room>,
     /// The exchanger.
     pub exchanger: Exchanger,
-    /// The store (for the change feed and snapshots).
-    pub store: Arc<EmbeddedStore>,
+    /// The change feed that keeps the edge cache warm.
+    pub feed: Arc<dyn ChangeFeed>,
+    /// The embedded store, snapshotted periodically and at shutdown; `None` for the CQL store.
+    pub embedded: Option<Arc<EmbeddedStore>>,
     /// Exchanger period.
     pub tick: Duration,
     /// Snapshot period.
@@ -43,7 +45,7 @@ impl BackgroundService for NodeWork {
     }
 
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let feed = self.store.subscribe();
+        let feed = self.feed.subscribe();
         // Changes between the warm-up and this subscription: load once more.
         if let Err(e) = self.room.warm().await {
             tracing::error!(error = %e, "loading zone state failed");
@@ -70,8 +72,11 @@ impl BackgroundService for NodeWork {
 
 impl NodeWork {
     fn snapshot(&self) {
+        let Some(store) = &self.embedded else {
+            return;
+        };
         // A few milliseconds of file IO; fine on the background runtime.
-        if let Err(e) = self.store.snapshot() {
+        if let Err(e) = store.snapshot() {
             tracing::error!(error = %e, "writing the snapshot failed");
         }
     }

@@ -92,9 +92,9 @@ impl Exchanger {
         let mut next = record.clone();
         next.state
             .apply_tick(&mut next.ledger, &admitted, limits, now);
-        // Idle zones (nobody waiting, nothing expiring) are not rewritten every tick.
+        // A tick that admits nobody and expires nothing is not written: on a shared store every
+        // write is a compare-and-set that competes with claims and releases.
         let changed = !admitted.is_empty()
-            || waiting_before > 0
             || next.ledger != record.ledger
             || next.state.grants != record.state.grants
             || expected.is_none();
@@ -104,8 +104,9 @@ impl Exchanger {
             active: record.ledger.active(now),
         };
         if changed && self.store.compare_and_set(name, expected, &next).await? {
+            // Admitted entries (by this tick, or directly since the last one) leave the queue.
+            self.store.forget_through(name, next.state.cursor).await?;
             if !admitted.is_empty() {
-                self.store.forget_through(name, next.state.cursor).await?;
                 tracing::debug!(zone = name, admitted = admitted.len(), "admitted");
             }
             report = TickReport {

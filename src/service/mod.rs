@@ -8,11 +8,13 @@ mod metrics_app;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, Problem};
+use crate::config::{ScyllaConfig, SyncMode};
 use crate::metrics::Metrics;
 use crate::proxy::UsherProxy;
 use crate::room::Room;
+use crate::store::cql::CqlStore;
 use crate::store::embedded::EmbeddedStore;
-use crate::store::StoreError;
+use crate::store::{ChangeFeed, Store, StoreError};
 use crate::token::{Keyring, Tokens};
 use background::NodeWork;
 use exchanger::Exchanger;
@@ -35,8 +37,12 @@ pub enum StartError {
 pub struct Node {
     /// The room (shared with the proxy and the background work).
     pub room: Arc<Room>,
-    /// The embedded store.
-    pub store: Arc<EmbeddedStore>,
+    /// Where state lives.
+    pub store: Arc<dyn Store>,
+    /// How this node hears about changes, its own and other nodes'.
+    pub feed: Arc<dyn ChangeFeed>,
+    /// The embedded store, which also needs snapshots; `None` for the CQL store.
+    pub embedded: Option<Arc<EmbeddedStore>>,
     /// The metrics registry.
     pub metrics: Metrics,
 }
@@ -46,7 +52,18 @@ impl Node {
     pub fn open(config: &Config, clock: SharedClock) -> Result<Node, StartError> {
         let keyring = Keyring::load(&config.tokens).map_err(StartError::Keys)?;
         let tokens = Tokens::new(keyring, &config.tokens.issuer, config.tokens.cache_size);
-        let store = Arc::new(EmbeddedStore::open(&config.store.data_dir, clock.now_ms())?);
+        let (store, feed, embedded): (Arc<dyn Store>, Arc<dyn ChangeFeed>, _) =
+            match &config.store.scylla {
+                None => {
+                    let store =
+                        Arc::new(EmbeddedStore::open(&config.store.data_dir, clock.now_ms())?);
+                    (store.clone(), store.clone(), Some(store))
+                }
+                Some(scylla) => {
+                    let store = open_cql(scylla, clock.clone())?;
+                    (store.clone(), store, None)
+                }
+            };
         let metrics = Metrics::new();
         let room = Arc::new(Room::new(
             config,
@@ -58,9 +75,40 @@ impl Node {
         Ok(Node {
             room,
             store,
+            feed,
+            embedded,
             metrics,
         })
     }
+}
+
+/// Connects the CQL store on a runtime of its own, which owns the driver's connections and the
+/// outbox tail for the life of the process (Pingora gives each service its own runtime, and the
+/// store is shared by all of them).
+fn open_cql(config: &ScyllaConfig, clock: SharedClock) -> Result<Arc<CqlStore>, StartError> {
+    if config.sync == SyncMode::Cdc {
+        return Err(StartError::Store(StoreError::Unavailable(
+            "store.sync = \"cdc\" is not implemented yet; use \"outbox\" or \"auto\"".into(),
+        )));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("usher-cql")
+        .enable_all()
+        .build()
+        .map_err(StoreError::Io)?;
+    tracing::info!(contact_points = ?config.contact_points, keyspace = %config.keyspace, "connecting to the CQL store");
+    let store = Arc::new(runtime.block_on(CqlStore::connect(config, clock))?);
+    // `auto` means CDC on ScyllaDB; until the CDC consumer lands every server uses the outbox.
+    runtime.spawn(
+        store
+            .clone()
+            .tail_outbox(config.feed_interval, config.feed_safety),
+    );
+    tracing::info!(sync = "outbox", "CQL store ready");
+    // Lives as long as the process: the driver's tasks run on it.
+    std::mem::forget(runtime);
+    Ok(store)
 }
 
 /// Builds the Pingora server for `config`: proxy, metrics listener, background work.
@@ -93,7 +141,8 @@ pub fn build_server(config: &Config, clock: SharedClock) -> Result<Server, Start
             clock,
             node.metrics.clone(),
         ),
-        store: node.store.clone(),
+        feed: node.feed.clone(),
+        embedded: node.embedded.clone(),
         tick: config.store.tick,
         snapshot_every: config.store.snapshot_every,
     };

@@ -16,7 +16,7 @@ pub async fn update_zone<T>(
     init: impl Fn() -> ZoneRecord,
     mut change: impl FnMut(&mut ZoneRecord) -> Option<T>,
 ) -> Result<Option<(T, ZoneRecord)>, StoreError> {
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
         let loaded = store.load(zone).await?;
         let expected = loaded.as_ref().map(|r| r.state.version);
         let mut record = loaded.unwrap_or_else(&init);
@@ -30,7 +30,11 @@ pub async fn update_zone<T>(
         if store.compare_and_set(zone, expected, &record).await? {
             return Ok(Some((outcome, record)));
         }
-        tokio::task::yield_now().await;
+        // Lost to another writer: back off a random while, growing with the attempts, so
+        // writers on several nodes spread out instead of colliding again.
+        let cap_ms = 1u64 << attempt.min(6);
+        let pause = std::time::Duration::from_micros(rand::random::<u64>() % (cap_ms * 1_000));
+        tokio::time::sleep(pause).await;
     }
     Err(StoreError::Unavailable(format!(
         "zone `{zone}` stayed contended for {MAX_ATTEMPTS} attempts"

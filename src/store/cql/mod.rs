@@ -16,8 +16,12 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
-use super::{Store, StoreError, ZoneRecord};
+mod outbox;
+
+use super::{Change, ChangeFeed, Store, StoreError, ZoneRecord};
 use crate::admission::{QueueKey, VisitorId};
+use crate::clock::SharedClock;
+use crate::config::{CqlConsistency, ScyllaConfig};
 use async_trait::async_trait;
 use futures::future::join_all;
 use scylla::client::session::Session;
@@ -25,24 +29,8 @@ use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
 use scylla::value::{CqlValue, Row};
-use std::time::Duration;
-
-/// Where and how to reach the CQL database.
-#[derive(Debug, Clone)]
-pub struct CqlSettings {
-    /// `host:port` of one or more nodes.
-    pub contact_points: Vec<String>,
-    /// Keyspace holding usher's tables (created if missing).
-    pub keyspace: String,
-    /// Replication factor for a keyspace usher creates (SimpleStrategy).
-    pub replication_factor: u32,
-    /// Queue partitions per zone.
-    pub shards: u32,
-    /// Upper bound of every call.
-    pub timeout: Duration,
-    /// How long queue entries live after their last heartbeat.
-    pub queue_ttl: Duration,
-}
+use std::sync::Arc;
+use tokio::sync::broadcast;
 
 /// Prepared statements, one per operation.
 struct Statements {
@@ -55,6 +43,8 @@ struct Statements {
     count_between: PreparedStatement,
     count_after: PreparedStatement,
     forget: PreparedStatement,
+    outbox_write: PreparedStatement,
+    outbox_read: PreparedStatement,
 }
 
 /// State in a CQL database.
@@ -63,6 +53,26 @@ pub struct CqlStore {
     statements: Statements,
     shards: u32,
     queue_ttl_s: i32,
+    clock: SharedClock,
+    feed: broadcast::Sender<Change>,
+}
+
+fn consistency(c: CqlConsistency) -> Consistency {
+    match c {
+        CqlConsistency::One => Consistency::One,
+        CqlConsistency::LocalOne => Consistency::LocalOne,
+        CqlConsistency::Quorum => Consistency::Quorum,
+        CqlConsistency::LocalQuorum => Consistency::LocalQuorum,
+        CqlConsistency::All => Consistency::All,
+    }
+}
+
+/// The serial consistency that goes with a data-center-local or global consistency.
+fn serial(c: CqlConsistency) -> SerialConsistency {
+    match c {
+        CqlConsistency::LocalOne | CqlConsistency::LocalQuorum => SerialConsistency::LocalSerial,
+        _ => SerialConsistency::Serial,
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -75,7 +85,10 @@ fn visitor_text(v: VisitorId) -> String {
 
 impl CqlStore {
     /// Connects, creates (or checks) the keyspace and tables, and prepares every statement.
-    pub async fn connect(settings: &CqlSettings) -> Result<CqlStore, StoreError> {
+    pub async fn connect(
+        settings: &ScyllaConfig,
+        clock: SharedClock,
+    ) -> Result<CqlStore, StoreError> {
         let session = SessionBuilder::new()
             .known_nodes(&settings.contact_points)
             .connection_timeout(settings.timeout)
@@ -89,9 +102,9 @@ impl CqlStore {
             async move {
                 let mut statement = session.prepare(cql).await.map_err(unavailable)?;
                 statement.set_request_timeout(Some(settings.timeout));
-                statement.set_consistency(Consistency::Quorum);
+                statement.set_consistency(consistency(settings.consistency));
                 if lwt {
-                    statement.set_serial_consistency(Some(SerialConsistency::Serial));
+                    statement.set_serial_consistency(Some(serial(settings.consistency)));
                 } else {
                     statement.set_is_idempotent(true);
                 }
@@ -156,12 +169,26 @@ impl CqlStore {
                 false,
             )
             .await?,
+            outbox_write: prepare(
+                format!(
+                    "INSERT INTO {ks}.outbox (bucket, at, zone, version, record) VALUES (?, ?, ?, ?, ?)"
+                ),
+                false,
+            )
+            .await?,
+            outbox_read: prepare(
+                format!("SELECT at, zone, version, record FROM {ks}.outbox WHERE bucket = ? AND at > ?"),
+                false,
+            )
+            .await?,
         };
         Ok(CqlStore {
             session,
             statements,
             shards: settings.shards.max(1),
             queue_ttl_s: settings.queue_ttl.as_secs().min(i32::MAX as u64) as i32,
+            clock,
+            feed: broadcast::channel(4_096).0,
         })
     }
 
@@ -265,15 +292,19 @@ impl Store for CqlStore {
                     .await
             }
         };
-        match outcome {
-            Ok(result) => applied(result),
+        let applied = match outcome {
+            Ok(result) => applied(result)?,
             // A timed-out LWT may or may not have applied: read back at SERIAL, which completes
             // any in-flight Paxos round, and see whose record is there.
             Err(e) => match self.read_record(&self.statements.load_serial, zone).await {
-                Ok(current) => Ok(current.as_ref() == Some(record)),
-                Err(_) => Err(unavailable(e)),
+                Ok(current) => current.as_ref() == Some(record),
+                Err(_) => return Err(unavailable(e)),
             },
+        };
+        if applied {
+            self.publish(zone, record, &json).await;
         }
+        Ok(applied)
     }
 
     async fn touch(&self, zone: &str, key: QueueKey, now_ms: u64) -> Result<(), StoreError> {
@@ -380,5 +411,25 @@ impl Store for CqlStore {
             d?;
         }
         Ok(())
+    }
+}
+
+impl ChangeFeed for CqlStore {
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.feed.subscribe()
+    }
+}
+
+impl CqlStore {
+    /// Tells this node's subscribers at once, and the other nodes through the outbox.
+    async fn publish(&self, zone: &str, record: &ZoneRecord, json: &str) {
+        let _ = self.feed.send(Change::Zone {
+            zone: Arc::from(zone),
+            record: Arc::new(record.clone()),
+        });
+        if let Err(e) = self.write_outbox(zone, record.state.version, json).await {
+            // The record is written; the other nodes see it with the next change or reload.
+            tracing::warn!(zone, error = %e, "writing the outbox failed");
+        }
     }
 }

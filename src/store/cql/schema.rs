@@ -3,7 +3,8 @@
 //! Cassandra lacks) gets its keyspace with tablets off, which LWT needs on ScyllaDB versions
 //! with tablets; Cassandra gets plain CQL.
 
-use super::{unavailable, CqlSettings};
+use super::unavailable;
+use crate::config::ScyllaConfig;
 use crate::store::StoreError;
 use scylla::client::session::Session;
 
@@ -24,7 +25,7 @@ fn plain_name(name: &str) -> bool {
 }
 
 /// Creates the keyspace and tables if missing.
-pub(super) async fn create(session: &Session, settings: &CqlSettings) -> Result<(), StoreError> {
+pub(super) async fn create(session: &Session, settings: &ScyllaConfig) -> Result<(), StoreError> {
     let ks = &settings.keyspace;
     if !plain_name(ks) {
         return Err(StoreError::Unavailable(format!(
@@ -49,6 +50,12 @@ pub(super) async fn create(session: &Session, settings: &CqlSettings) -> Result<
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.queue (zone text, shard int, rank bigint, \
              visitor text, last_seen bigint, PRIMARY KEY ((zone, shard), rank, visitor))"
+        ),
+        // The transactional outbox: every committed zone record, by 10-second bucket.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.outbox (bucket bigint, at bigint, zone text, \
+             version bigint, record text, PRIMARY KEY (bucket, at, zone, version)) \
+             WITH default_time_to_live = 3600"
         ),
     ];
     for statement in statements {
