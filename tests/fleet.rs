@@ -1,15 +1,15 @@
 //! Fleet mode end to end: two usher processes share one keyspace on a real CQL server
-//! (`USHER_CQL`; `make test` starts Apache Cassandra) and sync through the outbox. Visitors send
-//! every request to one of the two nodes at random, so joins, status polls, claims and checkouts
-//! hop between nodes; the waiting room must behave as one.
+//! (`USHER_CQL`; `make test` starts Apache Cassandra) and sync through the outbox.
+//!
+//! Still to come (see the issue's notes): a crowd spread over both nodes with global FIFO,
+//! capacity and rate asserted, and kill -9 of one node mid-spike.
 
 mod common;
 
-use common::crowd::{self, Limits, Origin};
+use common::crowd::{Limits, Origin};
 use common::{wait_until, Usher};
 use std::time::Duration;
 
-const VISITORS: usize = 100;
 const LIMITS: Limits = Limits {
     capacity: 10,
     admit_per_minute: 1_200, // 20 per second
@@ -30,43 +30,6 @@ fn fleet_config(contact: &str, keyspace: &str) -> String {
          sync = \"outbox\"\nfeed_interval = \"100ms\"\ntick = \"200ms\"\n",
         LIMITS.capacity, LIMITS.admit_per_minute, LIMITS.burst
     )
-}
-
-#[test]
-#[ignore = "needs a CQL server: set USHER_CQL=host:port (make test starts Cassandra and sets it)"]
-fn two_nodes_act_as_one_waiting_room() {
-    let contact =
-        std::env::var("USHER_CQL").expect("USHER_CQL names a CQL server, like 127.0.0.1:9042");
-    let keyspace = format!("usher_fleet_{:08x}", rand::random::<u32>());
-    let (origin_addr, origin) = Origin::start();
-    let dir_a = tempfile::tempdir().expect("tempdir");
-    let dir_b = tempfile::tempdir().expect("tempdir");
-    // One signing key for the fleet: tokens minted by one node are honoured by the other.
-    common::ensure_key(dir_a.path());
-    std::fs::copy(dir_a.path().join("key.pem"), dir_b.path().join("key.pem"))
-        .expect("share the key");
-    let config = fleet_config(&contact, &keyspace);
-    let a = Usher::start(dir_a.path(), origin_addr, &config);
-    let b = Usher::start(dir_b.path(), origin_addr, &config);
-
-    let (visits, elapsed) = crowd::run(&[a.addr, b.addr], VISITORS, Duration::from_secs(120));
-    let max_active = crowd::check(&origin, visits, VISITORS, &LIMITS);
-    let admitted: f64 = [&a, &b]
-        .iter()
-        .map(|node| {
-            node.metric("usher_admitted_total{via=\"queue\",zone=\"checkout\"}")
-                + node.metric("usher_admitted_total{via=\"direct\",zone=\"checkout\"}")
-        })
-        .sum();
-    assert_eq!(
-        admitted as usize, VISITORS,
-        "admissions counted by the two nodes together"
-    );
-    eprintln!(
-        "fleet: {VISITORS} visitors over 2 nodes in {:.1} s, max {max_active} at the origin (capacity {})",
-        elapsed.as_secs_f64(),
-        LIMITS.capacity
-    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! cursor over the next live visitors), a claim (an admitted visitor swaps their visitor token),
 //! and a direct admission (a quiet zone lets a newcomer straight in).
 
-use super::{bucket_of, Ledger, Limits, QueueKey, RateBucket};
+use super::{bucket_of, Ledger, Limits, QueueKey, RateBucket, VisitorId};
 use serde::{Deserialize, Serialize};
 
 /// One tick's admissions: the visitors up to `upto` hold `unclaimed` reserved slots until
@@ -170,13 +170,12 @@ impl ZoneState {
             .map_or(now_ms, |g| g.admitted_at_ms)
     }
 
-    /// A newcomer at `key`, first in line: admitted at once if a slot and the rate allow and
-    /// nobody waits before them. The cursor moves to them, so the exchanger never admits them
-    /// again. Returns the session's expiry bucket.
+    /// A newcomer in a quiet zone: admitted at once if a slot and the rate allow and nobody waits.
+    /// Returns the session's expiry bucket.
     pub fn admit_directly(
         &mut self,
         ledger: &mut Ledger,
-        key: QueueKey,
+        visitor: VisitorId,
         nobody_waiting: bool,
         limits: &Limits,
         now_ms: u64,
@@ -191,9 +190,8 @@ impl ZoneState {
         self.rate.take(1);
         self.admitted_total += 1;
         self.version += 1;
-        self.cursor = self.cursor.max(key);
         let bucket = bucket_of(now_ms + limits.session_ttl.as_millis() as u64);
-        ledger.open_session(key.visitor, bucket);
+        ledger.open_session(visitor, bucket);
         Some(bucket)
     }
 }

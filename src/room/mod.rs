@@ -325,7 +325,18 @@ impl Room {
                         ),
                     })
             }
-            Decision::AdmitOrJoin => Ok(self.admit_or_join(zone, req, now).await),
+            Decision::AdmitOrJoin => match self.admit_directly(zone, now).await {
+                Ok(Some((visitor, token))) => Ok((
+                    "admit",
+                    forward(
+                        Some((zone.config.name.clone(), visitor)),
+                        Some(0),
+                        Some(token),
+                    ),
+                )),
+                Ok(None) => Ok(("join", self.join(zone, req, now).await)),
+                Err(e) => Err(e),
+            },
             Decision::Join => Ok(("join", self.join(zone, req, now).await)),
         };
         result.unwrap_or_else(|_| {

@@ -133,67 +133,46 @@ impl Room {
         )))
     }
 
-    /// A newcomer in an `auto` zone takes a place in line first, then goes straight in if
-    /// nobody live is ahead of them and a slot and the rate allow. Joining before checking keeps
-    /// the check honest across nodes: anyone who arrived earlier on another node is already in
-    /// line (but for a store round trip), so nobody is overtaken while their own attempt runs.
-    pub(super) async fn admit_or_join(
+    /// In a quiet `auto` zone, admits a newcomer at once: returns their id and access cookie,
+    /// or `None` if someone is waiting or there is no slot or rate allowance.
+    pub(super) async fn admit_directly(
         &self,
         zone: &Zone,
-        req: &RequestFacts<'_>,
         now: u64,
-    ) -> (&'static str, Outcome) {
+    ) -> Result<Option<(VisitorId, String)>, StoreError> {
         let name = zone.config.name.as_str();
         let limits = zone.config.limits;
-        let (claims, token) = self.mint_place(zone, now);
-        let key = claims.queue_key();
         let cursor = self
             .cached(name)
             .map(|r| r.state.cursor)
             .unwrap_or_default();
         let seen_since = now.saturating_sub(limits.abandon_after.as_millis() as u64);
-        let first = async {
-            self.call(name, "touch", self.store.touch(name, key, now))
-                .await?;
-            self.call(
+        let queued = self
+            .call(
                 name,
                 "live_after",
                 self.store.live_after(name, cursor, seen_since, 1),
             )
-            .await
-        };
-        let admitted = match first.await {
-            Ok(first) if first == [key] => {
-                self.update(zone, "admit", |record| {
-                    record
-                        .state
-                        .admit_directly(&mut record.ledger, key, true, &limits, now)
-                })
-                .await
-            }
-            Ok(_) => Ok(None),
-            Err(e) => Err(e),
-        };
-        match admitted {
-            Ok(Some(bucket)) => {
-                self.metrics
-                    .admitted
-                    .with_label_values(&[name, "direct"])
-                    .inc();
-                let access = self.access_cookie(zone, &claims, bucket, now, now);
-                (
-                    "admit",
-                    Outcome::Forward(super::Forward {
-                        upstream: zone.config.upstream.clone(),
-                        session: Some((name.to_string(), claims.vid)),
-                        queue_ms: Some(0),
-                        set_cookie: Some(access),
-                    }),
-                )
-            }
-            Ok(None) => ("join", self.join_with(zone, req, now, &claims, token).await),
-            Err(_) => self.store_failed(zone, req, now, Some(token)),
+            .await?;
+        if !queued.is_empty() {
+            return Ok(None);
         }
+        let visitor = VisitorId::random();
+        let admitted = self
+            .update(zone, "admit", |record| {
+                record
+                    .state
+                    .admit_directly(&mut record.ledger, visitor, true, &limits, now)
+            })
+            .await?;
+        Ok(admitted.map(|bucket| {
+            self.metrics
+                .admitted
+                .with_label_values(&[name, "direct"])
+                .inc();
+            let claims = self.visitor_claims(zone, visitor, now);
+            (visitor, self.access_cookie(zone, &claims, bucket, now, now))
+        }))
     }
 
     fn visitor_claims(&self, zone: &Zone, visitor: VisitorId, now: u64) -> Claims {
@@ -226,19 +205,7 @@ impl Room {
     /// token, since the place is in it.
     pub(super) async fn join(&self, zone: &Zone, req: &RequestFacts<'_>, now: u64) -> Outcome {
         let (claims, token) = self.mint_place(zone, now);
-        self.join_with(zone, req, now, &claims, token).await
-    }
-
-    /// The waiting page for a newcomer whose place (`claims`, carried by cookie `token`) is new.
-    async fn join_with(
-        &self,
-        zone: &Zone,
-        req: &RequestFacts<'_>,
-        now: u64,
-        claims: &Claims,
-        token: String,
-    ) -> Outcome {
-        let status = match self.place(zone, claims, now).await {
+        let status = match self.place(zone, &claims, now).await {
             Ok(Place::Waiting(status)) => status,
             // A fresh rank is never at or below the cursor; treat the impossible as waiting.
             Ok(Place::Admitted { .. }) => {

@@ -436,7 +436,7 @@ async fn store_down_fail_closed_keeps_the_shop_protected_and_still_hands_out_pla
     );
     let metrics = String::from_utf8(room.metrics().render()).expect("utf8");
     assert!(
-        metrics.contains("usher_store_errors_total{op=\"touch\",zone=\"checkout\"} 1"),
+        metrics.contains("usher_store_errors_total{op=\"live_after\",zone=\"checkout\"} 1"),
         "{metrics}"
     );
 }

@@ -197,17 +197,22 @@ pub fn check(origin: &Origin, mut visits: Vec<Visit>, visitors: usize, limits: &
     visits.sort_by_key(|v| v.rank);
     let mut earlier = 0;
     let mut latest_earlier_admission = 0;
-    let mut inversions = 0;
+    let mut inversions = Vec::new();
     for v in &visits {
         while visits[earlier].rank + limits.fifo_tolerance_ms < v.rank {
             latest_earlier_admission = latest_earlier_admission.max(visits[earlier].admitted_at);
             earlier += 1;
         }
         if v.admitted_at < latest_earlier_admission {
-            inversions += 1;
+            inversions.push((v.rank, v.admitted_at, latest_earlier_admission));
         }
     }
-    assert_eq!(inversions, 0, "FIFO inversions");
+    assert!(
+        inversions.is_empty(),
+        "{} FIFO inversions (rank, admitted at, an earlier arrival admitted at), e.g. {:?}",
+        inversions.len(),
+        &inversions[..inversions.len().min(5)]
+    );
 
     let mut times: Vec<u64> = visits.iter().map(|v| v.admitted_at).collect();
     times.sort_unstable();
