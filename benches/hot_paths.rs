@@ -122,7 +122,7 @@ fn gate_path(c: &mut Criterion) {
     // The path measured is the forward of a valid session, not a refusal.
     let zone = table.find(HOST, PATH).expect("zone");
     let raw = cookie::find(&cookie_header, &zone.cookie);
-    let check = gate::check_token(&f.tokens, &zone.config.name, raw, None, now);
+    let check = gate::check_token(&f.tokens, &zone.config.name, raw, |_| false, now);
     assert_eq!(
         gate::decide(&zone.config, &check, cursor, now),
         Decision::Forward { renew: false }
@@ -134,7 +134,7 @@ fn gate_path(c: &mut Criterion) {
         b.iter(|| {
             let zone = table.find(black_box(HOST), black_box(PATH)).expect("zone");
             let raw = cookie::find(black_box(&cookie_header), &zone.cookie);
-            let check = gate::check_token(&f.tokens, &zone.config.name, raw, None, now);
+            let check = gate::check_token(&f.tokens, &zone.config.name, raw, |_| false, now);
             let decision = gate::decide(&zone.config, &check, cursor, now);
             debug_assert_eq!(decision, Decision::Forward { renew: false });
             black_box(decision)
@@ -175,12 +175,12 @@ fn gate_path(c: &mut Criterion) {
                 &f.tokens,
                 &zone.config.name,
                 black_box(raw),
-                None,
+                |_| false,
                 now,
             ))
         })
     });
-    let check = gate::check_token(&f.tokens, &zone.config.name, raw, None, now);
+    let check = gate::check_token(&f.tokens, &zone.config.name, raw, |_| false, now);
     group.bench_function("decide", |b| {
         b.iter(|| black_box(gate::decide(&zone.config, black_box(&check), cursor, now)))
     });

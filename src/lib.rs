@@ -4,7 +4,8 @@
 //!
 //! Module map (DESIGN §8): [`config`] (TOML -> validated model), [`clock`] (the only time source),
 //! [`zone`] (request -> zone), [`token`] (JWTs and cookies), [`admission`] (pure exchanger and
-//! ledger math), [`gate`] (pure decision), [`store`] (state and change feed), [`room`] (carries
+//! ledger math), [`exchanger`] (the admission tick against the store), [`gate`] (pure decision),
+//! [`store`] (state and change feed), [`room`] (carries
 //! out decisions, pages and status), [`proxy`] (Pingora glue), [`metrics`], [`service`]
 //! (composition root), [`demo`] (the quick start's shop).
 
@@ -12,6 +13,7 @@ pub mod admission;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod exchanger;
 pub mod gate;
 pub mod metrics;
 pub mod proxy;

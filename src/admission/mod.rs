@@ -1,9 +1,10 @@
-//! Admission: the exchanger's arithmetic, the leaky-bucket slot ledger, the rate bucket and the
-//! ETA (DESIGN §3-4). Pure: every function takes `now_ms` from the caller's [`crate::clock::Clock`],
+//! Admission: the exchanger's arithmetic, the leaky-bucket slot ledger, visitors' slots, the rate
+//! bucket and the ETA (DESIGN §3-4). Pure: every function takes `now_ms` from the caller's [`crate::clock::Clock`],
 //! nothing here does IO, so the invariants (FIFO, capacity, rate) are tested with a manual clock.
 
 mod ledger;
 mod rate;
+pub mod slot;
 mod state;
 
 #[cfg(test)]
@@ -11,7 +12,8 @@ mod tests;
 
 pub use ledger::{bucket_of, Ledger};
 pub use rate::RateBucket;
-pub use state::{ClaimOutcome, Grant, ZoneState};
+pub use slot::{Claim, Slot, SlotStatus, Slots};
+pub use state::{Grant, ZoneState};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

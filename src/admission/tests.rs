@@ -1,5 +1,6 @@
 //! Invariants of the admission math, driven by a manual clock: FIFO, capacity, rate, abandoned
-//! entries skipped, claims idempotent, renewal and expiry moving slots.
+//! entries skipped and put back at the front when they return, claims idempotent, renewal, release
+//! and expiry moving slots.
 
 use super::*;
 use crate::clock::{Clock, ManualClock};
@@ -31,7 +32,7 @@ struct Sim {
     clock: ManualClock,
     limits: Limits,
     state: ZoneState,
-    ledger: Ledger,
+    slots: Slots,
     queue: BTreeMap<QueueKey, u64>,
     admitted: Vec<(u64, QueueKey)>,
 }
@@ -42,7 +43,7 @@ impl Sim {
             clock: ManualClock::new(T0),
             limits,
             state: ZoneState::new(&limits, T0),
-            ledger: Ledger::default(),
+            slots: Slots::default(),
             queue: BTreeMap::new(),
             admitted: Vec::new(),
         }
@@ -58,31 +59,82 @@ impl Sim {
         k
     }
 
+    /// Everyone queued polls now.
+    fn poll_all(&mut self) {
+        let now = self.now();
+        for seen in self.queue.values_mut() {
+            *seen = now;
+        }
+    }
+
+    /// The exchanger's tick: returned visitors (at or below the cursor) first, then the live
+    /// ones after it, as many as the budget allows.
     fn tick(&mut self) -> Vec<QueueKey> {
         let now = self.now();
-        let budget = self.state.budget(&self.ledger, &self.limits, now) as usize;
+        let active = self.slots.ledger.active(now);
+        let budget = self.state.budget(active, &self.limits, now) as usize;
         let seen_since = now.saturating_sub(self.limits.abandon_after.as_millis() as u64);
-        let picked: Vec<QueueKey> = self
+        let cursor = self.state.cursor;
+        let live = |(k, seen): (&QueueKey, &u64)| (*seen >= seen_since).then_some(*k);
+        let mut picked: Vec<QueueKey> = self.queue.range(..=cursor).filter_map(live).collect();
+        picked.extend(
+            self.queue
+                .range(cursor..)
+                .filter(|(k, _)| **k > cursor)
+                .filter_map(live),
+        );
+        picked.truncate(budget);
+        let waiting = self
             .queue
-            .range(self.state.cursor..)
-            .filter(|(k, seen)| **k > self.state.cursor && **seen >= seen_since)
-            .take(budget)
-            .map(|(k, _)| *k)
-            .collect();
-        self.state
-            .apply_tick(&mut self.ledger, &picked, &self.limits, now);
+            .range(cursor..)
+            .filter(|(k, _)| **k > cursor)
+            .count();
+        let grant =
+            self.state
+                .apply_tick(picked.clone(), active, waiting as u64, &self.limits, now);
+        for k in &grant.admitted {
+            let t = slot::reserve(
+                self.slots.get(k.visitor),
+                grant.claim_bucket,
+                grant.admitted_at_ms,
+                now,
+            );
+            self.slots.apply(k.visitor, t);
+        }
+        // Entries the tick passed or admitted leave; returned ones still waiting stay.
+        let cursor = self.state.cursor;
+        self.queue
+            .retain(|k, _| !(*k > grant.from && *k <= cursor) && !grant.admitted.contains(k));
         self.admitted.extend(picked.iter().map(|k| (now, *k)));
         picked
     }
 
-    fn claim(&mut self, k: QueueKey) -> ClaimOutcome {
+    fn claim(&mut self, k: QueueKey) -> Claim {
         let now = self.now();
-        self.state.claim(&mut self.ledger, &k, &self.limits, now)
+        let to = bucket_of(now + self.limits.session_ttl.as_millis() as u64);
+        let t = slot::claim(self.slots.get(k.visitor), to, now);
+        self.slots.apply(k.visitor, t)
+    }
+
+    fn release(&mut self, k: QueueKey) -> Option<u64> {
+        let now = self.now();
+        let t = slot::release(self.slots.get(k.visitor), now);
+        self.slots.apply(k.visitor, t)
+    }
+
+    /// A visitor passed by the cursor comes back: they are in line again, at their rank.
+    fn come_back(&mut self, k: QueueKey) {
+        let now = self.now();
+        self.queue.insert(k, now);
     }
 
     fn active(&self) -> u64 {
-        self.ledger.active(self.now())
+        self.slots.ledger.active(self.now())
     }
+}
+
+fn granted(c: Claim) -> bool {
+    matches!(c, Claim::Granted { .. })
 }
 
 #[test]
@@ -99,11 +151,10 @@ fn admits_in_fifo_order_within_capacity() {
     assert_eq!(sim.active(), 3, "reservations occupy slots");
     assert!(sim.tick().is_empty(), "full: nobody else goes in");
     for k in &first {
-        assert!(matches!(sim.claim(*k), ClaimOutcome::Granted { .. }));
+        assert!(granted(sim.claim(*k)));
     }
     assert_eq!(sim.active(), 3, "a claim moves a slot, it does not add one");
-    let released = sim.ledger.close_session(first[0].visitor);
-    assert!(released);
+    assert!(sim.release(first[0]).is_some());
     assert_eq!(
         sim.tick(),
         keys[3..4],
@@ -130,18 +181,15 @@ fn capacity_and_fifo_hold_under_random_traffic() {
             sim.join(next_visitor);
         }
         // Everyone queued keeps polling, so nobody is abandoned here.
-        let now = sim.now();
-        for seen in sim.queue.values_mut() {
-            *seen = now;
-        }
+        sim.poll_all();
         for k in sim.tick() {
-            if let ClaimOutcome::Granted { .. } = sim.claim(k) {
+            if granted(sim.claim(k)) {
                 sessions.push(k);
             }
         }
         if !sessions.is_empty() && rand(3) == 0 {
             let k = sessions.remove(rand(sessions.len() as u64) as usize);
-            sim.ledger.close_session(k.visitor);
+            sim.release(k);
         }
         assert!(sim.active() <= 7, "capacity exceeded: {}", sim.active());
     }
@@ -165,10 +213,7 @@ fn rate_never_exceeds_rate_plus_burst_in_any_window() {
     }
     for _ in 0..600 {
         sim.clock.advance(Duration::from_millis(250));
-        let now = sim.now();
-        for seen in sim.queue.values_mut() {
-            *seen = now;
-        }
+        sim.poll_all();
         sim.tick();
     }
     let times: Vec<u64> = sim.admitted.iter().map(|(t, _)| *t).collect();
@@ -194,27 +239,20 @@ fn rate_never_exceeds_rate_plus_burst_in_any_window() {
 }
 
 #[test]
-fn abandoned_entries_are_skipped_and_returning_ones_never_exceed_capacity() {
+fn abandoned_entries_are_skipped_and_returning_ones_go_first() {
     let mut sim = Sim::new(limits(2, 6_000, 100));
     let gone = sim.join(1);
     sim.clock.advance(Duration::from_millis(1));
     let here = sim.join(2);
     sim.clock.advance(Duration::from_millis(1));
     let also_here = sim.join(3);
-    // Fill the zone so nobody is admitted, then let 40 s pass with only 2 and 3 polling.
-    let blocker_a = key(0, 100);
-    let blocker_b = key(0, 101);
-    sim.ledger
-        .open_session(blocker_a.visitor, bucket_of(sim.now() + 120_000));
-    sim.ledger
-        .open_session(blocker_b.visitor, bucket_of(sim.now() + 120_000));
+    sim.clock.advance(Duration::from_millis(1));
+    let later = sim.join(4);
+    // 40 s pass with only 2, 3 and 4 polling: 1 is abandoned.
     sim.clock.advance(Duration::from_secs(40));
-    let now = sim.now();
-    sim.queue.insert(here, now);
-    sim.queue.insert(also_here, now);
-    assert!(sim.tick().is_empty());
-    sim.ledger.close_session(blocker_a.visitor);
-    sim.ledger.close_session(blocker_b.visitor);
+    for k in [here, also_here, later] {
+        sim.come_back(k);
+    }
     assert_eq!(
         sim.tick(),
         vec![here, also_here],
@@ -224,19 +262,24 @@ fn abandoned_entries_are_skipped_and_returning_ones_never_exceed_capacity() {
         sim.state.is_admitted(&gone),
         "the cursor moved past the abandoned entry"
     );
-    // The returning visitor ranks before 2 and 3, so they may use this grant's reservation;
-    // the last live visitor of the grant then waits first in line, and capacity still holds.
-    assert!(matches!(sim.claim(gone), ClaimOutcome::Granted { .. }));
-    assert!(matches!(sim.claim(here), ClaimOutcome::Granted { .. }));
     assert_eq!(
-        sim.claim(also_here),
-        ClaimOutcome::Wait,
-        "full: no third slot"
+        sim.claim(gone),
+        Claim::NotReserved,
+        "no slot was held for 1"
     );
+    assert!(granted(sim.claim(here)));
+    assert!(granted(sim.claim(also_here)));
     assert_eq!(sim.active(), 2);
-    sim.ledger.close_session(here.visitor);
-    assert!(matches!(sim.claim(also_here), ClaimOutcome::Granted { .. }));
-    assert_eq!(sim.active(), 2);
+    // 1 is back: in line again at their rank, ahead of 4 who never left.
+    sim.come_back(gone);
+    sim.poll_all();
+    assert!(sim.tick().is_empty(), "full: nobody goes in");
+    sim.release(here);
+    assert_eq!(sim.tick(), vec![gone], "the returning visitor goes first");
+    assert!(granted(sim.claim(gone)));
+    sim.release(also_here);
+    assert_eq!(sim.tick(), vec![later]);
+    assert!(sim.active() <= 2);
 }
 
 #[test]
@@ -246,25 +289,43 @@ fn claims_are_idempotent_per_visitor() {
     sim.tick();
     let first = sim.claim(k);
     let second = sim.claim(k);
+    assert!(granted(first));
     assert_eq!(first, second, "a second tab gets the same slot");
     assert_eq!(sim.active(), 1);
     assert_eq!(sim.state.admitted_total, 1);
 }
 
 #[test]
+fn a_retried_reservation_is_not_counted_twice() {
+    let mut slots = Slots::default();
+    let v = VisitorId(3);
+    for _ in 0..2 {
+        let t = slot::reserve(slots.get(v), bucket_of(T0 + 10_000), T0, T0);
+        slots.apply(v, t);
+    }
+    assert_eq!(slots.ledger.active(T0), 1);
+    let t = slot::claim(slots.get(v), bucket_of(T0 + 60_000), T0);
+    slots.apply(v, t);
+    let t = slot::reserve(slots.get(v), bucket_of(T0 + 10_000), T0, T0);
+    assert!(
+        !slots.apply(v, t),
+        "an active session is not reserved again"
+    );
+    assert_eq!(slots.ledger.active(T0), 1);
+}
+
+#[test]
 fn unclaimed_reservations_lapse_after_the_claim_window() {
     let mut sim = Sim::new(limits(2, 600, 10));
-    sim.join(1);
+    let first = sim.join(1);
     sim.join(2);
     sim.join(3);
     assert_eq!(sim.tick().len(), 2);
     assert_eq!(sim.active(), 2);
     sim.clock.advance(Duration::from_secs(11));
-    let now = sim.now();
-    for seen in sim.queue.values_mut() {
-        *seen = now;
-    }
+    sim.poll_all();
     assert_eq!(sim.active(), 0, "no-shows give their slots back");
+    assert_eq!(sim.claim(first), Claim::NotReserved, "too late");
     assert_eq!(sim.tick().len(), 1, "and the next visitor gets one");
 }
 
@@ -273,14 +334,17 @@ fn renewal_moves_the_slot_and_expiry_frees_it() {
     let mut sim = Sim::new(limits(1, 600, 10));
     let k = sim.join(1);
     sim.tick();
-    let ClaimOutcome::Granted { bucket, .. } = sim.claim(k) else {
+    let Claim::Granted { bucket, .. } = sim.claim(k) else {
         panic!("expected a slot");
     };
     sim.clock.advance(Duration::from_secs(50));
-    let renewed_to = bucket_of(sim.now() + 60_000);
-    assert!(sim.ledger.renew_session(k.visitor, bucket, renewed_to));
+    let now = sim.now();
+    let renewed_to = bucket_of(now + 60_000);
+    let t = slot::renew(sim.slots.get(k.visitor), bucket, renewed_to, now);
+    assert!(sim.slots.apply(k.visitor, t));
+    let t = slot::renew(sim.slots.get(k.visitor), bucket, renewed_to + 5, now);
     assert!(
-        !sim.ledger.renew_session(k.visitor, bucket, renewed_to + 5),
+        !sim.slots.apply(k.visitor, t),
         "a stale renewal (parallel request) moves nothing"
     );
     sim.clock.advance(Duration::from_secs(20));
@@ -291,52 +355,60 @@ fn renewal_moves_the_slot_and_expiry_frees_it() {
     );
     sim.clock.advance(Duration::from_secs(45));
     assert_eq!(sim.active(), 0, "expired: the slot leaked out");
-    sim.ledger.prune(sim.now());
-    assert_eq!(sim.ledger.session_count(), 0);
+    sim.slots.prune(sim.now());
+    assert!(sim.slots.by_visitor.is_empty());
 }
 
 #[test]
-fn direct_admission_respects_waiting_capacity_and_rate() {
+fn released_sessions_end_the_place_and_free_the_slot() {
+    let mut sim = Sim::new(limits(1, 600, 10));
+    let k = sim.join(9);
+    sim.tick();
+    let Claim::Granted { bucket, .. } = sim.claim(k) else {
+        panic!("expected a slot");
+    };
+    assert_eq!(
+        sim.release(k),
+        Some(bucket),
+        "revoked until it would have expired"
+    );
+    assert_eq!(sim.release(k), None, "a second release frees nothing");
+    assert_eq!(sim.active(), 0);
+    assert_eq!(sim.claim(k), Claim::Ended, "the visitor token is used up");
+    let next = sim.join(10);
+    assert_eq!(
+        sim.tick(),
+        vec![next],
+        "the freed slot goes to the next in line"
+    );
+}
+
+#[test]
+fn a_quiet_zone_is_told_apart_from_a_busy_one() {
     let l = limits(2, 60, 1);
     let mut state = ZoneState::new(&l, T0);
-    let mut ledger = Ledger::default();
-    assert!(
-        state
-            .admit_directly(&mut ledger, VisitorId(1), false, &l, T0)
-            .is_none(),
-        "someone waits"
-    );
-    assert!(state
-        .admit_directly(&mut ledger, VisitorId(1), true, &l, T0)
-        .is_some());
-    assert!(
-        state
-            .admit_directly(&mut ledger, VisitorId(2), true, &l, T0)
-            .is_none(),
-        "rate spent"
-    );
-    assert!(state
-        .admit_directly(&mut ledger, VisitorId(2), true, &l, T0 + 1_000)
-        .is_some());
-    assert!(
-        state
-            .admit_directly(&mut ledger, VisitorId(3), true, &l, T0 + 5_000)
-            .is_none(),
-        "full"
-    );
-    assert_eq!(ledger.active(T0 + 5_000), 2);
+    assert!(state.looks_quiet(&l, T0));
+    state.apply_tick(vec![key(T0, 1)], 0, 0, &l, T0);
+    assert!(!state.looks_quiet(&l, T0), "rate spent");
+    assert!(state.looks_quiet(&l, T0 + 1_000), "rate refilled");
+    state.apply_tick(vec![key(T0 + 1_000, 2)], 1, 3, &l, T0 + 1_000);
+    assert!(!state.looks_quiet(&l, T0 + 5_000), "people wait, and full");
 }
 
 #[test]
-fn released_tokens_are_revoked_until_they_expire() {
-    let mut ledger = Ledger::default();
-    let v = VisitorId(9);
-    ledger.open_session(v, bucket_of(T0 + 60_000));
-    assert!(!ledger.is_revoked(v, T0));
-    assert!(ledger.close_session(v));
-    assert!(ledger.is_revoked(v, T0 + 1_000));
-    assert!(!ledger.is_revoked(v, T0 + 61_000));
-    assert_eq!(ledger.active(T0), 0);
+fn ticks_on_demand_do_not_make_the_observed_rate_jump() {
+    let l = limits(100, 6_000, 100);
+    let mut state = ZoneState::new(&l, T0);
+    // Ten ticks 1 ms apart, one admission each: 10 per ~second, not 1 000 per second.
+    for i in 0..10 {
+        state.apply_tick(vec![key(T0 + i, i as u128)], 0, 0, &l, T0 + i);
+    }
+    state.apply_tick(Vec::new(), 0, 0, &l, T0 + 1_000);
+    assert!(
+        state.observed_per_sec > 0.5 && state.observed_per_sec < 1.5,
+        "observed {}",
+        state.observed_per_sec
+    );
 }
 
 #[test]

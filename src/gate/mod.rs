@@ -2,7 +2,7 @@
 //! (the zone, the token check, the cached cursor) and returns a [`Decision`]; it never sees a
 //! Pingora type or the store, so it is unit-tested and benchmarked without sockets.
 
-use crate::admission::{Ledger, QueueKey};
+use crate::admission::{QueueKey, VisitorId};
 use crate::config::{Mode, ZoneConfig};
 use crate::token::{Claims, Rejection, TokenKind, Tokens};
 use std::sync::Arc;
@@ -20,13 +20,13 @@ pub enum TokenCheck {
     Access(Arc<Claims>),
 }
 
-/// Verifies the zone cookie `raw` for `zone` at `now_ms`. `ledger` (the cached zone record's)
-/// tells released sessions apart.
+/// Verifies the zone cookie `raw` for `zone` at `now_ms`. `is_revoked` (the node's cache of
+/// releases) tells released sessions apart.
 pub fn check_token(
     tokens: &Tokens,
     zone: &str,
     raw: Option<&str>,
-    ledger: Option<&Ledger>,
+    is_revoked: impl Fn(VisitorId) -> bool,
     now_ms: u64,
 ) -> TokenCheck {
     let Some(raw) = raw.filter(|r| !r.is_empty()) else {
@@ -37,9 +37,7 @@ pub fn check_token(
         Ok(claims) if claims.zone != zone => TokenCheck::Rejected(Rejection::WrongZone),
         Ok(claims) => match claims.typ {
             TokenKind::Visitor => TokenCheck::Visitor(claims),
-            TokenKind::Access if ledger.is_some_and(|l| l.is_revoked(claims.vid, now_ms)) => {
-                TokenCheck::Rejected(Rejection::Revoked)
-            }
+            TokenKind::Access if is_revoked(claims.vid) => TokenCheck::Rejected(Rejection::Revoked),
             TokenKind::Access => TokenCheck::Access(claims),
         },
     }

@@ -67,9 +67,7 @@ impl Room {
         let Some(zone) = self.status_zone(req) else {
             return json(404, b"{\"error\":\"no zone on this host\"}".to_vec(), None);
         };
-        let name = zone.config.name.as_str();
-        let record = self.cached(name);
-        let check = self.check(zone, req, record.as_deref(), now);
+        let check = self.check(zone, req, now);
         let (label, status, set_cookie) = match (&check, zone.config.mode) {
             (_, Mode::Closed) => (
                 "status",
@@ -88,6 +86,11 @@ impl Room {
                     Some(token),
                 ),
                 Ok(Place::Waiting(status)) => ("status", status, None),
+                Ok(Place::Ended) => (
+                    "status",
+                    Status::without_place(zone, State::NotQueued, now),
+                    None,
+                ),
                 Err(_) => {
                     let mut status =
                         Status::waiting(zone, State::Waiting, 0, Default::default(), now);

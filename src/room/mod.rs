@@ -1,5 +1,5 @@
 //! The room: carries out the gate's decisions. It owns the zone table, the token service, the
-//! store handle and the edge cache of zone records, and turns a request's facts into an
+//! store handle, the exchanger and the edge cache (zone states and revocations), and turns a request's facts into an
 //! [`Outcome`]: forward (with headers and cookies to add) or reply (waiting page, status JSON).
 //! It never sees a Pingora type; `proxy` only extracts facts and renders outcomes.
 
@@ -14,9 +14,10 @@ mod tests;
 use crate::admission::{VisitorId, ZoneState};
 use crate::clock::SharedClock;
 use crate::config::{Config, StoreErrorPolicy};
+use crate::exchanger::Exchanger;
 use crate::gate::{self, Decision, TokenCheck};
 use crate::metrics::{Metrics, RequestCounters};
-use crate::store::{Change, Store, StoreError, ZoneRecord};
+use crate::store::{Change, Store, StoreError};
 use crate::token::{cookie, Tokens};
 use crate::zone::{Zone, ZoneTable};
 use dashmap::DashMap;
@@ -83,7 +84,10 @@ pub struct Room {
     zones: ZoneTable,
     tokens: Tokens,
     store: Arc<dyn Store>,
-    cache: DashMap<String, Arc<ZoneRecord>>,
+    exchanger: Arc<Exchanger>,
+    cache: DashMap<String, Arc<ZoneState>>,
+    /// Released sessions whose access tokens are refused, until the second they would expire.
+    revoked: DashMap<VisitorId, u64>,
     clock: SharedClock,
     metrics: Metrics,
     requests: RequestCounters,
@@ -105,12 +109,20 @@ impl Room {
         let zones = ZoneTable::new(config);
         let names: Vec<&str> = zones.iter().map(|z| z.config.name.as_str()).collect();
         let requests = RequestCounters::new(&metrics, &names);
+        let exchanger = Arc::new(Exchanger::new(
+            store.clone(),
+            config.zones.clone(),
+            clock.clone(),
+            metrics.clone(),
+        ));
         Room {
             zones,
             requests,
             tokens,
             store,
+            exchanger,
             cache: DashMap::new(),
+            revoked: DashMap::new(),
             clock,
             metrics,
             default_upstream: config.server.default_upstream.clone(),
@@ -139,37 +151,67 @@ impl Room {
         &self.metrics
     }
 
-    /// The zone record a zone starts with.
-    pub fn initial_record(&self, zone: &Zone) -> ZoneRecord {
-        ZoneRecord {
-            state: ZoneState::new(&zone.config.limits, self.clock.now_ms()),
-            ledger: Default::default(),
-        }
+    /// The exchanger, which the node's background work ticks.
+    pub fn exchanger(&self) -> &Arc<Exchanger> {
+        &self.exchanger
     }
 
-    /// Keeps `record` in the edge cache unless a newer version is there already.
-    pub fn remember(&self, zone: &str, record: Arc<ZoneRecord>) {
+    /// Keeps `state` in the edge cache unless a newer version is there already.
+    pub fn remember(&self, zone: &str, state: Arc<ZoneState>) {
         let newer = self
             .cache
             .get(zone)
-            .is_none_or(|cached| cached.state.version < record.state.version);
+            .is_none_or(|cached| cached.version < state.version);
         if newer {
-            self.cache.insert(zone.to_string(), record);
+            self.cache.insert(zone.to_string(), state);
         }
     }
 
-    fn cached(&self, zone: &str) -> Option<Arc<ZoneRecord>> {
+    fn cached(&self, zone: &str) -> Option<Arc<ZoneState>> {
         self.cache.get(zone).map(|r| r.value().clone())
     }
 
-    /// Loads every zone's record into the edge cache.
+    fn is_revoked(&self, visitor: VisitorId, now: u64) -> bool {
+        self.revoked
+            .get(&visitor)
+            .is_some_and(|until| *until > now / 1_000)
+    }
+
+    /// Runs one exchanger pass and caches what it committed.
+    pub async fn tick(&self) {
+        for (zone, state) in self.exchanger.tick().await {
+            self.remember(&zone, state);
+        }
+        // Revocations are only needed until the tokens they refuse expire anyway.
+        let now_s = self.clock.now_ms() / 1_000;
+        self.revoked.retain(|_, until| *until > now_s);
+    }
+
+    /// Loads every zone's state and the revocations in force into the edge cache.
     pub async fn warm(&self) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
         for zone in self.zones.iter() {
-            if let Some(record) = self.store.load(&zone.config.name).await? {
-                self.remember(&zone.config.name, Arc::new(record));
+            let name = &zone.config.name;
+            if let Some(state) = self.store.load(name).await? {
+                self.remember(name, Arc::new(state));
+            }
+            for (visitor, until) in self.store.revocations(name, now).await? {
+                self.revoked.insert(visitor, until);
             }
         }
         Ok(())
+    }
+
+    /// Applies a change from the feed to the edge cache.
+    pub fn apply(&self, change: Change) {
+        match change {
+            Change::Zone { zone, state } => self.remember(&zone, state),
+            Change::Revoked {
+                visitor, until_s, ..
+            } => {
+                self.revoked.insert(visitor, until_s);
+            }
+        }
     }
 
     /// Applies the change feed to the edge cache until the feed closes.
@@ -177,7 +219,7 @@ impl Room {
         use tokio::sync::broadcast::error::RecvError;
         loop {
             match feed.recv().await {
-                Ok(Change::Zone { zone, record }) => self.remember(&zone, record),
+                Ok(change) => self.apply(change),
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "change feed lagged; reloading zones");
                     if let Err(e) = self.warm().await {
@@ -224,29 +266,28 @@ impl Room {
                 set_cookie: None,
             });
         };
-        let name = zone.config.name.as_str();
-        let record = self.cached(name);
-        let check = self.check(zone, req, record.as_deref(), now);
-        let cursor = record.map(|r| r.state.cursor).unwrap_or_default();
+        let check = self.check(zone, req, now);
+        let cursor = self.cursor(zone);
         let decision = gate::decide(&zone.config, &check, cursor, now);
         let (label, outcome) = self.carry_out(zone, decision, &check, req, now).await;
         self.requests.inc(zone.index, label);
         outcome
     }
 
-    fn check(
-        &self,
-        zone: &Zone,
-        req: &RequestFacts<'_>,
-        record: Option<&ZoneRecord>,
-        now: u64,
-    ) -> TokenCheck {
+    /// The zone's cursor as this node knows it.
+    fn cursor(&self, zone: &Zone) -> crate::admission::QueueKey {
+        self.cached(&zone.config.name)
+            .map(|s| s.cursor)
+            .unwrap_or_default()
+    }
+
+    fn check(&self, zone: &Zone, req: &RequestFacts<'_>, now: u64) -> TokenCheck {
         let raw = req.cookie.and_then(|c| cookie::find(c, &zone.cookie));
         let check = gate::check_token(
             &self.tokens,
             &zone.config.name,
             raw,
-            record.map(|r| &r.ledger),
+            |visitor| self.is_revoked(visitor, now),
             now,
         );
         if let TokenCheck::Rejected(reason) = &check {
@@ -302,42 +343,35 @@ impl Room {
             }
             Decision::Claim(_) | Decision::Wait(_) => {
                 let TokenCheck::Visitor(claims) = check else {
-                    return ("join", self.join(zone, req, now).await);
+                    return self.join(zone, req, now, false).await;
                 };
-                self.place(zone, claims, now)
-                    .await
-                    .map(|place| match place {
-                        places::Place::Admitted {
-                            token,
-                            queue_ms,
-                            visitor,
-                        } => (
-                            "claim",
-                            forward(
-                                Some((zone.config.name.clone(), visitor)),
-                                Some(queue_ms),
-                                Some(token),
-                            ),
+                match self.place(zone, claims, now).await {
+                    Ok(places::Place::Admitted {
+                        token,
+                        queue_ms,
+                        visitor,
+                    }) => Ok((
+                        "claim",
+                        forward(
+                            Some((zone.config.name.clone(), visitor)),
+                            Some(queue_ms),
+                            Some(token),
                         ),
-                        places::Place::Waiting(status) => (
-                            "wait",
-                            self.reply(zone, req, zone.config.waiting_status, &status, None),
-                        ),
-                    })
+                    )),
+                    Ok(places::Place::Waiting(status)) => Ok((
+                        "wait",
+                        self.reply(zone, req, zone.config.waiting_status, &status, None),
+                    )),
+                    // Their session was released: this place is used up, they start again.
+                    Ok(places::Place::Ended) => {
+                        let may_enter = zone.config.mode == crate::config::Mode::Auto;
+                        return self.join(zone, req, now, may_enter).await;
+                    }
+                    Err(e) => Err(e),
+                }
             }
-            Decision::AdmitOrJoin => match self.admit_directly(zone, now).await {
-                Ok(Some((visitor, token))) => Ok((
-                    "admit",
-                    forward(
-                        Some((zone.config.name.clone(), visitor)),
-                        Some(0),
-                        Some(token),
-                    ),
-                )),
-                Ok(None) => Ok(("join", self.join(zone, req, now).await)),
-                Err(e) => Err(e),
-            },
-            Decision::Join => Ok(("join", self.join(zone, req, now).await)),
+            Decision::AdmitOrJoin => return self.join(zone, req, now, true).await,
+            Decision::Join => return self.join(zone, req, now, false).await,
         };
         result.unwrap_or_else(|_| {
             // A visitor who has a place keeps it; anyone else gets one now, stamped with their

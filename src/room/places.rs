@@ -1,15 +1,16 @@
-//! Places in line and slots: joining, waiting, claiming a slot when the turn comes, direct
-//! admission in quiet times, session renewal and release. Every write is a compare-and-set
-//! through [`update_zone`]; the record written goes straight into the edge cache.
+//! Places in line and slots: joining (and, in a quiet zone, an exchanger tick at once so the
+//! newcomer walks straight in), waiting, claiming a slot when the turn comes, session renewal and
+//! release. Slots change only through the store's per-visitor operations; the zone state only
+//! through the exchanger.
 
 use super::status::{State, Status};
-use super::{Outcome, RequestFacts, Room};
-use crate::admission::{eta, ClaimOutcome, VisitorId};
+use super::{Forward, Outcome, RequestFacts, Room};
+use crate::admission::{bucket_of, eta, Claim, QueueKey, VisitorId};
 use crate::config::Mode;
-use crate::store::{update_zone, StoreError, ZoneRecord};
+use crate::exchanger::Via;
+use crate::store::StoreError;
 use crate::token::{cookie, Claims, TokenKind};
 use crate::zone::Zone;
-use std::sync::Arc;
 
 /// Where a visitor with a visitor token stands after asking.
 pub(super) enum Place {
@@ -24,35 +25,11 @@ pub(super) enum Place {
     },
     /// Still in line.
     Waiting(Status),
+    /// Their session was released: the place is used up.
+    Ended,
 }
 
 impl Room {
-    /// Applies `change` to `zone`'s record and caches the result.
-    async fn update<T>(
-        &self,
-        zone: &Zone,
-        op: &'static str,
-        change: impl FnMut(&mut ZoneRecord) -> Option<T>,
-    ) -> Result<Option<T>, StoreError> {
-        let name = zone.config.name.as_str();
-        let updated = self
-            .call(
-                name,
-                op,
-                update_zone(
-                    self.store.as_ref(),
-                    name,
-                    || self.initial_record(zone),
-                    change,
-                ),
-            )
-            .await?;
-        Ok(updated.map(|(outcome, record)| {
-            self.remember(name, Arc::new(record));
-            outcome
-        }))
-    }
-
     fn access_cookie(&self, zone: &Zone, base: &Claims, bucket: u64, adm: u64, now: u64) -> String {
         let claims = Claims {
             iss: self.tokens.issuer().to_string(),
@@ -80,99 +57,83 @@ impl Room {
         claims: &Claims,
         now: u64,
     ) -> Result<Place, StoreError> {
-        let name = zone.config.name.as_str();
         let key = claims.queue_key();
-        let limits = zone.config.limits;
-        let cursor = self
-            .cached(name)
-            .map(|r| r.state.cursor)
-            .unwrap_or_default();
-        if key <= cursor {
-            let claimed = self
-                .update(zone, "claim", |record| {
-                    Some(record.state.claim(&mut record.ledger, &key, &limits, now))
-                })
-                .await?;
-            return Ok(match claimed {
-                Some(ClaimOutcome::Granted {
-                    bucket,
-                    admitted_at_ms,
-                }) => Place::Admitted {
-                    token: self.access_cookie(zone, claims, bucket, admitted_at_ms, now),
-                    queue_ms: admitted_at_ms.saturating_sub(claims.rank),
-                    visitor: claims.vid,
-                },
-                // First in line: the next free slot is theirs.
-                _ => Place::Waiting(Status::waiting(
-                    zone,
-                    State::Waiting,
-                    0,
-                    eta(0, 0.0, &limits),
-                    now,
-                )),
-            });
+        if key <= self.cursor(zone) {
+            if let Some(place) = self.claim(zone, claims, now).await? {
+                return Ok(place);
+            }
         }
-        // A heartbeat, and a re-join at the token's rank if the entry was lost.
+        self.wait_in_line(zone, key, now).await
+    }
+
+    /// Claims the slot of a visitor the cursor passed. `None`: no slot was reserved for them
+    /// (it lapsed, they were away, or their join landed after the tick), so they wait again,
+    /// first in line.
+    async fn claim(
+        &self,
+        zone: &Zone,
+        claims: &Claims,
+        now: u64,
+    ) -> Result<Option<Place>, StoreError> {
+        let name = zone.config.name.as_str();
+        let to = bucket_of(now + zone.config.limits.session_ttl.as_millis() as u64);
+        let claimed = self
+            .call(name, "claim", self.store.claim(name, claims.vid, to, now))
+            .await?;
+        Ok(match claimed {
+            Claim::Granted {
+                bucket,
+                admitted_at_ms,
+            } => Some(Place::Admitted {
+                token: self.access_cookie(zone, claims, bucket, admitted_at_ms, now),
+                queue_ms: admitted_at_ms.saturating_sub(claims.rank),
+                visitor: claims.vid,
+            }),
+            Claim::Ended => Some(Place::Ended),
+            Claim::NotReserved => None,
+        })
+    }
+
+    /// A heartbeat (and a re-join at the token's rank if the entry was lost), and the status.
+    async fn wait_in_line(
+        &self,
+        zone: &Zone,
+        key: QueueKey,
+        now: u64,
+    ) -> Result<Place, StoreError> {
+        let name = zone.config.name.as_str();
         self.call(name, "touch", self.store.touch(name, key, now))
             .await?;
+        self.waiting_status(zone, key, now)
+            .await
+            .map(Place::Waiting)
+    }
+
+    async fn waiting_status(
+        &self,
+        zone: &Zone,
+        key: QueueKey,
+        now: u64,
+    ) -> Result<Status, StoreError> {
+        let name = zone.config.name.as_str();
+        let cached = self.cached(name);
+        let cursor = cached.as_ref().map(|s| s.cursor).unwrap_or_default();
         let ahead = self
             .call(name, "ahead", self.store.ahead(name, cursor, key))
             .await?;
-        let observed = self.cached(name).map_or(0.0, |r| r.state.observed_per_sec);
+        let observed = cached.map_or(0.0, |s| s.observed_per_sec);
         let state = if zone.config.mode == Mode::Paused {
             State::Paused
         } else {
             State::Waiting
         };
-        Ok(Place::Waiting(Status::waiting(
+        Ok(Status::waiting(
             zone,
             state,
             ahead,
-            eta(ahead, observed, &limits),
+            eta(ahead, observed, &zone.config.limits),
             now,
-        )))
-    }
-
-    /// In a quiet `auto` zone, admits a newcomer at once: returns their id and access cookie,
-    /// or `None` if someone is waiting or there is no slot or rate allowance.
-    pub(super) async fn admit_directly(
-        &self,
-        zone: &Zone,
-        now: u64,
-    ) -> Result<Option<(VisitorId, String)>, StoreError> {
-        let name = zone.config.name.as_str();
-        let limits = zone.config.limits;
-        let cursor = self
-            .cached(name)
-            .map(|r| r.state.cursor)
-            .unwrap_or_default();
-        let seen_since = now.saturating_sub(limits.abandon_after.as_millis() as u64);
-        let queued = self
-            .call(
-                name,
-                "live_after",
-                self.store.live_after(name, cursor, seen_since, 1),
-            )
-            .await?;
-        if !queued.is_empty() {
-            return Ok(None);
-        }
-        let visitor = VisitorId::random();
-        let admitted = self
-            .update(zone, "admit", |record| {
-                record
-                    .state
-                    .admit_directly(&mut record.ledger, visitor, true, &limits, now)
-            })
-            .await?;
-        Ok(admitted.map(|bucket| {
-            self.metrics
-                .admitted
-                .with_label_values(&[name, "direct"])
-                .inc();
-            let claims = self.visitor_claims(zone, visitor, now);
-            (visitor, self.access_cookie(zone, &claims, bucket, now, now))
-        }))
+        ))
     }
 
     fn visitor_claims(&self, zone: &Zone, visitor: VisitorId, now: u64) -> Claims {
@@ -200,38 +161,66 @@ impl Room {
         (claims, cookie)
     }
 
-    /// A newcomer queues: a visitor token with rank = now, a queue entry, the waiting page.
-    /// If the store fails, the zone's policy applies; fail-closed zones still hand out the
-    /// token, since the place is in it.
-    pub(super) async fn join(&self, zone: &Zone, req: &RequestFacts<'_>, now: u64) -> Outcome {
+    /// A newcomer takes a place in line: a visitor token with rank = now and a queue entry.
+    /// If `may_enter` and the zone looks quiet, the node runs an exchanger tick at once, and a
+    /// newcomer who is first in line walks straight in. Otherwise, the waiting page. If the
+    /// store fails, the zone's policy applies; fail-closed zones still hand out the token,
+    /// since the place is in it.
+    pub(super) async fn join(
+        &self,
+        zone: &Zone,
+        req: &RequestFacts<'_>,
+        now: u64,
+        may_enter: bool,
+    ) -> (&'static str, Outcome) {
+        let name = zone.config.name.as_str();
         let (claims, token) = self.mint_place(zone, now);
-        let status = match self.place(zone, &claims, now).await {
-            Ok(Place::Waiting(status)) => status,
-            // A fresh rank is never at or below the cursor; treat the impossible as waiting.
-            Ok(Place::Admitted { .. }) => {
-                Status::waiting(zone, State::Waiting, 0, Default::default(), now)
+        let key = claims.queue_key();
+        let touched = self.store.touch(name, key, now);
+        if self.call(name, "touch", touched).await.is_err() {
+            return self.store_failed(zone, req, now, Some(token));
+        }
+        let quiet = self
+            .cached(name)
+            .is_none_or(|s| s.looks_quiet(&zone.config.limits, now));
+        if may_enter && quiet {
+            let tick = self.exchanger.tick_zone(&zone.config, Via::Join);
+            // A failed tick costs nothing: the newcomer is in line and the next tick sees them.
+            if let Ok(report) = self.call(name, "tick", tick).await {
+                if let Some(state) = report.committed {
+                    self.remember(name, state);
+                }
             }
-            Err(_) => return self.store_failed(zone, req, now, Some(token)).1,
-        };
-        self.reply(zone, req, zone.config.waiting_status, &status, Some(token))
+            if key <= self.cursor(zone) {
+                if let Ok(Some(Place::Admitted { token, visitor, .. })) =
+                    self.claim(zone, &claims, now).await
+                {
+                    let forward = Outcome::Forward(Forward {
+                        upstream: zone.config.upstream.clone(),
+                        session: Some((zone.config.name.clone(), visitor)),
+                        queue_ms: Some(0),
+                        set_cookie: Some(token),
+                    });
+                    return ("admit", forward);
+                }
+            }
+        }
+        match self.waiting_status(zone, key, now).await {
+            Ok(status) => (
+                "join",
+                self.reply(zone, req, zone.config.waiting_status, &status, Some(token)),
+            ),
+            Err(_) => self.store_failed(zone, req, now, Some(token)),
+        }
     }
 
     /// Extends an active session: moves its slot and returns the new access cookie.
     pub(super) async fn renew(&self, zone: &Zone, claims: &Claims, now: u64) -> Option<String> {
-        let limits = zone.config.limits;
-        let to = crate::admission::bucket_of(now + limits.session_ttl.as_millis() as u64);
-        let moved = self
-            .update(zone, "renew", |record| {
-                record
-                    .ledger
-                    .renew_session(claims.vid, claims.exp, to)
-                    .then_some(())
-            })
-            .await;
-        match moved {
-            Ok(Some(())) => {
-                Some(self.access_cookie(zone, claims, to, claims.adm.unwrap_or(now), now))
-            }
+        let name = zone.config.name.as_str();
+        let to = bucket_of(now + zone.config.limits.session_ttl.as_millis() as u64);
+        let renew = self.store.renew(name, claims.vid, claims.exp, to, now);
+        match self.call(name, "renew", renew).await {
+            Ok(true) => Some(self.access_cookie(zone, claims, to, claims.adm.unwrap_or(now), now)),
             // Already renewed by a parallel request, or the store is down: keep the old token.
             _ => None,
         }
@@ -241,12 +230,10 @@ impl Room {
     /// revokes their token. Returns the `Set-Cookie` that deletes it.
     pub async fn release(&self, zone_name: &str, visitor: VisitorId) -> Option<String> {
         let zone = self.zones.by_name(zone_name)?;
-        let released = self
-            .update(zone, "release", |record| {
-                record.ledger.close_session(visitor).then_some(())
-            })
-            .await;
-        if let Ok(Some(())) = released {
+        let now = self.clock.now_ms();
+        let release = self.store.release(zone_name, visitor, now);
+        if let Ok(Some(until)) = self.call(zone_name, "release", release).await {
+            self.revoked.insert(visitor, until);
             self.requests.inc(zone.index, "release");
         }
         Some(cookie::clear(&zone.cookie, self.cookie_secure))

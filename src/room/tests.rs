@@ -2,9 +2,9 @@
 //! driven through `Room::handle` exactly as the proxy drives it.
 
 use super::*;
+use crate::admission::{Claim, QueueKey};
 use crate::clock::{Clock, ManualClock};
 use crate::config::Config;
-use crate::service::exchanger::Exchanger;
 use crate::store::embedded::EmbeddedStore;
 use crate::token::{Claims, Keyring};
 
@@ -13,7 +13,6 @@ const T0: u64 = 1_800_000_000_000;
 struct Harness {
     clock: Arc<ManualClock>,
     room: Room,
-    exchanger: Exchanger,
     _dir: tempfile::TempDir,
 }
 
@@ -41,28 +40,18 @@ fn harness(zone_extra: &str) -> Harness {
     let clock = Arc::new(ManualClock::new(T0));
     let store = Arc::new(EmbeddedStore::open(&config.store.data_dir, T0).expect("store"));
     let tokens = Tokens::new(Keyring::load(&config.tokens).expect("keys"), "usher", 1_000);
-    let metrics = Metrics::new();
-    let room = Room::new(
-        &config,
-        tokens,
-        store.clone(),
-        clock.clone(),
-        metrics.clone(),
-    );
-    let exchanger = Exchanger::new(store, config.zones.clone(), clock.clone(), metrics);
+    let room = Room::new(&config, tokens, store, clock.clone(), Metrics::new());
     Harness {
         clock,
         room,
-        exchanger,
         _dir: dir,
     }
 }
 
 impl Harness {
-    /// One exchanger pass, then the edge cache reloaded (the change feed's job in a node).
+    /// One exchanger pass, as the node's background work runs it.
     async fn tick(&self) {
-        self.exchanger.tick().await;
-        self.room.warm().await.expect("warm");
+        self.room.tick().await;
     }
 }
 
@@ -264,12 +253,8 @@ async fn sessions_renew_while_active_and_keep_one_slot() {
         forwarded(&a.get(&h, "/checkout").await),
         "still valid after the first expiry"
     );
-    let record = h.room.cached("checkout").expect("record");
-    assert_eq!(
-        record.ledger.active(h.clock.now_ms()),
-        1,
-        "one slot, moved, not two"
-    );
+    let active = h.room.store.active("checkout", h.clock.now_ms()).await;
+    assert_eq!(active.expect("active"), 1, "one slot, moved, not two");
 }
 
 #[tokio::test]
@@ -310,7 +295,6 @@ async fn the_change_feed_wakes_the_edge_cache() {
         let room = room.clone();
         async move { room.follow(feed).await }
     });
-    let exchanger = Exchanger::new(store, config.zones.clone(), clock.clone(), Metrics::new());
     let facts = RequestFacts {
         host: "h",
         path: "/checkout",
@@ -319,11 +303,12 @@ async fn the_change_feed_wakes_the_edge_cache() {
         wants_json: false,
     };
     room.handle(&facts).await;
-    exchanger.tick().await;
+    // The exchanger commits to the store; only the feed brings the state to the cache.
+    room.exchanger().tick().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while room
         .cached("checkout")
-        .is_none_or(|r| r.state.admitted_total == 0)
+        .is_none_or(|r| r.admitted_total == 0)
     {
         assert!(
             std::time::Instant::now() < deadline,
@@ -341,50 +326,65 @@ struct BrokenStore {
 
 #[async_trait::async_trait]
 impl crate::store::Store for BrokenStore {
-    async fn load(&self, _: &str) -> Result<Option<ZoneRecord>, StoreError> {
+    async fn load(&self, _: &str) -> Result<Option<ZoneState>, StoreError> {
         self.fail().await
     }
-    async fn compare_and_set(
+    async fn commit_tick(
         &self,
         _: &str,
         _: Option<u64>,
-        _: &ZoneRecord,
+        _: &ZoneState,
+        _: &crate::admission::Grant,
     ) -> Result<bool, StoreError> {
         self.fail().await
     }
-    async fn touch(
-        &self,
-        _: &str,
-        _: crate::admission::QueueKey,
-        _: u64,
-    ) -> Result<(), StoreError> {
+    async fn touch(&self, _: &str, _: QueueKey, _: u64) -> Result<(), StoreError> {
         self.fail().await
     }
     async fn live_after(
         &self,
         _: &str,
-        _: crate::admission::QueueKey,
+        _: QueueKey,
         _: u64,
         _: usize,
-    ) -> Result<Vec<crate::admission::QueueKey>, StoreError> {
+    ) -> Result<Vec<QueueKey>, StoreError> {
         self.fail().await
     }
-    async fn ahead(
+    async fn returned(
         &self,
         _: &str,
-        _: crate::admission::QueueKey,
-        _: crate::admission::QueueKey,
-    ) -> Result<u64, StoreError> {
+        _: QueueKey,
+        _: u64,
+        _: usize,
+    ) -> Result<Vec<QueueKey>, StoreError> {
         self.fail().await
     }
-    async fn waiting(&self, _: &str, _: crate::admission::QueueKey) -> Result<u64, StoreError> {
+    async fn ahead(&self, _: &str, _: QueueKey, _: QueueKey) -> Result<u64, StoreError> {
         self.fail().await
     }
-    async fn forget_through(
+    async fn waiting(&self, _: &str, _: QueueKey) -> Result<u64, StoreError> {
+        self.fail().await
+    }
+    async fn claim(&self, _: &str, _: VisitorId, _: u64, _: u64) -> Result<Claim, StoreError> {
+        self.fail().await
+    }
+    async fn renew(
         &self,
         _: &str,
-        _: crate::admission::QueueKey,
-    ) -> Result<(), StoreError> {
+        _: VisitorId,
+        _: u64,
+        _: u64,
+        _: u64,
+    ) -> Result<bool, StoreError> {
+        self.fail().await
+    }
+    async fn release(&self, _: &str, _: VisitorId, _: u64) -> Result<Option<u64>, StoreError> {
+        self.fail().await
+    }
+    async fn active(&self, _: &str, _: u64) -> Result<u64, StoreError> {
+        self.fail().await
+    }
+    async fn revocations(&self, _: &str, _: u64) -> Result<Vec<(VisitorId, u64)>, StoreError> {
         self.fail().await
     }
 }
@@ -436,7 +436,7 @@ async fn store_down_fail_closed_keeps_the_shop_protected_and_still_hands_out_pla
     );
     let metrics = String::from_utf8(room.metrics().render()).expect("utf8");
     assert!(
-        metrics.contains("usher_store_errors_total{op=\"live_after\",zone=\"checkout\"} 1"),
+        metrics.contains("usher_store_errors_total{op=\"touch\",zone=\"checkout\"} 1"),
         "{metrics}"
     );
 }

@@ -2,7 +2,6 @@
 //! the change feed, run the exchanger every tick, and (embedded store) fold the write-ahead log
 //! into a snapshot, and write a final one on shutdown.
 
-use super::exchanger::Exchanger;
 use crate::room::Room;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::ChangeFeed;
@@ -17,8 +16,6 @@ use std::time::Duration;
 pub struct NodeWork {
     /// The room whose cache is kept warm.
     pub room: Arc<Room>,
-    /// The exchanger.
-    pub exchanger: Exchanger,
     /// The change feed that keeps the edge cache warm.
     pub feed: Arc<dyn ChangeFeed>,
     /// The embedded store, snapshotted periodically and at shutdown; `None` for the CQL store.
@@ -59,7 +56,7 @@ impl BackgroundService for NodeWork {
         tracing::info!(tick = ?self.tick, "exchanger running");
         loop {
             tokio::select! {
-                _ = tick.tick() => self.exchanger.tick().await,
+                _ = tick.tick() => self.room.tick().await,
                 _ = snapshot.tick() => self.snapshot(),
                 _ = shutdown.changed() => break,
             }

@@ -3,7 +3,6 @@
 //! `proxy` that imports Pingora.
 
 mod background;
-pub mod exchanger;
 mod metrics_app;
 
 use crate::clock::SharedClock;
@@ -17,7 +16,6 @@ use crate::store::embedded::EmbeddedStore;
 use crate::store::{ChangeFeed, Store, StoreError};
 use crate::token::{Keyring, Tokens};
 use background::NodeWork;
-use exchanger::Exchanger;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use std::sync::Arc;
@@ -135,12 +133,6 @@ pub fn build_server(config: &Config, clock: SharedClock) -> Result<Server, Start
 
     let work = NodeWork {
         room: node.room.clone(),
-        exchanger: Exchanger::new(
-            node.store.clone(),
-            config.zones.clone(),
-            clock,
-            node.metrics.clone(),
-        ),
         feed: node.feed.clone(),
         embedded: node.embedded.clone(),
         tick: config.store.tick,

@@ -1,8 +1,8 @@
 //! The store contract: one suite every backend must pass (the embedded store here; the CQL store
 //! runs the same functions when a server is available).
 
-use super::{update_zone, Store, ZoneRecord};
-use crate::admission::{Limits, QueueKey, VisitorId, ZoneState};
+use super::Store;
+use crate::admission::{bucket_of, Claim, Limits, QueueKey, VisitorId, ZoneState};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,52 +15,64 @@ fn key(rank: u64, visitor: u128) -> QueueKey {
     }
 }
 
-/// A fresh zone record with small limits, for store tests.
-pub(crate) fn record() -> ZoneRecord {
-    let limits = Limits {
+/// Small limits, for store tests.
+pub(crate) fn limits() -> Limits {
+    Limits {
         capacity: 10,
         admit_per_minute: 60,
         burst: 1,
         session_ttl: Duration::from_secs(60),
         claim_window: Duration::from_secs(10),
         abandon_after: Duration::from_secs(30),
-    };
-    ZoneRecord {
-        state: ZoneState::new(&limits, NOW),
-        ledger: Default::default(),
     }
 }
 
-/// Runs every contract check against `store`, using zone names prefixed with `prefix`. Call it
-/// from a multi-threaded runtime so the concurrent-update check really races.
-pub async fn check_store(store: Arc<dyn Store>, prefix: &str) {
-    compare_and_set_is_exact(store.as_ref(), &format!("{prefix}cas")).await;
-    queue_is_ordered_and_filtered(store.as_ref(), &format!("{prefix}queue")).await;
-    concurrent_updates_are_not_lost(store, &format!("{prefix}update")).await;
+/// A fresh zone state at `now`.
+pub(crate) fn state(now: u64) -> ZoneState {
+    ZoneState::new(&limits(), now)
 }
 
-async fn compare_and_set_is_exact(store: &dyn Store, zone: &str) {
+/// Commits a tick at `now` that admits `admitted` on top of the stored state (or a fresh one,
+/// if `expected` is `None`); returns whether it applied.
+pub(crate) async fn commit(
+    store: &dyn Store,
+    zone: &str,
+    expected: Option<u64>,
+    admitted: &[QueueKey],
+    now: u64,
+) -> bool {
+    let mut next = match expected {
+        Some(_) => store.load(zone).await.expect("load").unwrap_or(state(now)),
+        None => state(now),
+    };
+    let grant = next.apply_tick(admitted.to_vec(), 0, 0, &limits(), now);
+    store
+        .commit_tick(zone, expected, &next, &grant)
+        .await
+        .expect("commit")
+}
+
+/// Runs every contract check against `store`, using zone names prefixed with `prefix`. Call it
+/// from a multi-threaded runtime so the concurrency checks really race.
+pub async fn check_store(store: Arc<dyn Store>, prefix: &str) {
+    commit_is_an_exact_compare_and_set(store.as_ref(), &format!("{prefix}cas")).await;
+    queue_is_ordered_and_filtered(store.as_ref(), &format!("{prefix}queue")).await;
+    slots_follow_their_life(store.as_ref(), &format!("{prefix}slots")).await;
+    concurrent_writers_lose_nothing(store, &format!("{prefix}race")).await;
+}
+
+async fn commit_is_an_exact_compare_and_set(store: &dyn Store, zone: &str) {
     assert!(store.load(zone).await.expect("load").is_none());
-    let mut r = record();
-    assert!(store.compare_and_set(zone, None, &r).await.expect("create"));
+    assert!(commit(store, zone, None, &[], NOW).await, "create");
+    assert!(!commit(store, zone, None, &[], NOW).await, "only if absent");
     assert!(
-        !store
-            .compare_and_set(zone, None, &r)
-            .await
-            .expect("create twice"),
-        "only if absent"
-    );
-    r.state.version = 1;
-    r.state.cursor = key(5, 5);
-    assert!(
-        !store
-            .compare_and_set(zone, Some(7), &r)
-            .await
-            .expect("stale"),
+        !commit(store, zone, Some(7), &[], NOW).await,
         "wrong version"
     );
-    assert!(store.compare_and_set(zone, Some(0), &r).await.expect("cas"));
-    assert_eq!(store.load(zone).await.expect("load"), Some(r));
+    assert!(commit(store, zone, Some(1), &[key(5, 5)], NOW).await);
+    let loaded = store.load(zone).await.expect("load").expect("exists");
+    assert_eq!((loaded.version, loaded.cursor), (2, key(5, 5)));
+    assert_eq!(loaded.admitted_total, 1);
 }
 
 async fn queue_is_ordered_and_filtered(store: &dyn Store, zone: &str) {
@@ -77,15 +89,10 @@ async fn queue_is_ordered_and_filtered(store: &dyn Store, zone: &str) {
     }
     // Touching again is a heartbeat, not a second entry.
     store.touch(zone, key(20, 3), NOW).await.expect("touch");
-    assert_eq!(
-        store
-            .waiting(zone, QueueKey::default())
-            .await
-            .expect("waiting"),
-        4
-    );
+    let start = QueueKey::default();
+    assert_eq!(store.waiting(zone, start).await.expect("waiting"), 4);
     let live = store
-        .live_after(zone, QueueKey::default(), NOW - 30_000, 10)
+        .live_after(zone, start, NOW - 30_000, 10)
         .await
         .expect("scan");
     assert_eq!(
@@ -117,45 +124,172 @@ async fn queue_is_ordered_and_filtered(store: &dyn Store, zone: &str) {
     store.touch(zone, key(10, 2), NOW).await.expect("touch");
     assert_eq!(
         store
-            .live_after(zone, QueueKey::default(), NOW - 1, 1)
+            .live_after(zone, start, NOW - 1, 1)
             .await
             .expect("scan"),
         vec![key(10, 2)]
     );
-    store
-        .forget_through(zone, key(20, 3))
+    // A tick admitting up to (20, 3) drops those entries.
+    assert!(
+        commit(
+            store,
+            zone,
+            None,
+            &[key(10, 2), key(20, 1), key(20, 3)],
+            NOW
+        )
         .await
-        .expect("forget");
+    );
+    assert_eq!(store.waiting(zone, start).await.expect("waiting"), 1);
+    assert!(
+        store
+            .returned(zone, key(20, 3), 0, 10)
+            .await
+            .expect("returned")
+            .is_empty(),
+        "nobody came back yet"
+    );
+    // A visitor the cursor passed comes back: found at or below the cursor, in order.
+    store.touch(zone, key(15, 9), NOW).await.expect("touch");
+    store
+        .touch(zone, key(12, 9), NOW - 60_000)
+        .await
+        .expect("touch");
     assert_eq!(
         store
-            .waiting(zone, QueueKey::default())
+            .returned(zone, key(20, 3), NOW - 30_000, 10)
             .await
-            .expect("waiting"),
-        1
+            .expect("returned"),
+        vec![key(15, 9)],
+        "live ones only"
+    );
+    assert_eq!(
+        store.waiting(zone, key(20, 3)).await.expect("waiting"),
+        1,
+        "returned visitors are not counted as waiting after the cursor"
     );
 }
 
-async fn concurrent_updates_are_not_lost(store: Arc<dyn Store>, zone: &str) {
-    let tasks: Vec<_> = (0..50u32)
-        .map(|i| {
+async fn slots_follow_their_life(store: &dyn Store, zone: &str) {
+    let (a, b) = (key(NOW - 2, 21), key(NOW - 1, 22));
+    assert!(commit(store, zone, None, &[a, b], NOW).await);
+    assert_eq!(
+        store.active(zone, NOW).await.expect("active"),
+        2,
+        "reserved"
+    );
+    let to = bucket_of(NOW + 60_000);
+    let granted = Claim::Granted {
+        bucket: to,
+        admitted_at_ms: NOW,
+    };
+    assert_eq!(
+        store.claim(zone, a.visitor, to, NOW).await.expect("claim"),
+        granted
+    );
+    assert_eq!(
+        store
+            .claim(zone, a.visitor, to + 9, NOW + 1)
+            .await
+            .expect("claim"),
+        granted,
+        "a second tab gets the same session"
+    );
+    assert_eq!(
+        store.active(zone, NOW).await.expect("active"),
+        2,
+        "moved, not added"
+    );
+    assert_eq!(
+        store
+            .claim(zone, VisitorId(99), to, NOW)
+            .await
+            .expect("claim"),
+        Claim::NotReserved
+    );
+    assert!(store
+        .renew(zone, a.visitor, to, to + 30, NOW)
+        .await
+        .expect("renew"));
+    assert!(
+        !store
+            .renew(zone, a.visitor, to, to + 60, NOW)
+            .await
+            .expect("renew"),
+        "a stale renewal moves nothing"
+    );
+    assert_eq!(
+        store.active(zone, (to + 10) * 1_000).await.expect("active"),
+        1,
+        "after the old expiry the renewed session still counts; b's reservation lapsed"
+    );
+    assert_eq!(
+        store
+            .claim(zone, b.visitor, to, (to + 10) * 1_000)
+            .await
+            .expect("claim"),
+        Claim::NotReserved,
+        "too late"
+    );
+    assert_eq!(
+        store.release(zone, a.visitor, NOW).await.expect("release"),
+        Some(to + 30)
+    );
+    assert_eq!(
+        store.release(zone, a.visitor, NOW).await.expect("release"),
+        None
+    );
+    assert_eq!(
+        store.active(zone, NOW).await.expect("active"),
+        1,
+        "b's reservation"
+    );
+    assert_eq!(
+        store.claim(zone, a.visitor, to, NOW).await.expect("claim"),
+        Claim::Ended,
+        "a released place is used up"
+    );
+}
+
+async fn concurrent_writers_lose_nothing(store: Arc<dyn Store>, zone: &str) {
+    let visitors: Vec<QueueKey> = (0..20)
+        .map(|i| key(NOW - 100 + i, 100 + i as u128))
+        .collect();
+    assert!(commit(store.as_ref(), zone, None, &visitors, NOW).await);
+    // Ticks racing from one version: exactly one wins.
+    let ticks: Vec<_> = (0..8)
+        .map(|_| {
             let store = store.clone();
             let zone = zone.to_string();
-            tokio::spawn(async move {
-                update_zone(store.as_ref(), &zone, record, |r| {
-                    r.state.admitted_total += 1;
-                    Some(i)
-                })
-                .await
-                .expect("update")
-            })
+            tokio::spawn(async move { commit(store.as_ref(), &zone, Some(1), &[], NOW).await })
         })
         .collect();
-    for task in tasks {
-        task.await.expect("task");
+    let mut won = 0;
+    for t in ticks {
+        won += t.await.expect("task") as usize;
     }
-    let r = store.load(zone).await.expect("load").expect("exists");
+    assert_eq!(won, 1, "one tick per version");
+    // Every visitor claims from three tabs at once: one session each, the count stays exact.
+    let to = bucket_of(NOW + 60_000);
+    let claims: Vec<_> = visitors
+        .iter()
+        .flat_map(|k| std::iter::repeat_n(k.visitor, 3))
+        .map(|v| {
+            let store = store.clone();
+            let zone = zone.to_string();
+            tokio::spawn(async move { store.claim(&zone, v, to, NOW).await.expect("claim") })
+        })
+        .collect();
+    for c in claims {
+        assert!(matches!(c.await.expect("task"), Claim::Granted { .. }));
+    }
+    assert_eq!(store.active(zone, NOW).await.expect("active"), 20);
     assert_eq!(
-        r.state.admitted_total, 50,
-        "every update landed exactly once"
+        store
+            .active(zone, (NOW / 1_000 + 30) * 1_000)
+            .await
+            .expect("active"),
+        20,
+        "every reservation became a session"
     );
 }

@@ -5,27 +5,14 @@
 
 pub mod cql;
 pub mod embedded;
-mod update;
 
 #[cfg(test)]
 pub(crate) mod contract;
 
-pub use update::update_zone;
-
-use crate::admission::{Ledger, QueueKey, ZoneState};
+use crate::admission::{Claim, Grant, QueueKey, VisitorId, ZoneState};
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio::sync::broadcast;
-
-/// The versioned, compare-and-set part of a zone: its state row and its slot ledger.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ZoneRecord {
-    /// Cursor, counters, rate bucket, grants; `state.version` is the compare-and-set key.
-    pub state: ZoneState,
-    /// The leaky bucket of session slots.
-    pub ledger: Ledger,
-}
 
 /// Why a store call failed. Expected outcomes (a lost compare-and-set) are values, not errors.
 #[derive(Debug, thiserror::Error)]
@@ -44,29 +31,47 @@ pub enum StoreError {
 /// A state change, as the change feed delivers it.
 #[derive(Debug, Clone)]
 pub enum Change {
-    /// A zone's record was replaced (cursor moved, slot taken or freed).
+    /// A zone's state row was replaced (cursor moved, counters changed).
     Zone {
         /// Zone name.
         zone: Arc<str>,
-        /// The record after the change.
-        record: Arc<ZoneRecord>,
+        /// The state after the change.
+        state: Arc<ZoneState>,
+    },
+    /// A visitor's session was released: refuse their access token until second `until_s`.
+    Revoked {
+        /// Zone name.
+        zone: Arc<str>,
+        /// The visitor.
+        visitor: VisitorId,
+        /// End of the revocation (when the token would have expired anyway).
+        until_s: u64,
     },
 }
 
-/// Shared zone state, the queue, and the ledger. Object-safe; every call may fail or be slow, so
-/// callers bound each with a timeout and apply the zone's store-error policy.
+/// Shared zone state, the queue, visitors' slots and the slot ledger. Object-safe; every call
+/// may fail or be slow, so callers bound each with a timeout and apply the zone's store-error
+/// policy.
+///
+/// Only the zone state is contended (one compare-and-set per exchanger tick, fleet-wide);
+/// every other write touches one visitor's entry or this node's own ledger rows.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// The zone's record, or `None` if the zone has never been written.
-    async fn load(&self, zone: &str) -> Result<Option<ZoneRecord>, StoreError>;
+    /// The zone's state, or `None` if the zone has never been written.
+    async fn load(&self, zone: &str) -> Result<Option<ZoneState>, StoreError>;
 
-    /// Replaces the zone's record if its version is still `expected` (`None`: only if absent).
-    /// Returns whether it was applied.
-    async fn compare_and_set(
+    /// Commits a tick: replaces the zone's state if its version is still `expected` (`None`:
+    /// only if absent); if that applied, reserves a slot for every visitor in `grant` and drops
+    /// the queue entries the tick is done with: those after `grant.from` up to the new cursor,
+    /// and the admitted ones at or below `grant.from` (returned visitors not admitted yet stay). Changes are published only once the
+    /// reservations are written, so no node sees the cursor pass a visitor before their slot
+    /// exists. Returns whether it applied.
+    async fn commit_tick(
         &self,
         zone: &str,
         expected: Option<u64>,
-        record: &ZoneRecord,
+        state: &ZoneState,
+        grant: &Grant,
     ) -> Result<bool, StoreError>;
 
     /// Adds `key` to the queue or, if present, marks it seen at `now_ms`. Idempotent: a visitor
@@ -82,14 +87,61 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<QueueKey>, StoreError>;
 
+    /// Up to `limit` queued keys at or below `cursor` seen since `seen_since_ms`, in order:
+    /// visitors the cursor passed while they were away (or before their join landed) who came
+    /// back. They go first at the next tick.
+    async fn returned(
+        &self,
+        zone: &str,
+        cursor: QueueKey,
+        seen_since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<QueueKey>, StoreError>;
+
     /// How many queued visitors stand strictly between `cursor` and `key`.
     async fn ahead(&self, zone: &str, cursor: QueueKey, key: QueueKey) -> Result<u64, StoreError>;
 
     /// How many queued visitors stand after `cursor`.
     async fn waiting(&self, zone: &str, cursor: QueueKey) -> Result<u64, StoreError>;
 
-    /// Drops queue entries at or below `cursor` (they are admitted; their tokens carry the rest).
-    async fn forget_through(&self, zone: &str, cursor: QueueKey) -> Result<(), StoreError>;
+    /// An admitted visitor takes their reserved slot as a session expiring at second `to`.
+    async fn claim(
+        &self,
+        zone: &str,
+        visitor: VisitorId,
+        to: u64,
+        now_ms: u64,
+    ) -> Result<Claim, StoreError>;
+
+    /// Moves `visitor`'s session from second `from` to `to`; false if it is not there.
+    async fn renew(
+        &self,
+        zone: &str,
+        visitor: VisitorId,
+        from: u64,
+        to: u64,
+        now_ms: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Frees `visitor`'s session and revokes their token; returns the second the revocation
+    /// lasts until, or `None` if there was no session. Published as [`Change::Revoked`].
+    async fn release(
+        &self,
+        zone: &str,
+        visitor: VisitorId,
+        now_ms: u64,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// Slots occupied at `now_ms` (sessions and reservations), over every node.
+    async fn active(&self, zone: &str, now_ms: u64) -> Result<u64, StoreError>;
+
+    /// Revocations in force at `now_ms` that this store can list cheaply, for warming a node's
+    /// cache at start (the change feed carries the ones made later).
+    async fn revocations(
+        &self,
+        zone: &str,
+        now_ms: u64,
+    ) -> Result<Vec<(VisitorId, u64)>, StoreError>;
 }
 
 /// A stream of [`Change`]s: at-least-once, possibly reordered across zones. Consumers apply

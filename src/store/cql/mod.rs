@@ -1,13 +1,15 @@
 //! The CQL store: state in ScyllaDB (or any CQL database: the tests run it on Apache Cassandra)
 //! through the `scylla` driver. The only module that imports `scylla`.
 //!
-//! - `zones`: one row per zone holding the versioned record; the compare-and-set is a
-//!   lightweight transaction on `version`. Only column 0 (`[applied]`) of an LWT answer is read:
-//!   ScyllaDB returns the whole row, Cassandra only `[applied]`. A timed-out LWT is an unknown
-//!   outcome, so it is read back at SERIAL consistency before anyone retries.
+//! - `zones`: one small row per zone (cursor, rate bucket, counters); the exchanger's
+//!   compare-and-set is a lightweight transaction on `version`, once per tick fleet-wide. Only
+//!   column 0 (`[applied]`) of an LWT answer is read: ScyllaDB returns the whole row, Cassandra
+//!   only `[applied]`. A timed-out LWT is an unknown outcome, so it is read back at SERIAL
+//!   consistency before anyone retries.
 //! - `queue`: partitioned by (zone, shard) so no partition is hot; clustered by (rank, visitor).
 //!   Scans and counts ask every shard in parallel and merge (scatter-gather). Entries carry a TTL,
 //!   so a sale's queue cleans itself up.
+//! - `sessions` and `ledger` ([`slots`]): one partition per visitor, and slot counts per node.
 //!
 //! Every call is bounded by the configured timeout (the driver's request timeout).
 
@@ -17,9 +19,10 @@ mod schema;
 mod tests;
 
 mod outbox;
+mod slots;
 
-use super::{Change, ChangeFeed, Store, StoreError, ZoneRecord};
-use crate::admission::{QueueKey, VisitorId};
+use super::{Change, ChangeFeed, Store, StoreError};
+use crate::admission::{Claim, Grant, QueueKey, VisitorId, ZoneState};
 use crate::clock::SharedClock;
 use crate::config::{CqlConsistency, ScyllaConfig};
 use async_trait::async_trait;
@@ -42,7 +45,15 @@ struct Statements {
     scan: PreparedStatement,
     count_between: PreparedStatement,
     count_after: PreparedStatement,
+    scan_through: PreparedStatement,
     forget: PreparedStatement,
+    forget_one: PreparedStatement,
+    slot_read: PreparedStatement,
+    slot_read_serial: PreparedStatement,
+    slot_insert: PreparedStatement,
+    slot_update: PreparedStatement,
+    ledger_write: PreparedStatement,
+    ledger_read: PreparedStatement,
     outbox_write: PreparedStatement,
     outbox_read: PreparedStatement,
 }
@@ -55,6 +66,8 @@ pub struct CqlStore {
     queue_ttl_s: i32,
     clock: SharedClock,
     feed: broadcast::Sender<Change>,
+    /// This node's slot counts, which only this node writes.
+    ledger: slots::NodeLedger,
 }
 
 fn consistency(c: CqlConsistency) -> Consistency {
@@ -111,22 +124,24 @@ impl CqlStore {
                 Ok::<_, StoreError>(statement)
             }
         };
-        let mut load_serial = prepare(
-            format!("SELECT record FROM {ks}.zones WHERE zone = ?"),
-            false,
-        )
-        .await?;
+        let load_cql = format!("SELECT state FROM {ks}.zones WHERE zone = ?");
+        let mut load_serial = prepare(load_cql.clone(), false).await?;
         load_serial.set_consistency(Consistency::Serial);
+        let slot_read_cql = format!(
+            "SELECT status, bucket, admitted_at FROM {ks}.sessions WHERE zone = ? AND visitor = ?"
+        );
+        let mut slot_read_serial = prepare(slot_read_cql.clone(), false).await?;
+        slot_read_serial.set_consistency(Consistency::Serial);
         let statements = Statements {
-            load: prepare(format!("SELECT record FROM {ks}.zones WHERE zone = ?"), false).await?,
+            load: prepare(load_cql, false).await?,
             load_serial,
             create: prepare(
-                format!("INSERT INTO {ks}.zones (zone, version, record) VALUES (?, ?, ?) IF NOT EXISTS"),
+                format!("INSERT INTO {ks}.zones (zone, version, state) VALUES (?, ?, ?) IF NOT EXISTS"),
                 true,
             )
             .await?,
             update: prepare(
-                format!("UPDATE {ks}.zones SET version = ?, record = ? WHERE zone = ? IF version = ?"),
+                format!("UPDATE {ks}.zones SET version = ?, state = ? WHERE zone = ? IF version = ?"),
                 true,
             )
             .await?,
@@ -162,22 +177,67 @@ impl CqlStore {
                 false,
             )
             .await?,
+            scan_through: prepare(
+                format!(
+                    "SELECT rank, visitor, last_seen FROM {ks}.queue WHERE zone = ? AND shard = ? \
+                     AND (rank, visitor) > (?, ?) AND (rank, visitor) <= (?, ?) LIMIT ?"
+                ),
+                false,
+            )
+            .await?,
+            slot_read: prepare(slot_read_cql, false).await?,
+            slot_read_serial,
+            slot_insert: prepare(
+                format!(
+                    "INSERT INTO {ks}.sessions (zone, visitor, status, bucket, admitted_at) \
+                     VALUES (?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
+                ),
+                true,
+            )
+            .await?,
+            slot_update: prepare(
+                format!(
+                    "UPDATE {ks}.sessions USING TTL ? SET status = ?, bucket = ?, admitted_at = ? \
+                     WHERE zone = ? AND visitor = ? IF status = ? AND bucket = ?"
+                ),
+                true,
+            )
+            .await?,
+            ledger_write: prepare(
+                format!(
+                    "INSERT INTO {ks}.ledger (zone, bucket, node, slots) VALUES (?, ?, ?, ?) \
+                     USING TTL ? AND TIMESTAMP ?"
+                ),
+                false,
+            )
+            .await?,
+            ledger_read: prepare(
+                format!("SELECT slots FROM {ks}.ledger WHERE zone = ? AND bucket > ?"),
+                false,
+            )
+            .await?,
             forget: prepare(
                 format!(
-                    "DELETE FROM {ks}.queue WHERE zone = ? AND shard = ? AND (rank, visitor) <= (?, ?)"
+                    "DELETE FROM {ks}.queue WHERE zone = ? AND shard = ? \
+                     AND (rank, visitor) > (?, ?) AND (rank, visitor) <= (?, ?)"
+                ),
+                false,
+            )
+            .await?,
+            forget_one: prepare(
+                format!(
+                    "DELETE FROM {ks}.queue WHERE zone = ? AND shard = ? AND rank = ? AND visitor = ?"
                 ),
                 false,
             )
             .await?,
             outbox_write: prepare(
-                format!(
-                    "INSERT INTO {ks}.outbox (bucket, at, zone, version, record) VALUES (?, ?, ?, ?, ?)"
-                ),
+                format!("INSERT INTO {ks}.outbox (bucket, at, id, change) VALUES (?, ?, ?, ?)"),
                 false,
             )
             .await?,
             outbox_read: prepare(
-                format!("SELECT at, zone, version, record FROM {ks}.outbox WHERE bucket = ? AND at > ?"),
+                format!("SELECT at, change FROM {ks}.outbox WHERE bucket = ? AND at > ?"),
                 false,
             )
             .await?,
@@ -189,6 +249,7 @@ impl CqlStore {
             queue_ttl_s: settings.queue_ttl.as_secs().min(i32::MAX as u64) as i32,
             clock,
             feed: broadcast::channel(4_096).0,
+            ledger: slots::NodeLedger::new(),
         })
     }
 
@@ -200,11 +261,11 @@ impl CqlStore {
         0..self.shards as i32
     }
 
-    async fn read_record(
+    async fn read_state(
         &self,
         statement: &PreparedStatement,
         zone: &str,
-    ) -> Result<Option<ZoneRecord>, StoreError> {
+    ) -> Result<Option<ZoneState>, StoreError> {
         let result = self
             .session
             .execute_unpaged(statement, (zone,))
@@ -266,45 +327,153 @@ fn applied(result: scylla::response::query_result::QueryResult) -> Result<bool, 
     ))
 }
 
-#[async_trait]
-impl Store for CqlStore {
-    async fn load(&self, zone: &str) -> Result<Option<ZoneRecord>, StoreError> {
-        self.read_record(&self.statements.load, zone).await
-    }
-
-    async fn compare_and_set(
+impl CqlStore {
+    /// The zone row's compare-and-set.
+    async fn set_state(
         &self,
         zone: &str,
         expected: Option<u64>,
-        record: &ZoneRecord,
+        state: &ZoneState,
+        json: &str,
     ) -> Result<bool, StoreError> {
-        let json = serde_json::to_string(record).map_err(unavailable)?;
-        let version = record.state.version as i64;
+        let version = state.version as i64;
         let outcome = match expected {
             None => {
                 self.session
-                    .execute_unpaged(&self.statements.create, (zone, version, &json))
+                    .execute_unpaged(&self.statements.create, (zone, version, json))
                     .await
             }
             Some(old) => {
                 self.session
-                    .execute_unpaged(&self.statements.update, (version, &json, zone, old as i64))
+                    .execute_unpaged(&self.statements.update, (version, json, zone, old as i64))
                     .await
             }
         };
-        let applied = match outcome {
-            Ok(result) => applied(result)?,
+        match outcome {
+            Ok(result) => applied(result),
             // A timed-out LWT may or may not have applied: read back at SERIAL, which completes
-            // any in-flight Paxos round, and see whose record is there.
-            Err(e) => match self.read_record(&self.statements.load_serial, zone).await {
-                Ok(current) => current.as_ref() == Some(record),
-                Err(_) => return Err(unavailable(e)),
+            // any in-flight Paxos round, and see whose state is there.
+            Err(e) => match self.read_state(&self.statements.load_serial, zone).await {
+                Ok(current) => Ok(current.as_ref() == Some(state)),
+                Err(_) => Err(unavailable(e)),
             },
-        };
-        if applied {
-            self.publish(zone, record, &json).await;
         }
-        Ok(applied)
+    }
+
+    /// The queue entries at or below `cursor`, across shards, merged in order.
+    async fn scan_through(
+        &self,
+        zone: &str,
+        cursor: QueueKey,
+        seen_since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<QueueKey>, StoreError> {
+        let (rank, visitor) = key_values(cursor);
+        let (rank, visitor) = (&rank, &visitor);
+        let per_shard = join_all(self.shards().map(|shard| async move {
+            let page = (limit.max(1) * 2).min(5_000) as i32;
+            let mut live = Vec::new();
+            let mut from = (-1i64, String::new());
+            loop {
+                let values = (zone, shard, from.0, &from.1, rank, visitor, page);
+                let result = self
+                    .session
+                    .execute_unpaged(&self.statements.scan_through, values)
+                    .await
+                    .map_err(unavailable)?;
+                let rows = result.into_rows_result().map_err(unavailable)?;
+                let mut seen_rows = 0;
+                for row in rows
+                    .rows::<(i64, String, Option<i64>)>()
+                    .map_err(unavailable)?
+                {
+                    let (r, v, last_seen) = row.map_err(unavailable)?;
+                    seen_rows += 1;
+                    from = (r, v.clone());
+                    if let Some(visitor) = VisitorId::parse(&v) {
+                        if last_seen.unwrap_or(0) as u64 >= seen_since_ms && live.len() < limit {
+                            live.push(QueueKey {
+                                rank: r as u64,
+                                visitor,
+                            });
+                        }
+                    }
+                }
+                if live.len() >= limit || seen_rows < page {
+                    return Ok::<_, StoreError>(live);
+                }
+            }
+        }))
+        .await;
+        let mut merged = Vec::new();
+        for shard in per_shard {
+            merged.extend(shard?);
+        }
+        merged.sort_unstable();
+        merged.truncate(limit);
+        Ok(merged)
+    }
+
+    /// Drops the queue entries a committed tick is done with: those after `grant.from` up to
+    /// `cursor` (a range delete on every shard), and the admitted ones at or below `grant.from`.
+    async fn forget(&self, zone: &str, grant: &Grant, cursor: QueueKey) -> Result<(), StoreError> {
+        let (from_rank, from_visitor) = key_values(grant.from);
+        let (to_rank, to_visitor) = key_values(cursor);
+        let range = (&from_rank, &from_visitor, &to_rank, &to_visitor);
+        let ranges = self.shards().filter(|_| cursor > grant.from).map(|shard| {
+            let (fr, fv, tr, tv) = range;
+            self.session
+                .execute_unpaged(&self.statements.forget, (zone, shard, fr, fv, tr, tv))
+        });
+        let returned = grant.admitted.iter().filter(|k| **k <= grant.from).map(|k| {
+            let (rank, visitor) = key_values(*k);
+            let shard = self.shard_of(k.visitor);
+            self.session.execute_unpaged(
+                &self.statements.forget_one,
+                (zone, shard, rank, visitor),
+            )
+        });
+        let (ranges, returned) = futures::join!(join_all(ranges), join_all(returned));
+        for d in ranges.into_iter().chain(returned) {
+            d.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for CqlStore {
+    async fn load(&self, zone: &str) -> Result<Option<ZoneState>, StoreError> {
+        self.read_state(&self.statements.load, zone).await
+    }
+
+    async fn commit_tick(
+        &self,
+        zone: &str,
+        expected: Option<u64>,
+        state: &ZoneState,
+        grant: &Grant,
+    ) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(state).map_err(unavailable)?;
+        if !self.set_state(zone, expected, state, &json).await? {
+            return Ok(false);
+        }
+        // The state is committed. What follows can fail without undoing it: a visitor whose
+        // reservation was not written finds none, waits first in line, and the next tick
+        // admits them; entries not forgotten are forgotten by the next tick.
+        if let Err(e) = self.reserve(zone, grant, state.last_tick_ms).await {
+            tracing::warn!(zone, error = %e, "writing reservations failed");
+        }
+        if let Err(e) = self.forget(zone, grant, state.cursor).await {
+            tracing::warn!(zone, error = %e, "dropping admitted queue entries failed");
+        }
+        // Published only now, so no node sees the cursor pass a visitor before their slot exists.
+        self.publish(Change::Zone {
+            zone: Arc::from(zone),
+            state: Arc::new(state.clone()),
+        })
+        .await;
+        Ok(true)
     }
 
     async fn touch(&self, zone: &str, key: QueueKey, now_ms: u64) -> Result<(), StoreError> {
@@ -397,20 +566,77 @@ impl Store for CqlStore {
             .await
     }
 
-    async fn forget_through(&self, zone: &str, cursor: QueueKey) -> Result<(), StoreError> {
-        let (rank, visitor) = key_values(cursor);
-        let (rank, visitor) = (&rank, &visitor);
-        let deleted = join_all(self.shards().map(|shard| async move {
-            self.session
-                .execute_unpaged(&self.statements.forget, (zone, shard, rank, visitor))
-                .await
-                .map_err(unavailable)
-        }))
-        .await;
-        for d in deleted {
-            d?;
+    async fn returned(
+        &self,
+        zone: &str,
+        cursor: QueueKey,
+        seen_since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<QueueKey>, StoreError> {
+        self.scan_through(zone, cursor, seen_since_ms, limit).await
+    }
+
+    async fn claim(
+        &self,
+        zone: &str,
+        visitor: VisitorId,
+        to: u64,
+        now_ms: u64,
+    ) -> Result<Claim, StoreError> {
+        self.change_slot(zone, visitor, now_ms, |current| {
+            crate::admission::slot::claim(current, to, now_ms)
+        })
+        .await
+    }
+
+    async fn renew(
+        &self,
+        zone: &str,
+        visitor: VisitorId,
+        from: u64,
+        to: u64,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.change_slot(zone, visitor, now_ms, |current| {
+            crate::admission::slot::renew(current, from, to, now_ms)
+        })
+        .await
+    }
+
+    async fn release(
+        &self,
+        zone: &str,
+        visitor: VisitorId,
+        now_ms: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let until = self
+            .change_slot(zone, visitor, now_ms, |current| {
+                crate::admission::slot::release(current, now_ms)
+            })
+            .await?;
+        if let Some(until_s) = until {
+            self.publish(Change::Revoked {
+                zone: Arc::from(zone),
+                visitor,
+                until_s,
+            })
+            .await;
         }
-        Ok(())
+        Ok(until)
+    }
+
+    async fn active(&self, zone: &str, now_ms: u64) -> Result<u64, StoreError> {
+        self.count_slots(zone, now_ms).await
+    }
+
+    /// Revocations are not indexed by zone here; a node learns those made after it started
+    /// from the change feed.
+    async fn revocations(
+        &self,
+        _zone: &str,
+        _now_ms: u64,
+    ) -> Result<Vec<(VisitorId, u64)>, StoreError> {
+        Ok(Vec::new())
     }
 }
 
@@ -422,14 +648,11 @@ impl ChangeFeed for CqlStore {
 
 impl CqlStore {
     /// Tells this node's subscribers at once, and the other nodes through the outbox.
-    async fn publish(&self, zone: &str, record: &ZoneRecord, json: &str) {
-        let _ = self.feed.send(Change::Zone {
-            zone: Arc::from(zone),
-            record: Arc::new(record.clone()),
-        });
-        if let Err(e) = self.write_outbox(zone, record.state.version, json).await {
-            // The record is written; the other nodes see it with the next change or reload.
-            tracing::warn!(zone, error = %e, "writing the outbox failed");
+    async fn publish(&self, change: Change) {
+        let _ = self.feed.send(change.clone());
+        if let Err(e) = self.write_outbox(&change).await {
+            // The change is written; the other nodes see it with the next change or reload.
+            tracing::warn!(error = %e, "writing the outbox failed");
         }
     }
 }

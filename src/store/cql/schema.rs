@@ -43,19 +43,29 @@ pub(super) async fn create(session: &Session, settings: &ScyllaConfig) -> Result
             "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
              {{'class': 'SimpleStrategy', 'replication_factor': {rf}}}{tablets}"
         ),
+        // The one contended row per zone: changed only by the exchanger's compare-and-set.
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.zones \
-             (zone text PRIMARY KEY, version bigint, record text)"
+             (zone text PRIMARY KEY, version bigint, state text)"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.queue (zone text, shard int, rank bigint, \
              visitor text, last_seen bigint, PRIMARY KEY ((zone, shard), rank, visitor))"
         ),
-        // The transactional outbox: every committed zone record, by 10-second bucket.
+        // One partition per visitor: claims, renewals and releases never contend.
         format!(
-            "CREATE TABLE IF NOT EXISTS {ks}.outbox (bucket bigint, at bigint, zone text, \
-             version bigint, record text, PRIMARY KEY (bucket, at, zone, version)) \
-             WITH default_time_to_live = 3600"
+            "CREATE TABLE IF NOT EXISTS {ks}.sessions (zone text, visitor text, status text, \
+             bucket bigint, admitted_at bigint, PRIMARY KEY ((zone, visitor)))"
+        ),
+        // Slot counts by expiry second; each node writes only its own rows.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.ledger (zone text, bucket bigint, node text, \
+             slots bigint, PRIMARY KEY (zone, bucket, node))"
+        ),
+        // The transactional outbox: every committed change, by 10-second bucket.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.outbox (bucket bigint, at bigint, id bigint, \
+             change text, PRIMARY KEY (bucket, at, id)) WITH default_time_to_live = 3600"
         ),
     ];
     for statement in statements {

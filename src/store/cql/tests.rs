@@ -44,10 +44,8 @@ async fn schema_creation_is_idempotent() {
         std::env::var("USHER_CQL").expect("USHER_CQL names a CQL server, like 127.0.0.1:9042");
     let s = settings(&contact);
     let first = CqlStore::connect(&s, clock()).await.expect("create");
-    assert!(first
-        .compare_and_set("z", None, &crate::store::contract::record())
-        .await
-        .expect("cas"));
+    let now = crate::clock::Clock::now_ms(&*clock());
+    assert!(crate::store::contract::commit(&first, "z", None, &[], now).await);
     let again = CqlStore::connect(&s, clock())
         .await
         .expect("connect to the existing schema");
@@ -76,7 +74,7 @@ async fn an_unreachable_server_is_an_error_within_the_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a CQL server: set USHER_CQL=host:port (make test starts Cassandra and sets it)"]
-async fn the_outbox_tells_another_node_about_every_committed_record() {
+async fn the_outbox_tells_another_node_about_every_committed_change() {
     let contact =
         std::env::var("USHER_CQL").expect("USHER_CQL names a CQL server, like 127.0.0.1:9042");
     let s = settings(&contact);
@@ -88,29 +86,53 @@ async fn the_outbox_tells_another_node_about_every_committed_record() {
             .clone()
             .tail_outbox(Duration::from_millis(100), Duration::from_secs(2)),
     );
-    let mut record = crate::store::contract::record();
-    assert!(node_a
-        .compare_and_set("z", None, &record)
+    let now = crate::clock::Clock::now_ms(&*clock());
+    let admitted = QueueKey {
+        rank: now - 10,
+        visitor: VisitorId(7),
+    };
+    assert!(crate::store::contract::commit(node_a.as_ref(), "z", None, &[], now).await);
+    assert!(crate::store::contract::commit(node_a.as_ref(), "z", Some(1), &[admitted], now).await);
+    let to = crate::admission::bucket_of(now + 60_000);
+    let claimed = node_a
+        .claim("z", admitted.visitor, to, now)
         .await
-        .expect("create"));
-    record.state.version = 1;
-    record.state.admitted_total = 7;
-    assert!(node_a
-        .compare_and_set("z", Some(0), &record)
-        .await
-        .expect("cas"));
+        .expect("claim");
+    assert!(matches!(claimed, Claim::Granted { .. }));
+    assert_eq!(
+        node_a
+            .release("z", admitted.visitor, now)
+            .await
+            .expect("release"),
+        Some(to)
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let (mut zone_seen, mut revocation_seen) = (false, false);
+    while !(zone_seen && revocation_seen) {
         let change = tokio::time::timeout_at(deadline, heard.recv())
             .await
-            .expect("node b heard the change within 10 s")
+            .expect("node b heard both changes within 10 s")
             .expect("feed open");
-        let Change::Zone { zone, record: seen } = change;
-        assert_eq!(&*zone, "z");
-        if seen.state.version == 1 {
-            assert_eq!(seen.state.admitted_total, 7);
-            break;
+        match change {
+            Change::Zone { zone, state } => {
+                assert_eq!(&*zone, "z");
+                if state.version == 2 {
+                    assert_eq!(state.admitted_total, 1);
+                    zone_seen = true;
+                }
+            }
+            Change::Revoked {
+                visitor, until_s, ..
+            } => {
+                assert_eq!((visitor, until_s), (admitted.visitor, to));
+                revocation_seen = true;
+            }
         }
     }
+    assert_eq!(
+        node_b.active("z", now).await.expect("active"),
+        0,
+        "node b counts node a's ledger rows: reserved, claimed, released"
+    );
     tail.abort();
 }

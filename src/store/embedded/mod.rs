@@ -1,5 +1,5 @@
-//! The embedded store: zones in memory behind one mutex each, made durable by a write-ahead log
-//! that is folded into a snapshot now and then. Every change is appended to the log before the
+//! The embedded store: zones (state, queue, slots and ledger) in memory behind one mutex each,
+//! made durable by a write-ahead log that is folded into a snapshot now and then. Every change is appended to the log before the
 //! call returns, so `kill -9` loses nothing that was acknowledged (the log is written to the OS,
 //! not fsynced: a process crash keeps it, a power cut may not). The change feed is an in-process
 //! broadcast.
@@ -9,8 +9,9 @@ mod wal;
 #[cfg(test)]
 mod tests;
 
-use super::{Change, ChangeFeed, Store, StoreError, ZoneRecord};
-use crate::admission::QueueKey;
+use super::{Change, ChangeFeed, Store, StoreError};
+use crate::admission::slot::{self, Transition};
+use crate::admission::{Claim, Grant, QueueKey, Slot, Slots, VisitorId, ZoneState};
 use async_trait::async_trait;
 use dashmap::DashMap;
 use std::collections::HashMap;
@@ -19,11 +20,30 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast;
 use wal::{Wal, WalRecord};
 
-/// One zone's data: the versioned record and the queue.
+/// One zone's data: the versioned state, the queue, and the slots with their ledger.
 #[derive(Debug, Default)]
 struct ZoneData {
-    record: Option<ZoneRecord>,
+    state: Option<ZoneState>,
     queue: Queue,
+    slots: Slots,
+}
+
+impl ZoneData {
+    /// Applies a committed tick (live, or replayed from the log).
+    fn apply_tick(&mut self, state: ZoneState, grant: &Grant, reserved: &[VisitorId]) {
+        let (bucket, at_ms) = (grant.claim_bucket, grant.admitted_at_ms);
+        for visitor in reserved {
+            let reservation = Slot {
+                status: crate::admission::SlotStatus::Reserved,
+                bucket,
+                admitted_at_ms: at_ms,
+            };
+            self.slots.by_visitor.insert(*visitor, reservation);
+            self.slots.ledger.add(bucket, 1);
+        }
+        self.queue.forget(grant.from, state.cursor, &grant.admitted);
+        self.state = Some(state);
+    }
 }
 
 /// The queue: keys in order (so a position is two binary searches, not a count) and when each
@@ -52,11 +72,39 @@ impl Queue {
         self.keys.partition_point(|k| *k <= key)
     }
 
-    /// Drops every key at or below `cursor`.
-    fn forget_through(&mut self, cursor: QueueKey) {
-        let end = self.after(cursor);
-        for key in self.keys.drain(..end) {
+    /// Live keys at or below `cursor`, up to `limit`.
+    fn live_through(&self, cursor: QueueKey, seen_since_ms: u64, limit: usize) -> Vec<QueueKey> {
+        self.live(&self.keys[..self.after(cursor)], seen_since_ms, limit)
+    }
+
+    /// Live keys after `key`, up to `limit`.
+    fn live_after(&self, key: QueueKey, seen_since_ms: u64, limit: usize) -> Vec<QueueKey> {
+        self.live(&self.keys[self.after(key)..], seen_since_ms, limit)
+    }
+
+    fn live(&self, keys: &[QueueKey], seen_since_ms: u64, limit: usize) -> Vec<QueueKey> {
+        keys.iter()
+            .filter(|key| {
+                self.seen
+                    .get(key)
+                    .is_some_and(|seen| *seen >= seen_since_ms)
+            })
+            .take(limit)
+            .copied()
+            .collect()
+    }
+
+    /// Drops the keys after `from` up to `cursor`, and `admitted` ones at or below `from`.
+    fn forget(&mut self, from: QueueKey, cursor: QueueKey, admitted: &[QueueKey]) {
+        let (start, end) = (self.after(from), self.after(cursor));
+        for key in self.keys.drain(start..end.max(start)) {
             self.seen.remove(&key);
+        }
+        for key in admitted.iter().filter(|k| **k <= from) {
+            if self.seen.remove(key).is_some() {
+                let at = self.keys.partition_point(|k| k < key);
+                self.keys.remove(at);
+            }
         }
     }
 
@@ -104,13 +152,29 @@ impl EmbeddedStore {
 
     fn replay(&self, record: WalRecord, now_ms: u64) {
         match record {
-            WalRecord::Set { zone, record } => lock(&self.zone(&zone)).record = Some(*record),
+            WalRecord::Tick {
+                zone,
+                state,
+                grant,
+                reserved,
+            } => lock(&self.zone(&zone)).apply_tick(*state, &grant, &reserved),
             WalRecord::Join { zone, key } => {
                 lock(&self.zone(&zone)).queue.touch(key, now_ms);
             }
-            WalRecord::Forget { zone, cursor } => {
-                lock(&self.zone(&zone)).queue.forget_through(cursor)
+            WalRecord::Slot {
+                zone,
+                visitor,
+                slot,
+                moves,
+            } => {
+                let transition = Transition {
+                    outcome: (),
+                    next: Some(slot),
+                    moves,
+                };
+                lock(&self.zone(&zone)).slots.apply(visitor, transition);
             }
+            WalRecord::Slots { zone, slots } => lock(&self.zone(&zone)).slots = *slots,
         }
     }
 
@@ -128,10 +192,17 @@ impl EmbeddedStore {
         let guards: Vec<_> = handles.iter().map(|h| lock(h)).collect();
         let mut records = Vec::new();
         for (name, data) in names.iter().zip(&guards) {
-            if let Some(record) = &data.record {
-                records.push(WalRecord::Set {
+            // The state as a tick that admitted nobody and leaves the queue alone.
+            if let Some(state) = &data.state {
+                let grant = Grant {
+                    from: state.cursor,
+                    ..Grant::default()
+                };
+                records.push(WalRecord::Tick {
                     zone: name.to_string(),
-                    record: Box::new(record.clone()),
+                    state: Box::new(state.clone()),
+                    grant: Box::new(grant),
+                    reserved: Vec::new(),
                 });
             }
             for key in &data.queue.keys {
@@ -140,6 +211,10 @@ impl EmbeddedStore {
                     key: *key,
                 });
             }
+            records.push(WalRecord::Slots {
+                zone: name.to_string(),
+                slots: Box::new(data.slots.clone()),
+            });
         }
         lock(&self.wal).rewrite(&records)
     }
@@ -150,33 +225,68 @@ impl EmbeddedStore {
     }
 }
 
+impl EmbeddedStore {
+    /// Computes a transition of `visitor`'s slot under the zone's lock, logs it if it changes
+    /// anything, applies it, and returns its outcome.
+    fn change_slot<T>(
+        &self,
+        zone: &str,
+        visitor: VisitorId,
+        transition: impl FnOnce(Option<&Slot>) -> Transition<T>,
+    ) -> Result<T, StoreError> {
+        let handle = self.zone(zone);
+        let mut data = lock(&handle);
+        let t = transition(data.slots.get(visitor));
+        if let Some(slot) = t.next {
+            self.log(&WalRecord::Slot {
+                zone: zone.to_string(),
+                visitor,
+                slot,
+                moves: t.moves.clone(),
+            })?;
+        }
+        Ok(data.slots.apply(visitor, t))
+    }
+}
+
 #[async_trait]
 impl Store for EmbeddedStore {
-    async fn load(&self, zone: &str) -> Result<Option<ZoneRecord>, StoreError> {
-        Ok(lock(&self.zone(zone)).record.clone())
+    async fn load(&self, zone: &str) -> Result<Option<ZoneState>, StoreError> {
+        Ok(lock(&self.zone(zone)).state.clone())
     }
 
-    async fn compare_and_set(
+    async fn commit_tick(
         &self,
         zone: &str,
         expected: Option<u64>,
-        record: &ZoneRecord,
+        state: &ZoneState,
+        grant: &Grant,
     ) -> Result<bool, StoreError> {
         let handle = self.zone(zone);
         let mut data = lock(&handle);
-        if data.record.as_ref().map(|r| r.state.version) != expected {
+        if data.state.as_ref().map(|s| s.version) != expected {
             return Ok(false);
         }
-        self.log(&WalRecord::Set {
+        let now = state.last_tick_ms;
+        data.slots.prune(now);
+        let reserved: Vec<VisitorId> = grant
+            .admitted
+            .iter()
+            .map(|k| k.visitor)
+            .filter(|v| slot::reserve(data.slots.get(*v), grant.claim_bucket, now, now).outcome)
+            .collect();
+        self.log(&WalRecord::Tick {
             zone: zone.to_string(),
-            record: Box::new(record.clone()),
+            state: Box::new(state.clone()),
+            grant: Box::new(grant.clone()),
+            reserved: reserved.clone(),
         })?;
-        data.record = Some(record.clone());
+        data.apply_tick(state.clone(), grant, &reserved);
         drop(data);
         // Nobody listening is fine: the feed only wakes caches.
         let _ = self.feed.send(Change::Zone {
             zone: Arc::from(zone),
-            record: Arc::new(record.clone()),
+            state: Arc::new(state.clone()),
         });
         Ok(true)
     }
@@ -204,20 +314,21 @@ impl Store for EmbeddedStore {
         seen_since_ms: u64,
         limit: usize,
     ) -> Result<Vec<QueueKey>, StoreError> {
-        let handle = self.zone(zone);
-        let data = lock(&handle);
-        let queue = &data.queue;
-        Ok(queue.keys[queue.after(after)..]
-            .iter()
-            .filter(|key| {
-                queue
-                    .seen
-                    .get(key)
-                    .is_some_and(|seen| *seen >= seen_since_ms)
-            })
-            .take(limit)
-            .copied()
-            .collect())
+        Ok(lock(&self.zone(zone))
+            .queue
+            .live_after(after, seen_since_ms, limit))
+    }
+
+    async fn returned(
+        &self,
+        zone: &str,
+        cursor: QueueKey,
+        seen_since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<QueueKey>, StoreError> {
+        Ok(lock(&self.zone(zone))
+            .queue
+            .live_through(cursor, seen_since_ms, limit))
     }
 
     async fn ahead(&self, zone: &str, cursor: QueueKey, key: QueueKey) -> Result<u64, StoreError> {
@@ -237,17 +348,64 @@ impl Store for EmbeddedStore {
         Ok((data.queue.len() - data.queue.after(cursor)) as u64)
     }
 
-    async fn forget_through(&self, zone: &str, cursor: QueueKey) -> Result<(), StoreError> {
-        let handle = self.zone(zone);
-        let mut data = lock(&handle);
-        if data.queue.keys.first().is_some_and(|k| *k <= cursor) {
-            self.log(&WalRecord::Forget {
-                zone: zone.to_string(),
-                cursor,
-            })?;
-            data.queue.forget_through(cursor);
+    async fn claim(
+        &self,
+        zone: &str,
+        visitor: VisitorId,
+        to: u64,
+        now_ms: u64,
+    ) -> Result<Claim, StoreError> {
+        self.change_slot(zone, visitor, |current| slot::claim(current, to, now_ms))
+    }
+
+    async fn renew(
+        &self,
+        zone: &str,
+        visitor: VisitorId,
+        from: u64,
+        to: u64,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.change_slot(zone, visitor, |current| {
+            slot::renew(current, from, to, now_ms)
+        })
+    }
+
+    async fn release(
+        &self,
+        zone: &str,
+        visitor: VisitorId,
+        now_ms: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let until = self.change_slot(zone, visitor, |current| slot::release(current, now_ms))?;
+        if let Some(until_s) = until {
+            let _ = self.feed.send(Change::Revoked {
+                zone: Arc::from(zone),
+                visitor,
+                until_s,
+            });
         }
-        Ok(())
+        Ok(until)
+    }
+
+    async fn active(&self, zone: &str, now_ms: u64) -> Result<u64, StoreError> {
+        Ok(lock(&self.zone(zone)).slots.ledger.active(now_ms))
+    }
+
+    async fn revocations(
+        &self,
+        zone: &str,
+        now_ms: u64,
+    ) -> Result<Vec<(VisitorId, u64)>, StoreError> {
+        let handle = self.zone(zone);
+        let data = lock(&handle);
+        Ok(data
+            .slots
+            .by_visitor
+            .iter()
+            .filter(|(_, s)| s.status == crate::admission::SlotStatus::Revoked && s.is_live(now_ms))
+            .map(|(v, s)| (*v, s.bucket))
+            .collect())
     }
 }
 

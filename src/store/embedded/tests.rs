@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::admission::{bucket_of, VisitorId};
+use crate::store::contract::{commit, state};
 
 const NOW: u64 = 1_800_000_000_000;
 
@@ -12,86 +13,117 @@ async fn passes_the_store_contract() {
     crate::store::contract::check_store(store, "embedded_").await;
 }
 
-fn record_with_session() -> ZoneRecord {
-    let mut record = crate::store::contract::record();
-    record
-        .ledger
-        .open_session(VisitorId(7), bucket_of(NOW + 60_000));
-    record.state.cursor = QueueKey {
-        rank: NOW - 1,
-        visitor: VisitorId(1),
-    };
-    record.state.admitted_total = 1;
-    record.state.version = 3;
-    record
+fn key(rank: u64, visitor: u128) -> QueueKey {
+    QueueKey {
+        rank,
+        visitor: VisitorId(visitor),
+    }
+}
+
+/// A zone where visitor 7 was admitted and holds a session, visitor 8 holds a reservation and
+/// visitor 9 waits. Returns the session's bucket.
+async fn admitted_claimed_and_waiting(store: &EmbeddedStore) -> u64 {
+    for k in [key(NOW - 3, 7), key(NOW - 2, 8), key(NOW, 9)] {
+        store.touch("z", k, NOW).await.expect("touch");
+    }
+    let admitted = vec![key(NOW - 3, 7), key(NOW - 2, 8)];
+    assert!(commit(store, "z", None, &admitted, NOW).await);
+    let to = bucket_of(NOW + 60_000);
+    let claimed = store
+        .claim("z", VisitorId(7), to, NOW)
+        .await
+        .expect("claim");
+    assert!(matches!(claimed, Claim::Granted { .. }));
+    to
 }
 
 #[tokio::test]
 async fn state_survives_a_crash_without_a_snapshot() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let record = record_with_session();
-    let queued = QueueKey {
-        rank: NOW,
-        visitor: VisitorId(9),
-    };
-    {
+    let (before, to) = {
         let store = EmbeddedStore::open(dir.path(), NOW).expect("open");
-        assert!(store
-            .compare_and_set("z", None, &record)
-            .await
-            .expect("cas"));
-        store.touch("z", queued, NOW).await.expect("touch");
+        let to = admitted_claimed_and_waiting(&store).await;
         // Dropped without a snapshot: only the write-ahead log has the changes.
-    }
+        (store.load("z").await.expect("load"), to)
+    };
     let store = EmbeddedStore::open(dir.path(), NOW + 5_000).expect("reopen");
-    let restored = store.load("z").await.expect("load").expect("record");
-    assert_eq!(restored, record, "zone state and ledger are back");
-    assert_eq!(restored.ledger.active(NOW + 5_000), 1);
+    assert_eq!(
+        store.load("z").await.expect("load"),
+        before,
+        "zone state is back"
+    );
+    assert_eq!(
+        store.active("z", NOW + 5_000).await.expect("active"),
+        2,
+        "the session and the reservation still hold their slots"
+    );
+    assert_eq!(
+        store
+            .claim("z", VisitorId(7), to + 30, NOW + 5_000)
+            .await
+            .expect("claim"),
+        Claim::Granted {
+            bucket: to,
+            admitted_at_ms: NOW
+        },
+        "the session is the same one"
+    );
+    assert!(
+        matches!(
+            store
+                .claim("z", VisitorId(8), to, NOW + 5_000)
+                .await
+                .expect("claim"),
+            Claim::Granted { .. }
+        ),
+        "the reservation can still be claimed"
+    );
     assert_eq!(
         store
             .live_after("z", QueueKey::default(), NOW, 10)
             .await
             .expect("scan"),
-        vec![queued]
+        vec![key(NOW, 9)],
+        "admitted entries left the queue, the waiting one is back"
     );
 }
 
 #[tokio::test]
 async fn a_torn_last_log_line_is_ignored() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let record = record_with_session();
     {
         let store = EmbeddedStore::open(dir.path(), NOW).expect("open");
-        assert!(store
-            .compare_and_set("z", None, &record)
-            .await
-            .expect("cas"));
+        admitted_claimed_and_waiting(&store).await;
     }
     let mut log = std::fs::OpenOptions::new()
         .append(true)
         .open(dir.path().join("wal.jsonl"))
         .expect("log");
-    std::io::Write::write_all(&mut log, b"{\"set\":{\"zone\":\"z\",\"rec").expect("write");
+    std::io::Write::write_all(&mut log, b"{\"tick\":{\"zone\":\"z\",\"sta").expect("write");
     let store = EmbeddedStore::open(dir.path(), NOW).expect("reopen");
-    assert_eq!(store.load("z").await.expect("load"), Some(record));
+    assert_eq!(
+        store.load("z").await.expect("load").map(|s| s.version),
+        Some(1)
+    );
+    assert_eq!(store.active("z", NOW).await.expect("active"), 2);
 }
 
 #[tokio::test]
 async fn snapshots_fold_the_log_and_keep_everything() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let record = record_with_session();
     let store = EmbeddedStore::open(dir.path(), NOW).expect("open");
-    assert!(store
-        .compare_and_set("z", None, &record)
+    admitted_claimed_and_waiting(&store).await;
+    store
+        .release("z", VisitorId(7), NOW)
         .await
-        .expect("cas"));
+        .expect("release");
     for i in 0..100 {
-        let k = QueueKey {
-            rank: NOW + i,
-            visitor: VisitorId(i as u128),
-        };
-        store.touch("z", k, NOW).await.expect("touch");
+        store
+            .touch("z", key(NOW + 1 + i, i as u128), NOW)
+            .await
+            .expect("touch");
     }
+    let before = store.load("z").await.expect("load");
     store.snapshot().expect("snapshot");
     let log_len = std::fs::metadata(dir.path().join("wal.jsonl"))
         .expect("log")
@@ -99,26 +131,31 @@ async fn snapshots_fold_the_log_and_keep_everything() {
     assert_eq!(log_len, 0, "the log is empty after a snapshot");
     drop(store);
     let store = EmbeddedStore::open(dir.path(), NOW).expect("reopen");
-    assert_eq!(store.load("z").await.expect("load"), Some(record));
-    assert_eq!(store.queue_len("z"), 100);
+    assert_eq!(store.load("z").await.expect("load"), before);
+    assert_eq!(store.queue_len("z"), 101);
+    assert_eq!(
+        store.active("z", NOW).await.expect("active"),
+        1,
+        "8's reservation"
+    );
+    assert_eq!(
+        store.revocations("z", NOW).await.expect("revocations"),
+        vec![(VisitorId(7), bucket_of(NOW + 60_000))],
+        "the release is remembered"
+    );
 }
 
 #[tokio::test]
-async fn the_change_feed_carries_every_committed_record() {
+async fn the_change_feed_carries_every_committed_change() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(dir.path(), NOW).expect("open");
     let mut feed = store.subscribe();
-    let record = record_with_session();
-    assert!(store
-        .compare_and_set("z", None, &record)
-        .await
-        .expect("cas"));
-    assert!(!store
-        .compare_and_set("z", None, &record)
-        .await
-        .expect("lost cas"));
-    let Change::Zone { zone, record: seen } = feed.try_recv().expect("one change");
-    assert_eq!((&*zone, seen.state.version), ("z", 3));
+    assert!(commit(&store, "z", None, &[], NOW).await);
+    assert!(!commit(&store, "z", None, &[], NOW).await, "lost");
+    let Ok(Change::Zone { zone, state: seen }) = feed.try_recv() else {
+        panic!("expected a zone change");
+    };
+    assert_eq!((&*zone, seen.version), ("z", state(NOW).version + 1));
     assert!(
         feed.try_recv().is_err(),
         "a lost compare-and-set publishes nothing"

@@ -2,8 +2,8 @@
 //! (every change since), both one JSON record per line. A torn last line (a crash mid-write) is
 //! ignored; a snapshot is replaced atomically (write, fsync, rename).
 
-use super::super::{StoreError, ZoneRecord};
-use crate::admission::QueueKey;
+use super::super::StoreError;
+use crate::admission::{Grant, QueueKey, Slot, Slots, VisitorId, ZoneState};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -15,15 +15,25 @@ use std::path::{Path, PathBuf};
 // turn the JSON string keys of the ledger back into numbers.
 #[serde(rename_all = "snake_case")]
 pub(super) enum WalRecord {
-    /// A zone record replaced.
-    Set {
+    /// A tick committed: the new zone state, its grant (which says which queue entries left),
+    /// and the visitors a slot was reserved for.
+    Tick {
         zone: String,
-        record: Box<ZoneRecord>,
+        state: Box<ZoneState>,
+        grant: Box<Grant>,
+        reserved: Vec<VisitorId>,
     },
     /// A queue entry added.
     Join { zone: String, key: QueueKey },
-    /// Queue entries at or below `cursor` dropped.
-    Forget { zone: String, cursor: QueueKey },
+    /// A visitor's slot changed, with the ledger moves that went with it.
+    Slot {
+        zone: String,
+        visitor: VisitorId,
+        slot: Slot,
+        moves: Vec<(u64, i64)>,
+    },
+    /// A zone's slots and ledger as a whole (snapshots only).
+    Slots { zone: String, slots: Box<Slots> },
 }
 
 /// The log file and where the snapshot goes.

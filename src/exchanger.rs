@@ -1,0 +1,184 @@
+//! The exchanger: every tick, for every zone, admit as many queued visitors as free slots and the
+//! rate allow (DESIGN §4). It reads the zone state and the slot count, picks the visitors the
+//! cursor passed who came back and then the next live entries after the cursor, and commits the
+//! advanced state with a compare-and-set; if another node won, it tries again next tick.
+//!
+//! Every admission goes through here. A newcomer in a quiet zone joins the line and their node
+//! runs a tick at once ([`Via::Join`]), so "let them straight in" is still "admit the first in
+//! line", and FIFO holds across nodes.
+
+use crate::admission::ZoneState;
+use crate::clock::SharedClock;
+use crate::config::{Mode, ZoneConfig};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What one zone's tick did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TickReport {
+    /// Visitors admitted.
+    pub admitted: u32,
+    /// Visitors still queued after the cursor.
+    pub waiting: u64,
+    /// Occupied slots.
+    pub active: u64,
+    /// The state this tick committed, if it wrote one.
+    pub committed: Option<Arc<ZoneState>>,
+}
+
+/// Why a tick runs: the `via` label of `usher_admitted_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The periodic tick.
+    Schedule,
+    /// A newcomer joined a quiet zone.
+    Join,
+}
+
+impl Via {
+    fn label(self) -> &'static str {
+        match self {
+            Via::Schedule => "queue",
+            Via::Join => "direct",
+        }
+    }
+}
+
+/// Advances every zone's cursor.
+pub struct Exchanger {
+    store: Arc<dyn Store>,
+    zones: Vec<ZoneConfig>,
+    /// One tick at a time per zone on this node: a join's tick and the periodic one would only
+    /// race each other's compare-and-set.
+    turns: HashMap<String, tokio::sync::Mutex<()>>,
+    clock: SharedClock,
+    metrics: Metrics,
+}
+
+impl Exchanger {
+    /// An exchanger for `zones`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        zones: Vec<ZoneConfig>,
+        clock: SharedClock,
+        metrics: Metrics,
+    ) -> Self {
+        for zone in &zones {
+            metrics
+                .capacity
+                .with_label_values(&[&zone.name])
+                .set(zone.limits.capacity as i64);
+        }
+        let turns = zones
+            .iter()
+            .map(|z| (z.name.clone(), tokio::sync::Mutex::new(())))
+            .collect();
+        Exchanger {
+            store,
+            zones,
+            turns,
+            clock,
+            metrics,
+        }
+    }
+
+    /// The zones this exchanger ticks.
+    pub fn zones(&self) -> &[ZoneConfig] {
+        &self.zones
+    }
+
+    /// One pass over every zone; a failing zone does not stop the others. Returns the states
+    /// committed.
+    pub async fn tick(&self) -> Vec<(String, Arc<ZoneState>)> {
+        let timer = self.metrics.tick_seconds.start_timer();
+        let mut committed = Vec::new();
+        for zone in &self.zones {
+            match self.tick_zone(zone, Via::Schedule).await {
+                Ok(report) => committed.extend(report.committed.map(|s| (zone.name.clone(), s))),
+                Err(e) => {
+                    tracing::warn!(zone = %zone.name, error = %e, "exchanger tick failed");
+                    self.metrics
+                        .store_errors
+                        .with_label_values(&[&zone.name, "tick"])
+                        .inc();
+                }
+            }
+        }
+        timer.observe_duration();
+        committed
+    }
+
+    /// One zone's tick.
+    pub async fn tick_zone(&self, zone: &ZoneConfig, via: Via) -> Result<TickReport, StoreError> {
+        let _turn = match self.turns.get(&zone.name) {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
+        };
+        let store = self.store.as_ref();
+        let name = zone.name.as_str();
+        let limits = &zone.limits;
+        let now = self.clock.now_ms();
+        let loaded = store.load(name).await?;
+        let expected = loaded.as_ref().map(|s| s.version);
+        let state = loaded.unwrap_or_else(|| ZoneState::new(limits, now));
+        let active = store.active(name, now).await?;
+        let budget = match zone.mode {
+            Mode::Auto | Mode::QueueAll => state.budget(active, limits, now) as usize,
+            Mode::Paused | Mode::Passthrough | Mode::Closed => 0,
+        };
+        let cursor = state.cursor;
+        let seen_since = now.saturating_sub(limits.abandon_after.as_millis() as u64);
+        let mut admitted = Vec::new();
+        if budget > 0 {
+            // Visitors the cursor passed who came back are first in line.
+            admitted = store.returned(name, cursor, seen_since, budget).await?;
+            let rest = budget - admitted.len();
+            if rest > 0 {
+                admitted.extend(store.live_after(name, cursor, seen_since, rest).await?);
+            }
+        }
+        let fresh = admitted.iter().filter(|k| **k > cursor).count() as u64;
+        let waiting = store.waiting(name, cursor).await?.saturating_sub(fresh);
+        let mut next = state.clone();
+        let grant = next.apply_tick(admitted, active, waiting, limits, now);
+        // A tick that admits nobody and changes no count is not written: on a shared store
+        // every write is a compare-and-set that competes with the other nodes' ticks.
+        let changed = !grant.admitted.is_empty()
+            || expected.is_none()
+            || next.waiting != state.waiting
+            || next.active != state.active;
+        let mut report = TickReport {
+            admitted: 0,
+            waiting: state.waiting.max(waiting),
+            active,
+            committed: None,
+        };
+        if changed && store.commit_tick(name, expected, &next, &grant).await? {
+            let n = grant.admitted.len();
+            if n > 0 {
+                tracing::debug!(zone = name, admitted = n, via = via.label(), "admitted");
+            }
+            self.metrics
+                .admitted
+                .with_label_values(&[name, via.label()])
+                .inc_by(n as u64);
+            report = TickReport {
+                admitted: n as u32,
+                waiting,
+                active: next.active,
+                committed: Some(Arc::new(next)),
+            };
+        }
+        self.metrics
+            .waiting
+            .with_label_values(&[name])
+            .set(report.waiting as i64);
+        self.metrics
+            .active
+            .with_label_values(&[name])
+            .set(report.active as i64);
+        Ok(report)
+    }
+}
