@@ -6,6 +6,11 @@
 //! Every admission goes through here. A newcomer in a quiet zone joins the line and their node
 //! runs a tick at once ([`Via::Join`]), so "let them straight in" is still "admit the first in
 //! line", and FIFO holds across nodes.
+//!
+//! Across nodes a join is a write that takes a moment: a tick could read the queue while an
+//! earlier arrival's entry is still on its way and admit a later one first. So a tick leaves
+//! arrivals younger than `join_settle` alone (zero on the embedded store, where a join is
+//! in place before the call returns); FIFO is exact as long as a join's write takes less.
 
 use crate::admission::ZoneState;
 use crate::clock::SharedClock;
@@ -53,15 +58,18 @@ pub struct Exchanger {
     /// One tick at a time per zone on this node: a join's tick and the periodic one would only
     /// race each other's compare-and-set.
     turns: HashMap<String, tokio::sync::Mutex<()>>,
+    /// How long the newest arrivals are left alone.
+    settle: std::time::Duration,
     clock: SharedClock,
     metrics: Metrics,
 }
 
 impl Exchanger {
-    /// An exchanger for `zones`.
+    /// An exchanger for `zones` that leaves arrivals younger than `settle` alone.
     pub fn new(
         store: Arc<dyn Store>,
         zones: Vec<ZoneConfig>,
+        settle: std::time::Duration,
         clock: SharedClock,
         metrics: Metrics,
     ) -> Self {
@@ -79,9 +87,16 @@ impl Exchanger {
             store,
             zones,
             turns,
+            settle,
             clock,
             metrics,
         }
+    }
+
+    /// How long the newest arrivals are left alone: a newcomer waits this long before the
+    /// tick that may let them straight in.
+    pub fn settle(&self) -> std::time::Duration {
+        self.settle
     }
 
     /// The zones this exchanger ticks.
@@ -136,7 +151,9 @@ impl Exchanger {
             admitted = store.returned(name, cursor, seen_since, budget).await?;
             let rest = budget - admitted.len();
             if rest > 0 {
-                admitted.extend(store.live_after(name, cursor, seen_since, rest).await?);
+                let settled = now.saturating_sub(self.settle.as_millis() as u64);
+                let next = store.live_after(name, cursor, seen_since, rest).await?;
+                admitted.extend(next.into_iter().take_while(|k| k.rank <= settled));
             }
         }
         let fresh = admitted.iter().filter(|k| **k > cursor).count() as u64;
@@ -155,8 +172,11 @@ impl Exchanger {
             active,
             committed: None,
         };
-        if changed && store.commit_tick(name, expected, &next, &grant).await? {
-            let n = grant.admitted.len();
+        let committed = match changed {
+            true => store.commit_tick(name, expected, &next, &grant).await?,
+            false => None,
+        };
+        if let Some(n) = committed {
             if n > 0 {
                 tracing::debug!(zone = name, admitted = n, via = via.label(), "admitted");
             }
@@ -165,7 +185,7 @@ impl Exchanger {
                 .with_label_values(&[name, via.label()])
                 .inc_by(n as u64);
             report = TickReport {
-                admitted: n as u32,
+                admitted: n,
                 waiting,
                 active: next.active,
                 committed: Some(Arc::new(next)),

@@ -16,6 +16,7 @@ const LIMITS: Limits = Limits {
     burst: 50,
     slack: 0,
     fifo_tolerance_ms: 0,
+    resent: 0,
 };
 
 #[test]

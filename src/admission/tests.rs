@@ -104,7 +104,7 @@ impl Sim {
         // Entries the tick passed or admitted leave; returned ones still waiting stay.
         let cursor = self.state.cursor;
         self.queue
-            .retain(|k, _| !(*k > grant.from && *k <= cursor) && !grant.admitted.contains(k));
+            .retain(|k, _| !(grant.admitted.contains(k) || (*k > grant.from && *k <= cursor)));
         self.admitted.extend(picked.iter().map(|k| (now, *k)));
         picked
     }

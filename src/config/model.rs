@@ -255,6 +255,9 @@ pub struct ScyllaConfig {
     pub feed_interval: Duration,
     /// How far behind now the feed reads, so late writes are not skipped.
     pub feed_safety: Duration,
+    /// How long the newest arrivals are left alone by the exchanger, so a join still being
+    /// written (on this node or another) is not overtaken by a later one.
+    pub join_settle: Duration,
 }
 
 /// `[metrics]`

@@ -112,6 +112,7 @@ pub struct RawStore {
     pub sync: Option<String>,
     pub feed_interval: Option<String>,
     pub feed_safety: Option<String>,
+    pub join_settle: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }

@@ -461,6 +461,11 @@ fn store(c: &mut Checker, raw: &RawStore, base: &Path) -> StoreConfig {
                 ("consistency", raw.consistency.is_some()),
                 ("shards", raw.shards.is_some()),
                 ("sync", raw.sync.is_some()),
+                ("timeout", raw.timeout.is_some()),
+                ("queue_ttl", raw.queue_ttl.is_some()),
+                ("feed_interval", raw.feed_interval.is_some()),
+                ("feed_safety", raw.feed_safety.is_some()),
+                ("join_settle", raw.join_settle.is_some()),
             ];
             for (key, set) in scylla_only {
                 if set {
@@ -545,5 +550,6 @@ fn scylla(c: &mut Checker, raw: &RawStore) -> ScyllaConfig {
         sync,
         feed_interval: c.duration("store.feed_interval".into(), &raw.feed_interval, "500ms"),
         feed_safety: c.duration("store.feed_safety".into(), &raw.feed_safety, "2s"),
+        join_settle: c.duration("store.join_settle".into(), &raw.join_settle, "250ms"),
     }
 }

@@ -109,9 +109,15 @@ impl Room {
         let zones = ZoneTable::new(config);
         let names: Vec<&str> = zones.iter().map(|z| z.config.name.as_str()).collect();
         let requests = RequestCounters::new(&metrics, &names);
+        let settle = config
+            .store
+            .scylla
+            .as_ref()
+            .map_or(Duration::ZERO, |s| s.join_settle);
         let exchanger = Arc::new(Exchanger::new(
             store.clone(),
             config.zones.clone(),
+            settle,
             clock.clone(),
             metrics.clone(),
         ));

@@ -184,6 +184,11 @@ impl Room {
             .cached(name)
             .is_none_or(|s| s.looks_quiet(&zone.config.limits, now));
         if may_enter && quiet {
+            // Joins still being written elsewhere get the time to land before this one goes in.
+            let settle = self.exchanger.settle();
+            if !settle.is_zero() {
+                tokio::time::sleep(settle).await;
+            }
             let tick = self.exchanger.tick_zone(&zone.config, Via::Join);
             // A failed tick costs nothing: the newcomer is in line and the next tick sees them.
             if let Ok(report) = self.call(name, "tick", tick).await {

@@ -335,7 +335,7 @@ impl crate::store::Store for BrokenStore {
         _: Option<u64>,
         _: &ZoneState,
         _: &crate::admission::Grant,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<u32>, StoreError> {
         self.fail().await
     }
     async fn touch(&self, _: &str, _: QueueKey, _: u64) -> Result<(), StoreError> {

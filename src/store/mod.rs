@@ -65,14 +65,15 @@ pub trait Store: Send + Sync + 'static {
     /// the queue entries the tick is done with: those after `grant.from` up to the new cursor,
     /// and the admitted ones at or below `grant.from` (returned visitors not admitted yet stay). Changes are published only once the
     /// reservations are written, so no node sees the cursor pass a visitor before their slot
-    /// exists. Returns whether it applied.
+    /// exists. Returns `None` if another writer won, else how many slots it reserved (a
+    /// visitor who already holds a slot, granted twice in a race between nodes, is not counted).
     async fn commit_tick(
         &self,
         zone: &str,
         expected: Option<u64>,
         state: &ZoneState,
         grant: &Grant,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<u32>, StoreError>;
 
     /// Adds `key` to the queue or, if present, marks it seen at `now_ms`. Idempotent: a visitor
     /// whose entry was lost re-joins at the rank their token carries.
@@ -87,9 +88,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<QueueKey>, StoreError>;
 
-    /// Up to `limit` queued keys at or below `cursor` seen since `seen_since_ms`, in order:
-    /// visitors the cursor passed while they were away (or before their join landed) who came
-    /// back. They go first at the next tick.
+    /// Up to `limit` queued keys at or below `cursor` seen since `seen_since_ms`, in order, whose
+    /// visitors hold no slot: visitors the cursor passed while they were away (or before their
+    /// join landed, or whose reservation lapsed) who came back. They go first at the next tick.
+    /// Entries of visitors holding a slot are ones a tick just admitted and has not dropped yet.
     async fn returned(
         &self,
         zone: &str,

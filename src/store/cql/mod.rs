@@ -22,7 +22,7 @@ mod outbox;
 mod slots;
 
 use super::{Change, ChangeFeed, Store, StoreError};
-use crate::admission::{Claim, Grant, QueueKey, VisitorId, ZoneState};
+use crate::admission::{Claim, Grant, QueueKey, SlotStatus, VisitorId, ZoneState};
 use crate::clock::SharedClock;
 use crate::config::{CqlConsistency, ScyllaConfig};
 use async_trait::async_trait;
@@ -425,14 +425,16 @@ impl CqlStore {
             self.session
                 .execute_unpaged(&self.statements.forget, (zone, shard, fr, fv, tr, tv))
         });
-        let returned = grant.admitted.iter().filter(|k| **k <= grant.from).map(|k| {
-            let (rank, visitor) = key_values(*k);
-            let shard = self.shard_of(k.visitor);
-            self.session.execute_unpaged(
-                &self.statements.forget_one,
-                (zone, shard, rank, visitor),
-            )
-        });
+        let returned = grant
+            .admitted
+            .iter()
+            .filter(|k| **k <= grant.from)
+            .map(|k| {
+                let (rank, visitor) = key_values(*k);
+                let shard = self.shard_of(k.visitor);
+                self.session
+                    .execute_unpaged(&self.statements.forget_one, (zone, shard, rank, visitor))
+            });
         let (ranges, returned) = futures::join!(join_all(ranges), join_all(returned));
         for d in ranges.into_iter().chain(returned) {
             d.map_err(unavailable)?;
@@ -453,17 +455,21 @@ impl Store for CqlStore {
         expected: Option<u64>,
         state: &ZoneState,
         grant: &Grant,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<u32>, StoreError> {
         let json = serde_json::to_string(state).map_err(unavailable)?;
         if !self.set_state(zone, expected, state, &json).await? {
-            return Ok(false);
+            return Ok(None);
         }
         // The state is committed. What follows can fail without undoing it: a visitor whose
         // reservation was not written finds none, waits first in line, and the next tick
         // admits them; entries not forgotten are forgotten by the next tick.
-        if let Err(e) = self.reserve(zone, grant, state.last_tick_ms).await {
-            tracing::warn!(zone, error = %e, "writing reservations failed");
-        }
+        let reserved = self
+            .reserve(zone, grant, state.last_tick_ms)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(zone, error = %e, "writing reservations failed");
+                0
+            });
         if let Err(e) = self.forget(zone, grant, state.cursor).await {
             tracing::warn!(zone, error = %e, "dropping admitted queue entries failed");
         }
@@ -473,7 +479,7 @@ impl Store for CqlStore {
             state: Arc::new(state.clone()),
         })
         .await;
-        Ok(true)
+        Ok(Some(reserved))
     }
 
     async fn touch(&self, zone: &str, key: QueueKey, now_ms: u64) -> Result<(), StoreError> {
@@ -573,7 +579,26 @@ impl Store for CqlStore {
         seen_since_ms: u64,
         limit: usize,
     ) -> Result<Vec<QueueKey>, StoreError> {
-        self.scan_through(zone, cursor, seen_since_ms, limit).await
+        // Entries of visitors holding a slot are ones a tick just admitted and has not dropped
+        // yet; returned visitors are rare, so one slot read each is cheap.
+        let now = self.clock.now_ms();
+        let candidates = self
+            .scan_through(zone, cursor, seen_since_ms, limit * 2 + 8)
+            .await?;
+        let slots = join_all(
+            candidates
+                .iter()
+                .map(|k| self.read_slot(zone, k.visitor, false)),
+        )
+        .await;
+        let mut returned = Vec::new();
+        for (key, slot) in candidates.into_iter().zip(slots) {
+            let holds = slot?.is_some_and(|s| s.status != SlotStatus::Revoked && s.is_live(now));
+            if !holds && returned.len() < limit {
+                returned.push(key);
+            }
+        }
+        Ok(returned)
     }
 
     async fn claim(

@@ -71,7 +71,7 @@ fn ttl_until(bucket: u64, now_ms: u64) -> i32 {
 
 impl CqlStore {
     /// The slot of `visitor`, read at the statement's consistency.
-    async fn read_slot(
+    pub(super) async fn read_slot(
         &self,
         zone: &str,
         visitor: VisitorId,
@@ -182,12 +182,13 @@ impl CqlStore {
 
     /// Reserves a slot for every visitor a committed tick admitted, in parallel; each is an
     /// `IF NOT EXISTS` on the visitor's own row, so a retried tick never counts anyone twice.
+    /// Returns how many were reserved.
     pub(super) async fn reserve(
         &self,
         zone: &str,
         grant: &Grant,
         now_ms: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u32, StoreError> {
         let reservation = Slot {
             status: SlotStatus::Reserved,
             bucket: grant.claim_bucket,
@@ -212,7 +213,7 @@ impl CqlStore {
             self.move_slots(zone, &[(grant.claim_bucket, reserved)], now_ms)
                 .await?;
         }
-        failure.map_or(Ok(()), Err)
+        failure.map_or(Ok(reserved as u32), Err)
     }
 
     /// Moves this node's ledger by `moves` and writes the new counts.

@@ -19,6 +19,7 @@ fn settings(contact: &str) -> ScyllaConfig {
         sync: crate::config::SyncMode::Outbox,
         feed_interval: Duration::from_millis(100),
         feed_safety: Duration::from_secs(2),
+        join_settle: Duration::from_millis(250),
     }
 }
 

@@ -11,7 +11,7 @@ mod tests;
 
 use super::{Change, ChangeFeed, Store, StoreError};
 use crate::admission::slot::{self, Transition};
-use crate::admission::{Claim, Grant, QueueKey, Slot, Slots, VisitorId, ZoneState};
+use crate::admission::{Claim, Grant, QueueKey, Slot, SlotStatus, Slots, VisitorId, ZoneState};
 use async_trait::async_trait;
 use dashmap::DashMap;
 use std::collections::HashMap;
@@ -34,7 +34,7 @@ impl ZoneData {
         let (bucket, at_ms) = (grant.claim_bucket, grant.admitted_at_ms);
         for visitor in reserved {
             let reservation = Slot {
-                status: crate::admission::SlotStatus::Reserved,
+                status: SlotStatus::Reserved,
                 bucket,
                 admitted_at_ms: at_ms,
             };
@@ -261,11 +261,11 @@ impl Store for EmbeddedStore {
         expected: Option<u64>,
         state: &ZoneState,
         grant: &Grant,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<u32>, StoreError> {
         let handle = self.zone(zone);
         let mut data = lock(&handle);
         if data.state.as_ref().map(|s| s.version) != expected {
-            return Ok(false);
+            return Ok(None);
         }
         let now = state.last_tick_ms;
         data.slots.prune(now);
@@ -288,7 +288,7 @@ impl Store for EmbeddedStore {
             zone: Arc::from(zone),
             state: Arc::new(state.clone()),
         });
-        Ok(true)
+        Ok(Some(reserved.len() as u32))
     }
 
     async fn touch(&self, zone: &str, key: QueueKey, now_ms: u64) -> Result<(), StoreError> {
@@ -326,9 +326,18 @@ impl Store for EmbeddedStore {
         seen_since_ms: u64,
         limit: usize,
     ) -> Result<Vec<QueueKey>, StoreError> {
-        Ok(lock(&self.zone(zone))
-            .queue
-            .live_through(cursor, seen_since_ms, limit))
+        let handle = self.zone(zone);
+        let data = lock(&handle);
+        let now = data.state.as_ref().map_or(0, |s| s.last_tick_ms);
+        let holds_slot = |k: &QueueKey| {
+            data.slots
+                .get(k.visitor)
+                .is_some_and(|s| s.status != SlotStatus::Revoked && s.is_live(now))
+        };
+        let mut returned = data.queue.live_through(cursor, seen_since_ms, usize::MAX);
+        returned.retain(|k| !holds_slot(k));
+        returned.truncate(limit);
+        Ok(returned)
     }
 
     async fn ahead(&self, zone: &str, cursor: QueueKey, key: QueueKey) -> Result<u64, StoreError> {
@@ -403,7 +412,7 @@ impl Store for EmbeddedStore {
             .slots
             .by_visitor
             .iter()
-            .filter(|(_, s)| s.status == crate::admission::SlotStatus::Revoked && s.is_live(now_ms))
+            .filter(|(_, s)| s.status == SlotStatus::Revoked && s.is_live(now_ms))
             .map(|(v, s)| (*v, s.bucket))
             .collect())
     }
