@@ -3,8 +3,8 @@
 //! never from visitors, so cardinality stays bounded.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric family usher exports.
@@ -27,6 +27,9 @@ pub struct Metrics {
     pub store_errors: IntCounterVec,
     /// `usher_exchanger_tick_seconds`: time of one exchanger pass over all zones.
     pub tick_seconds: Histogram,
+    /// `usher_feed_lag_seconds`: how long the last change this node heard of took to reach it
+    /// through the change feed (0 on the embedded store).
+    pub feed_lag: Gauge,
 }
 
 impl Metrics {
@@ -86,6 +89,14 @@ impl Metrics {
         registry
             .register(Box::new(tick_seconds.clone()))
             .expect("unique metric");
+        let feed_lag = Gauge::new(
+            "usher_feed_lag_seconds",
+            "How long the last change from the change feed took to reach this node.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(feed_lag.clone()))
+            .expect("unique metric");
         for reason in crate::token::Rejection::ALL {
             rejections.with_label_values(&[reason.as_str()]);
         }
@@ -99,6 +110,7 @@ impl Metrics {
             rejections,
             store_errors,
             tick_seconds,
+            feed_lag,
         }
     }
 

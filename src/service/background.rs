@@ -56,7 +56,11 @@ impl BackgroundService for NodeWork {
         tracing::info!(tick = ?self.tick, "exchanger running");
         loop {
             tokio::select! {
-                _ = tick.tick() => self.room.tick().await,
+                _ = tick.tick() => {
+                    self.room.tick().await;
+                    let lag = self.feed.lag_ms() as f64 / 1_000.0;
+                    self.room.metrics().feed_lag.set(lag);
+                }
                 _ = snapshot.tick() => self.snapshot(),
                 _ = shutdown.changed() => break,
             }

@@ -84,11 +84,6 @@ impl Node {
 /// outbox tail for the life of the process (Pingora gives each service its own runtime, and the
 /// store is shared by all of them).
 fn open_cql(config: &ScyllaConfig, clock: SharedClock) -> Result<Arc<CqlStore>, StartError> {
-    if config.sync == SyncMode::Cdc {
-        return Err(StartError::Store(StoreError::Unavailable(
-            "store.sync = \"cdc\" is not implemented yet; use \"outbox\" or \"auto\"".into(),
-        )));
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("usher-cql")
@@ -97,13 +92,19 @@ fn open_cql(config: &ScyllaConfig, clock: SharedClock) -> Result<Arc<CqlStore>, 
         .map_err(StoreError::Io)?;
     tracing::info!(contact_points = ?config.contact_points, keyspace = %config.keyspace, "connecting to the CQL store");
     let store = Arc::new(runtime.block_on(CqlStore::connect(config, clock))?);
-    // `auto` means CDC on ScyllaDB; until the CDC consumer lands every server uses the outbox.
-    runtime.spawn(
-        store
-            .clone()
-            .tail_outbox(config.feed_interval, config.feed_safety),
-    );
-    tracing::info!(sync = "outbox", "CQL store ready");
+    let sync = match store.sync() {
+        SyncMode::Cdc => "cdc",
+        _ => "outbox",
+    };
+    let feed = store.clone().follow_feed(config.clone());
+    runtime.spawn(async move {
+        // Without a feed this node still works (every decision reads the store), but its
+        // waiting visitors learn of other nodes' admissions only from their own ticks.
+        if let Err(e) = feed.await {
+            tracing::error!(error = %e, "the change feed stopped");
+        }
+    });
+    tracing::info!(sync, "CQL store ready");
     // Lives as long as the process: the driver's tasks run on it.
     std::mem::forget(runtime);
     Ok(store)

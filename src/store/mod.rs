@@ -151,4 +151,10 @@ pub trait Store: Send + Sync + 'static {
 pub trait ChangeFeed: Send + Sync + 'static {
     /// A new subscription, starting now.
     fn subscribe(&self) -> broadcast::Receiver<Change>;
+
+    /// How long the newest change heard from other nodes took to arrive, in ms (0 for an
+    /// in-process feed).
+    fn lag_ms(&self) -> u64 {
+        0
+    }
 }

@@ -21,10 +21,15 @@ mod tests;
 mod outbox;
 mod slots;
 
+#[cfg(test)]
+mod faults;
+
+mod cdc;
+
 use super::{Change, ChangeFeed, Store, StoreError};
 use crate::admission::{Claim, Grant, QueueKey, SlotStatus, VisitorId, ZoneState};
 use crate::clock::SharedClock;
-use crate::config::{CqlConsistency, ScyllaConfig};
+use crate::config::{CqlConsistency, ScyllaConfig, SyncMode};
 use async_trait::async_trait;
 use futures::future::join_all;
 use scylla::client::session::Session;
@@ -32,6 +37,7 @@ use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
 use scylla::value::{CqlValue, Row};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
@@ -60,7 +66,11 @@ struct Statements {
 
 /// State in a CQL database.
 pub struct CqlStore {
-    session: Session,
+    session: Arc<Session>,
+    /// The change feed in use: `Cdc` or `Outbox` (`auto` resolved at connect).
+    sync: SyncMode,
+    /// How long the newest change from another node took to arrive, in ms.
+    lag_ms: Arc<AtomicU64>,
     statements: Statements,
     shards: u32,
     queue_ttl_s: i32,
@@ -108,7 +118,7 @@ impl CqlStore {
             .build()
             .await
             .map_err(unavailable)?;
-        schema::create(&session, settings).await?;
+        let sync = schema::create(&session, settings).await?;
         let ks = &settings.keyspace;
         let prepare = |cql: String, lwt: bool| {
             let session = &session;
@@ -243,7 +253,9 @@ impl CqlStore {
             .await?,
         };
         Ok(CqlStore {
-            session,
+            session: Arc::new(session),
+            sync,
+            lag_ms: Arc::new(AtomicU64::new(0)),
             statements,
             shards: settings.shards.max(1),
             queue_ttl_s: settings.queue_ttl.as_secs().min(i32::MAX as u64) as i32,
@@ -669,15 +681,79 @@ impl ChangeFeed for CqlStore {
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.feed.subscribe()
     }
+
+    fn lag_ms(&self) -> u64 {
+        self.lag_ms.load(Ordering::Relaxed)
+    }
 }
 
 impl CqlStore {
-    /// Tells this node's subscribers at once, and the other nodes through the outbox.
+    /// Tells this node's subscribers at once, and the other nodes through the outbox (with
+    /// `sync = "cdc"` the other nodes read the tables' CDC logs instead).
     async fn publish(&self, change: Change) {
         let _ = self.feed.send(change.clone());
+        if self.sync == SyncMode::Cdc {
+            return;
+        }
         if let Err(e) = self.write_outbox(&change).await {
             // The change is written; the other nodes see it with the next change or reload.
             tracing::warn!(error = %e, "writing the outbox failed");
         }
+    }
+}
+
+impl CqlStore {
+    /// The change feed in use: `Cdc` on ScyllaDB (unless `sync = "outbox"`), else `Outbox`.
+    pub fn sync(&self) -> SyncMode {
+        self.sync
+    }
+
+    /// Runs this node's side of the change feed until it fails (CDC) or forever (outbox):
+    /// every change other nodes make reaches [`ChangeFeed::subscribe`]rs, and
+    /// [`ChangeFeed::lag_ms`] tracks how late.
+    pub async fn follow_feed(self: Arc<Self>, settings: ScyllaConfig) -> Result<(), StoreError> {
+        if self.sync == SyncMode::Outbox {
+            self.tail_outbox(settings.feed_interval, settings.feed_safety)
+                .await;
+            return Ok(());
+        }
+        let newest_ms = Arc::new(AtomicU64::new(0));
+        let options = cdc::CdcOptions {
+            keyspace: settings.keyspace.clone(),
+            node: self.ledger.node().to_string(),
+            safety: settings.feed_safety,
+            sleep: settings.feed_interval,
+            // No checkpoints: a node starts reading at now; zone states are whole, so the next
+            // change brings it up to date, and `Room::warm` loads them at start.
+            resume: std::time::Duration::ZERO,
+        };
+        let (mut readers, feed) = cdc::start(
+            self.session.clone(),
+            &options,
+            self.clock.now_ms(),
+            self.feed.clone(),
+            newest_ms.clone(),
+        )
+        .await?;
+        let lag = self.lag_ms.clone();
+        let clock = self.clock.clone();
+        let mut seen = 0;
+        let watch = async move {
+            let mut ticker = tokio::time::interval(settings.feed_interval);
+            loop {
+                ticker.tick().await;
+                let newest = newest_ms.load(Ordering::Relaxed);
+                if newest > seen {
+                    seen = newest;
+                    lag.store(clock.now_ms().saturating_sub(newest), Ordering::Relaxed);
+                }
+            }
+        };
+        let result = tokio::select! {
+            result = feed => result,
+            _ = watch => Ok(()),
+        };
+        readers.stop();
+        result
     }
 }

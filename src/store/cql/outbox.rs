@@ -14,6 +14,7 @@ use crate::admission::{VisitorId, ZoneState};
 use crate::store::{Change, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,6 +96,7 @@ impl CqlStore {
     pub async fn tail_outbox(self: Arc<Self>, interval: Duration, safety: Duration) {
         let safety_ms = safety.as_millis() as u64;
         let mut newest: HashMap<String, u64> = HashMap::new();
+        let mut newest_at = 0;
         let mut from = self.clock.now_ms().saturating_sub(safety_ms);
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -103,7 +105,13 @@ impl CqlStore {
             match self.read_outbox_since(from).await {
                 Ok(rows) => {
                     let mut latest_at = from;
+                    let now = self.clock.now_ms();
                     for (at, change) in rows {
+                        if at > newest_at {
+                            // A row not seen before: how long it took to get here.
+                            newest_at = at;
+                            self.lag_ms.store(now.saturating_sub(at), Ordering::Relaxed);
+                        }
                         latest_at = latest_at.max(at);
                         if let Change::Zone { zone, state } = &change {
                             if newest.get(&**zone).is_some_and(|v| *v >= state.version) {

@@ -4,7 +4,7 @@
 //! with tablets; Cassandra gets plain CQL.
 
 use super::unavailable;
-use crate::config::ScyllaConfig;
+use crate::config::{ScyllaConfig, SyncMode};
 use crate::store::StoreError;
 use scylla::client::session::Session;
 
@@ -24,8 +24,26 @@ fn plain_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// Creates the keyspace and tables if missing.
-pub(super) async fn create(session: &Session, settings: &ScyllaConfig) -> Result<(), StoreError> {
+/// Which feed `sync` means on this server: `auto` is CDC on ScyllaDB and the outbox elsewhere;
+/// `cdc` anywhere but ScyllaDB is an error.
+pub(super) fn resolve(sync: SyncMode, scylla: bool) -> Result<SyncMode, StoreError> {
+    match (sync, scylla) {
+        (SyncMode::Auto, true) | (SyncMode::Cdc, true) => Ok(SyncMode::Cdc),
+        (SyncMode::Auto, false) | (SyncMode::Outbox, _) => Ok(SyncMode::Outbox),
+        (SyncMode::Cdc, false) => Err(StoreError::Unavailable(
+            "store.sync = \"cdc\" needs ScyllaDB (this server has no change data capture); \
+             use \"outbox\" or \"auto\""
+                .into(),
+        )),
+    }
+}
+
+/// Creates the keyspace and tables if missing, with CDC on `zones` and `sessions` if the feed is
+/// `cdc`; returns the feed in use.
+pub(super) async fn create(
+    session: &Session,
+    settings: &ScyllaConfig,
+) -> Result<SyncMode, StoreError> {
     let ks = &settings.keyspace;
     if !plain_name(ks) {
         return Err(StoreError::Unavailable(format!(
@@ -33,8 +51,16 @@ pub(super) async fn create(session: &Session, settings: &ScyllaConfig) -> Result
         )));
     }
     let rf = settings.replication_factor.max(1);
-    let tablets = if is_scylla(session).await {
+    let scylla = is_scylla(session).await;
+    let sync = resolve(settings.sync, scylla)?;
+    let tablets = if scylla {
         " AND tablets = {'enabled': false}"
+    } else {
+        ""
+    };
+    // Scylla-only DDL, sent only to ScyllaDB.
+    let cdc = if sync == SyncMode::Cdc {
+        " WITH cdc = {'enabled': true}"
     } else {
         ""
     };
@@ -46,7 +72,7 @@ pub(super) async fn create(session: &Session, settings: &ScyllaConfig) -> Result
         // The one contended row per zone: changed only by the exchanger's compare-and-set.
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.zones \
-             (zone text PRIMARY KEY, version bigint, state text)"
+             (zone text PRIMARY KEY, version bigint, state text){cdc}"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.queue (zone text, shard int, rank bigint, \
@@ -55,7 +81,7 @@ pub(super) async fn create(session: &Session, settings: &ScyllaConfig) -> Result
         // One partition per visitor: claims, renewals and releases never contend.
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.sessions (zone text, visitor text, status text, \
-             bucket bigint, admitted_at bigint, PRIMARY KEY ((zone, visitor)))"
+             bucket bigint, admitted_at bigint, PRIMARY KEY ((zone, visitor))){cdc}"
         ),
         // Slot counts by expiry second; each node writes only its own rows.
         format!(
@@ -74,5 +100,19 @@ pub(super) async fn create(session: &Session, settings: &ScyllaConfig) -> Result
             .await
             .map_err(unavailable)?;
     }
-    Ok(())
+    Ok(sync)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_means_cdc_on_scylladb_and_the_outbox_elsewhere() {
+        assert_eq!(resolve(SyncMode::Auto, true).ok(), Some(SyncMode::Cdc));
+        assert_eq!(resolve(SyncMode::Auto, false).ok(), Some(SyncMode::Outbox));
+        assert_eq!(resolve(SyncMode::Outbox, true).ok(), Some(SyncMode::Outbox));
+        let refused = resolve(SyncMode::Cdc, false).expect_err("Cassandra has no CDC log");
+        assert!(refused.to_string().contains("needs ScyllaDB"), "{refused}");
+    }
 }

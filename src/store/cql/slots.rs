@@ -36,6 +36,11 @@ pub(super) struct NodeLedger {
 }
 
 impl NodeLedger {
+    /// This node's id in the ledger.
+    pub(super) fn node(&self) -> &str {
+        &self.node
+    }
+
     pub(super) fn new() -> Self {
         NodeLedger {
             node: format!("{:016x}", rand::random::<u64>()),
