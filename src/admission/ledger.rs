@@ -30,6 +30,11 @@ impl Ledger {
         now
     }
 
+    /// The count of one bucket.
+    pub fn count(&self, bucket: u64) -> i64 {
+        self.buckets.get(&bucket).copied().unwrap_or(0)
+    }
+
     /// Slots still occupied at `now_ms`.
     pub fn active(&self, now_ms: u64) -> u64 {
         let first_live = now_ms / 1_000 + 1;

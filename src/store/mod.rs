@@ -89,7 +89,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<QueueKey>, StoreError>;
 
     /// Up to `limit` queued keys at or below `cursor` seen since `seen_since_ms`, in order, whose
-    /// visitors hold no slot: visitors the cursor passed while they were away (or before their
+    /// visitors hold no live slot (reserved, active, or released): visitors the cursor passed while they were away (or before their
     /// join landed, or whose reservation lapsed) who came back. They go first at the next tick.
     /// Entries of visitors holding a slot are ones a tick just admitted and has not dropped yet.
     async fn returned(

@@ -19,6 +19,7 @@ mod schema;
 mod tests;
 
 mod outbox;
+mod positions;
 mod slots;
 
 #[cfg(test)]
@@ -27,7 +28,7 @@ mod faults;
 mod cdc;
 
 use super::{Change, ChangeFeed, Store, StoreError};
-use crate::admission::{Claim, Grant, QueueKey, SlotStatus, VisitorId, ZoneState};
+use crate::admission::{Claim, Grant, QueueKey, VisitorId, ZoneState};
 use crate::clock::SharedClock;
 use crate::config::{CqlConsistency, ScyllaConfig, SyncMode};
 use async_trait::async_trait;
@@ -49,8 +50,7 @@ struct Statements {
     update: PreparedStatement,
     touch: PreparedStatement,
     scan: PreparedStatement,
-    count_between: PreparedStatement,
-    count_after: PreparedStatement,
+    scan_all: PreparedStatement,
     scan_through: PreparedStatement,
     forget: PreparedStatement,
     forget_one: PreparedStatement,
@@ -78,6 +78,8 @@ pub struct CqlStore {
     feed: broadcast::Sender<Change>,
     /// This node's slot counts, which only this node writes.
     ledger: slots::NodeLedger,
+    /// This node's index of the queue, for positions.
+    positions: positions::Positions,
 }
 
 fn consistency(c: CqlConsistency) -> Consistency {
@@ -171,17 +173,9 @@ impl CqlStore {
                 false,
             )
             .await?,
-            count_between: prepare(
+            scan_all: prepare(
                 format!(
-                    "SELECT COUNT(*) FROM {ks}.queue WHERE zone = ? AND shard = ? \
-                     AND (rank, visitor) > (?, ?) AND (rank, visitor) < (?, ?)"
-                ),
-                false,
-            )
-            .await?,
-            count_after: prepare(
-                format!(
-                    "SELECT COUNT(*) FROM {ks}.queue WHERE zone = ? AND shard = ? \
+                    "SELECT rank, visitor FROM {ks}.queue WHERE zone = ? AND shard = ? \
                      AND (rank, visitor) > (?, ?)"
                 ),
                 false,
@@ -262,6 +256,7 @@ impl CqlStore {
             clock,
             feed: broadcast::channel(4_096).0,
             ledger: slots::NodeLedger::new(),
+            positions: positions::Positions::default(),
         })
     }
 
@@ -293,36 +288,6 @@ impl CqlStore {
             _ => Ok(None),
         }
     }
-
-    /// Sums `COUNT(*)` over every shard.
-    async fn count(
-        &self,
-        statement: &PreparedStatement,
-        zone: &str,
-        bounds: &[(i64, String)],
-    ) -> Result<u64, StoreError> {
-        let counts = join_all(self.shards().map(|shard| async move {
-            let result = match bounds {
-                [(r1, v1)] => {
-                    self.session
-                        .execute_unpaged(statement, (zone, shard, r1, v1))
-                        .await
-                }
-                [(r1, v1), (r2, v2)] => {
-                    self.session
-                        .execute_unpaged(statement, (zone, shard, r1, v1, r2, v2))
-                        .await
-                }
-                _ => unreachable!("one or two bounds"),
-            }
-            .map_err(unavailable)?;
-            let rows = result.into_rows_result().map_err(unavailable)?;
-            let (n,) = rows.first_row::<(i64,)>().map_err(unavailable)?;
-            Ok::<u64, StoreError>(n.max(0) as u64)
-        }))
-        .await;
-        counts.into_iter().sum()
-    }
 }
 
 fn key_values(key: QueueKey) -> (i64, String) {
@@ -340,6 +305,18 @@ fn applied(result: scylla::response::query_result::QueryResult) -> Result<bool, 
 }
 
 impl CqlStore {
+    /// Takes back `n` slots counted for a grant that did not happen.
+    async fn uncount(&self, zone: &str, bucket: u64, n: i64, now_ms: u64) {
+        if n <= 0 {
+            return;
+        }
+        if let Err(e) = self.move_slots(zone, &[(bucket, -n)], now_ms).await {
+            // The count stays in memory and is stored with the next write (or lapses with the
+            // bucket): too many slots for a while, never too few.
+            tracing::warn!(zone, error = %e, "taking back the count of a lost tick failed");
+        }
+    }
+
     /// The zone row's compare-and-set.
     async fn set_state(
         &self,
@@ -469,22 +446,38 @@ impl Store for CqlStore {
         grant: &Grant,
     ) -> Result<Option<u32>, StoreError> {
         let json = serde_json::to_string(state).map_err(unavailable)?;
-        if !self.set_state(zone, expected, state, &json).await? {
+        // The grant is counted before the state is visible, so no tick that sees the new cursor
+        // can read a slot count without these reservations (and over-admit). A lost tick takes
+        // its count back; until then the count errs on the safe side.
+        let granted = grant.admitted.len() as i64;
+        let bucket = grant.claim_bucket;
+        let now = state.last_tick_ms;
+        if granted > 0 {
+            self.move_slots(zone, &[(bucket, granted)], now).await?;
+        }
+        let won = match self.set_state(zone, expected, state, &json).await {
+            Ok(won) => won,
+            Err(e) => {
+                self.uncount(zone, bucket, granted, now).await;
+                return Err(e);
+            }
+        };
+        if !won {
+            self.uncount(zone, bucket, granted, now).await;
             return Ok(None);
         }
         // The state is committed. What follows can fail without undoing it: a visitor whose
         // reservation was not written finds none, waits first in line, and the next tick
         // admits them; entries not forgotten are forgotten by the next tick.
-        let reserved = self
-            .reserve(zone, grant, state.last_tick_ms)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(zone, error = %e, "writing reservations failed");
-                0
-            });
+        let reserved = self.reserve(zone, grant, now).await;
+        // Visitors who already held a slot (granted twice in a race) were counted above.
+        self.uncount(zone, bucket, granted - reserved as i64, now)
+            .await;
         if let Err(e) = self.forget(zone, grant, state.cursor).await {
             tracing::warn!(zone, error = %e, "dropping admitted queue entries failed");
         }
+        self.positions
+            .forgot(zone, grant.from, state.cursor, &grant.admitted);
         // Published only now, so no node sees the cursor pass a visitor before their slot exists.
         self.publish(Change::Zone {
             zone: Arc::from(zone),
@@ -510,6 +503,7 @@ impl Store for CqlStore {
             )
             .await
             .map_err(unavailable)?;
+        self.note_join(zone, key);
         Ok(())
     }
 
@@ -571,17 +565,15 @@ impl Store for CqlStore {
         if key <= cursor {
             return Ok(0);
         }
-        self.count(
-            &self.statements.count_between,
-            zone,
-            &[key_values(cursor), key_values(key)],
-        )
-        .await
+        self.count_between(zone, cursor, key).await
     }
 
     async fn waiting(&self, zone: &str, cursor: QueueKey) -> Result<u64, StoreError> {
-        self.count(&self.statements.count_after, zone, &[key_values(cursor)])
-            .await
+        let end = QueueKey {
+            rank: u64::MAX,
+            visitor: VisitorId(u128::MAX),
+        };
+        self.count_between(zone, cursor, end).await
     }
 
     async fn returned(
@@ -605,7 +597,8 @@ impl Store for CqlStore {
         .await;
         let mut returned = Vec::new();
         for (key, slot) in candidates.into_iter().zip(slots) {
-            let holds = slot?.is_some_and(|s| s.status != SlotStatus::Revoked && s.is_live(now));
+            // A live slot of any kind: admitted (reserved or active), or released and done.
+            let holds = slot?.is_some_and(|s| s.is_live(now));
             if !holds && returned.len() < limit {
                 returned.push(key);
             }

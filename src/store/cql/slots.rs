@@ -16,6 +16,7 @@ use crate::admission::slot::Transition;
 use crate::admission::{Grant, Ledger, Slot, SlotStatus, VisitorId};
 use crate::store::StoreError;
 use futures::future::join_all;
+use scylla::statement::batch::{Batch, BatchType};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -31,6 +32,10 @@ pub(super) struct NodeLedger {
     /// Random per process: a restarted node starts fresh rows instead of guessing old counts.
     node: String,
     counts: Mutex<HashMap<String, Ledger>>,
+    /// Buckets whose count changed but may not be stored yet (a write failed or is in flight),
+    /// with the timestamp of the latest write of that count: the next write for the zone stores
+    /// them too, so a failed write is repaired.
+    unstored: Mutex<HashMap<(String, u64), i64>>,
     /// The last write timestamp used, in microseconds.
     last_write_us: AtomicU64,
 }
@@ -45,28 +50,61 @@ impl NodeLedger {
         NodeLedger {
             node: format!("{:016x}", rand::random::<u64>()),
             counts: Mutex::new(HashMap::new()),
+            unstored: Mutex::new(HashMap::new()),
             last_write_us: AtomicU64::new(0),
         }
     }
 
-    /// Applies `moves` to this node's counts; returns the new count of every bucket touched and
-    /// a write timestamp later than any used before.
+    /// Applies `moves` to this node's counts; returns the count of every bucket to write (those
+    /// touched, and those of the zone not stored yet) and a write timestamp later than any used
+    /// before.
     fn apply(&self, zone: &str, moves: &[(u64, i64)], now_ms: u64) -> (Vec<(u64, i64)>, i64) {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut unstored = self.unstored.lock().unwrap_or_else(|p| p.into_inner());
         let ledger = counts.entry(zone.to_string()).or_default();
-        ledger.prune(now_ms.saturating_sub(TTL_MARGIN_S * 1_000));
-        let written = moves
-            .iter()
-            .map(|(bucket, delta)| (*bucket, ledger.add(*bucket, *delta)))
-            .collect();
+        let oldest = now_ms.saturating_sub(TTL_MARGIN_S * 1_000);
+        ledger.prune(oldest);
+        unstored.retain(|(_, bucket), _| *bucket * 1_000 > oldest);
+        let stamp = self.next_stamp(now_ms);
+        for (bucket, delta) in moves {
+            ledger.add(*bucket, *delta);
+        }
+        // Every count of the zone not known to be stored is written again with this stamp.
+        for (bucket, _) in moves {
+            unstored.insert((zone.to_string(), *bucket), stamp);
+        }
+        let mut written = Vec::new();
+        for ((z, bucket), latest) in unstored.iter_mut() {
+            if z == zone {
+                *latest = stamp;
+                written.push((*bucket, ledger.count(*bucket)));
+            }
+        }
+        (written, stamp)
+    }
+}
+
+impl NodeLedger {
+    /// The count of `bucket` in `zone` was stored by the write stamped `stamp`; a later write of
+    /// the same bucket still pending keeps it listed.
+    fn stored(&self, zone: &str, bucket: u64, stamp: i64) {
+        let mut unstored = self.unstored.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (zone.to_string(), bucket);
+        if unstored.get(&key) == Some(&stamp) {
+            unstored.remove(&key);
+        }
+    }
+
+    /// A write timestamp (µs) later than any used before.
+    fn next_stamp(&self, now_ms: u64) -> i64 {
         let now_us = now_ms * 1_000;
-        let stamp = self
+        let previous = self
             .last_write_us
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
                 Some(now_us.max(last + 1))
             })
-            .map_or(now_us, |last| now_us.max(last + 1));
-        (written, stamp as i64)
+            .unwrap_or(0);
+        now_us.max(previous + 1) as i64
     }
 }
 
@@ -185,15 +223,12 @@ impl CqlStore {
         )))
     }
 
-    /// Reserves a slot for every visitor a committed tick admitted, in parallel; each is an
-    /// `IF NOT EXISTS` on the visitor's own row, so a retried tick never counts anyone twice.
-    /// Returns how many were reserved.
-    pub(super) async fn reserve(
-        &self,
-        zone: &str,
-        grant: &Grant,
-        now_ms: u64,
-    ) -> Result<u32, StoreError> {
+    /// Writes a reservation for every visitor a committed tick admitted, in parallel; each is an
+    /// `IF NOT EXISTS` on the visitor's own row, so a visitor granted twice (a race between two
+    /// nodes' ticks) holds one. Returns how many may have been written: a write with an unknown
+    /// outcome counts, because the ledger must never count fewer slots than exist. The caller
+    /// moves the ledger (it counted the grant before the tick's compare-and-set).
+    pub(super) async fn reserve(&self, zone: &str, grant: &Grant, now_ms: u64) -> u32 {
         let reservation = Slot {
             status: SlotStatus::Reserved,
             bucket: grant.claim_bucket,
@@ -207,44 +242,56 @@ impl CqlStore {
         )
         .await;
         let mut reserved = 0;
-        let mut failure = None;
         for w in written {
             match w {
-                Ok(applied) => reserved += applied as i64,
-                Err(e) => failure = Some(e),
+                Ok(applied) => reserved += applied as u32,
+                Err(e) => {
+                    tracing::warn!(zone, error = %e, "a reservation's outcome is unknown");
+                    reserved += 1;
+                }
             }
         }
-        if reserved > 0 {
-            self.move_slots(zone, &[(grant.claim_bucket, reserved)], now_ms)
-                .await?;
-        }
-        failure.map_or(Ok(reserved as u32), Err)
+        reserved
     }
 
-    /// Moves this node's ledger by `moves` and writes the new counts.
-    async fn move_slots(
+    /// Moves this node's ledger by `moves` and writes the new counts (and any count an earlier
+    /// write failed to store).
+    pub(super) async fn move_slots(
         &self,
         zone: &str,
         moves: &[(u64, i64)],
         now_ms: u64,
     ) -> Result<(), StoreError> {
         let (counts, stamp) = self.ledger.apply(zone, moves, now_ms);
+        if counts.is_empty() {
+            return Ok(());
+        }
+        // One unlogged batch on the zone's ledger partition: applied atomically and in
+        // isolation, so a reader never sees a claim's -1 without its +1 (and admits one too many).
+        let ledger_write = &self.statements.ledger_write;
+        let mut batch = Batch::new(BatchType::Unlogged);
+        for _ in &counts {
+            batch.append_statement(ledger_write.clone());
+        }
+        if let Some(consistency) = ledger_write.get_consistency() {
+            batch.set_consistency(consistency);
+        }
+        batch.set_request_timeout(ledger_write.get_request_timeout());
+        batch.set_is_idempotent(true);
         let node = self.ledger.node.as_str();
-        let written = join_all(counts.into_iter().map(|(bucket, slots)| {
-            let values = (
-                zone,
-                bucket as i64,
-                node,
-                slots,
-                ttl_until(bucket, now_ms),
-                stamp,
-            );
-            self.session
-                .execute_unpaged(&self.statements.ledger_write, values)
-        }))
-        .await;
-        for w in written {
-            w.map_err(unavailable)?;
+        let values: Vec<_> = counts
+            .iter()
+            .map(|(bucket, slots)| {
+                let ttl = ttl_until(*bucket, now_ms);
+                (zone, *bucket as i64, node, *slots, ttl, stamp)
+            })
+            .collect();
+        self.session
+            .batch(&batch, values)
+            .await
+            .map_err(unavailable)?;
+        for (bucket, _) in &counts {
+            self.ledger.stored(zone, *bucket, stamp);
         }
         Ok(())
     }

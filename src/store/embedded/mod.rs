@@ -329,11 +329,7 @@ impl Store for EmbeddedStore {
         let handle = self.zone(zone);
         let data = lock(&handle);
         let now = data.state.as_ref().map_or(0, |s| s.last_tick_ms);
-        let holds_slot = |k: &QueueKey| {
-            data.slots
-                .get(k.visitor)
-                .is_some_and(|s| s.status != SlotStatus::Revoked && s.is_live(now))
-        };
+        let holds_slot = |k: &QueueKey| data.slots.get(k.visitor).is_some_and(|s| s.is_live(now));
         let mut returned = data.queue.live_through(cursor, seen_since_ms, usize::MAX);
         returned.retain(|k| !holds_slot(k));
         returned.truncate(limit);
