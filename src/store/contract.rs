@@ -243,6 +243,11 @@ async fn slots_follow_their_life(store: &dyn Store, zone: &str) {
         None
     );
     assert_eq!(
+        store.revocations(zone, NOW).await.expect("revocations"),
+        vec![(a.visitor, to + 30)],
+        "a starting node can load the revocation"
+    );
+    assert_eq!(
         store.active(zone, NOW).await.expect("active"),
         1,
         "b's reservation"

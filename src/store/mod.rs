@@ -137,8 +137,8 @@ pub trait Store: Send + Sync + 'static {
     /// Slots occupied at `now_ms` (sessions and reservations), over every node.
     async fn active(&self, zone: &str, now_ms: u64) -> Result<u64, StoreError>;
 
-    /// Revocations in force at `now_ms` that this store can list cheaply, for warming a node's
-    /// cache at start (the change feed carries the ones made later).
+    /// Revocations in force at `now_ms`, for warming a node's cache at start (the change feed
+    /// carries the ones made later).
     async fn revocations(
         &self,
         zone: &str,

@@ -9,7 +9,8 @@
 //! - `queue`: partitioned by (zone, shard) so no partition is hot; clustered by (rank, visitor).
 //!   Scans and counts ask every shard in parallel and merge (scatter-gather). Entries carry a TTL,
 //!   so a sale's queue cleans itself up.
-//! - `sessions` and `ledger` ([`slots`]): one partition per visitor, and slot counts per node.
+//! - `sessions` and `ledger` ([`slots`]): one partition per visitor, and slot counts per node,
+//!   partitioned by (zone, shard) with each node writing to the shard its id hashes to.
 //!
 //! Every call is bounded by the configured timeout (the driver's request timeout).
 
@@ -60,6 +61,8 @@ struct Statements {
     slot_update: PreparedStatement,
     ledger_write: PreparedStatement,
     ledger_read: PreparedStatement,
+    revoked_write: PreparedStatement,
+    revoked_read: PreparedStatement,
     outbox_write: PreparedStatement,
     outbox_read: PreparedStatement,
 }
@@ -209,14 +212,29 @@ impl CqlStore {
             .await?,
             ledger_write: prepare(
                 format!(
-                    "INSERT INTO {ks}.ledger (zone, bucket, node, slots) VALUES (?, ?, ?, ?) \
+                    "INSERT INTO {ks}.ledger (zone, shard, bucket, node, slots) VALUES (?, ?, ?, ?, ?) \
                      USING TTL ? AND TIMESTAMP ?"
                 ),
                 false,
             )
             .await?,
+            revoked_write: prepare(
+                format!(
+                    "INSERT INTO {ks}.revoked (zone, shard, visitor, until) VALUES (?, ?, ?, ?) \
+                     USING TTL ?"
+                ),
+                false,
+            )
+            .await?,
+            revoked_read: prepare(
+                format!("SELECT visitor, until FROM {ks}.revoked WHERE zone = ? AND shard = ?"),
+                false,
+            )
+            .await?,
             ledger_read: prepare(
-                format!("SELECT slots FROM {ks}.ledger WHERE zone = ? AND bucket > ?"),
+                format!(
+                    "SELECT slots FROM {ks}.ledger WHERE zone = ? AND shard = ? AND bucket > ?"
+                ),
                 false,
             )
             .await?,
@@ -645,6 +663,25 @@ impl Store for CqlStore {
             })
             .await?;
         if let Some(until_s) = until {
+            // Listed by zone for nodes that start later; the slot row already refuses the claim.
+            let ttl = until_s
+                .saturating_sub(now_ms / 1_000)
+                .max(1)
+                .min(i32::MAX as u64) as i32;
+            let values = (
+                zone,
+                self.shard_of(visitor),
+                visitor.to_string(),
+                until_s as i64,
+                ttl,
+            );
+            let listed = self
+                .session
+                .execute_unpaged(&self.statements.revoked_write, values)
+                .await;
+            if let Err(e) = listed {
+                tracing::warn!(zone, error = %e, "listing a revocation failed");
+            }
             self.publish(Change::Revoked {
                 zone: Arc::from(zone),
                 visitor,
@@ -659,14 +696,38 @@ impl Store for CqlStore {
         self.count_slots(zone, now_ms).await
     }
 
-    /// Revocations are not indexed by zone here; a node learns those made after it started
-    /// from the change feed.
     async fn revocations(
         &self,
-        _zone: &str,
-        _now_ms: u64,
+        zone: &str,
+        now_ms: u64,
     ) -> Result<Vec<(VisitorId, u64)>, StoreError> {
-        Ok(Vec::new())
+        use futures::StreamExt;
+        let now_s = now_ms / 1_000;
+        let per_shard = join_all(self.shards().map(|shard| async move {
+            let mut rows = self
+                .session
+                .execute_iter(self.statements.revoked_read.clone(), (zone, shard))
+                .await
+                .map_err(unavailable)?
+                .rows_stream::<(String, i64)>()
+                .map_err(unavailable)?;
+            let mut found = Vec::new();
+            while let Some(row) = rows.next().await {
+                let (visitor, until) = row.map_err(unavailable)?;
+                if let Some(visitor) = VisitorId::parse(&visitor) {
+                    if until as u64 > now_s {
+                        found.push((visitor, until as u64));
+                    }
+                }
+            }
+            Ok::<_, StoreError>(found)
+        }))
+        .await;
+        let mut all = Vec::new();
+        for shard in per_shard {
+            all.extend(shard?);
+        }
+        Ok(all)
     }
 }
 

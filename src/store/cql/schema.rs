@@ -83,10 +83,16 @@ pub(super) async fn create(
             "CREATE TABLE IF NOT EXISTS {ks}.sessions (zone text, visitor text, status text, \
              bucket bigint, admitted_at bigint, PRIMARY KEY ((zone, visitor))){cdc}"
         ),
-        // Slot counts by expiry second; each node writes only its own rows.
+        // Slot counts by expiry second; each node writes only its own rows, all in the one
+        // shard its id hashes to (so a node's batch is one partition).
         format!(
-            "CREATE TABLE IF NOT EXISTS {ks}.ledger (zone text, bucket bigint, node text, \
-             slots bigint, PRIMARY KEY (zone, bucket, node))"
+            "CREATE TABLE IF NOT EXISTS {ks}.ledger (zone text, shard int, bucket bigint, \
+             node text, slots bigint, PRIMARY KEY ((zone, shard), bucket, node))"
+        ),
+        // Released sessions by zone, so a node that starts can load the revocations in force.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.revoked (zone text, shard int, visitor text, \
+             until bigint, PRIMARY KEY ((zone, shard), visitor))"
         ),
         // The transactional outbox: every committed change, by 10-second bucket.
         format!(

@@ -5,7 +5,9 @@
 //!   own row (`IF NOT EXISTS`, or `IF status = ? AND bucket = ?` on what was read), so claims,
 //!   renewals and releases on different visitors never contend, and two tabs of one visitor
 //!   cannot take two slots. Rows carry a TTL a little past their bucket.
-//! - `ledger`: slot counts by (zone, expiry second, node). Each node writes only its own rows,
+//! - `ledger`: slot counts by ((zone, shard), expiry second, node). Each node writes only its own
+//!   rows, all in the shard its id hashes to (a node's ledger write is one single-partition
+//!   batch, applied atomically; the nodes' writes spread over the shards),
 //!   with the absolute count it keeps in memory and a client timestamp that grows with every
 //!   write, so the last count written wins even if two writes race on the wire. No counters, no
 //!   contention; a zone's active slots are the sum over nodes of the buckets after now.
@@ -279,11 +281,12 @@ impl CqlStore {
         batch.set_request_timeout(ledger_write.get_request_timeout());
         batch.set_is_idempotent(true);
         let node = self.ledger.node.as_str();
+        let shard = self.ledger_shard();
         let values: Vec<_> = counts
             .iter()
             .map(|(bucket, slots)| {
                 let ttl = ttl_until(*bucket, now_ms);
-                (zone, *bucket as i64, node, *slots, ttl, stamp)
+                (zone, shard, *bucket as i64, node, *slots, ttl, stamp)
             })
             .collect();
         self.session
@@ -296,21 +299,39 @@ impl CqlStore {
         Ok(())
     }
 
-    /// Slots occupied at `now_ms`: every node's counts of the buckets after now.
+    /// The ledger shard this node writes to.
+    fn ledger_shard(&self) -> i32 {
+        let id = u64::from_str_radix(&self.ledger.node, 16).unwrap_or(0);
+        (id % self.shards as u64) as i32
+    }
+
+    /// Slots occupied at `now_ms`: every node's counts of the buckets after now, every shard
+    /// read in parallel.
     pub(super) async fn count_slots(&self, zone: &str, now_ms: u64) -> Result<u64, StoreError> {
-        let first_live = (now_ms / 1_000) as i64;
-        let mut pager = self
-            .session
-            .execute_iter(self.statements.ledger_read.clone(), (zone, first_live))
-            .await
-            .map_err(unavailable)?
-            .rows_stream::<(Option<i64>,)>()
-            .map_err(unavailable)?;
-        let mut sum = 0i64;
         use futures::StreamExt;
-        while let Some(row) = pager.next().await {
-            sum += row.map_err(unavailable)?.0.unwrap_or(0);
+        let first_live = (now_ms / 1_000) as i64;
+        let sums = join_all(self.shards().map(|shard| async move {
+            let mut rows = self
+                .session
+                .execute_iter(
+                    self.statements.ledger_read.clone(),
+                    (zone, shard, first_live),
+                )
+                .await
+                .map_err(unavailable)?
+                .rows_stream::<(Option<i64>,)>()
+                .map_err(unavailable)?;
+            let mut sum = 0i64;
+            while let Some(row) = rows.next().await {
+                sum += row.map_err(unavailable)?.0.unwrap_or(0);
+            }
+            Ok::<i64, StoreError>(sum)
+        }))
+        .await;
+        let mut total = 0i64;
+        for sum in sums {
+            total += sum?;
         }
-        Ok(sum.max(0) as u64)
+        Ok(total.max(0) as u64)
     }
 }
