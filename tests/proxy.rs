@@ -148,6 +148,33 @@ fn forged_expired_and_wrong_zone_tokens_are_never_forwarded_and_are_counted() {
 }
 
 #[test]
+fn a_script_in_line_gets_429_json_with_retry_after_instead_of_the_page() {
+    let (origin, seen) = recording_origin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let usher = Usher::start(
+        dir.path(),
+        origin,
+        "[zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 5\nadmit_per_minute = 600\n\
+         mode = \"queue_all\"\nrefresh_interval = \"3s\"\n",
+    );
+    let xhr = usher
+        .client()
+        .get("/checkout", &[("X-Requested-With", "XMLHttpRequest")]);
+    assert_eq!(xhr.status, 429);
+    assert_eq!(xhr.header("retry-after"), Some("3"));
+    assert_eq!(xhr.header("content-type"), Some("application/json"));
+    assert_eq!(xhr.json()["state"], "waiting");
+    assert!(xhr.cookie().is_some(), "the script gets its place");
+    let page = usher.client().get("/checkout", &[]);
+    assert_eq!(page.status, 200, "a page load still gets the waiting page");
+    assert!(page.header("retry-after").is_none());
+    assert!(
+        seen.lock().expect("lock").is_empty(),
+        "nothing reached the origin"
+    );
+}
+
+#[test]
 fn reserved_endpoints_answer_on_every_host() {
     let (origin, seen) = recording_origin();
     let dir = tempfile::tempdir().expect("tempdir");

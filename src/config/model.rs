@@ -129,6 +129,9 @@ pub struct ZoneConfig {
     pub mode: Mode,
     /// HTTP status of the waiting page.
     pub waiting_status: u16,
+    /// HTTP status for requests that cannot show a page (not a GET or HEAD, a WebSocket
+    /// upgrade, a script's request): the status JSON with `Retry-After`.
+    pub no_page_status: u16,
     /// What happens when the store fails.
     pub on_store_error: StoreErrorPolicy,
 }

@@ -65,6 +65,7 @@ pub struct RawZone {
     pub refresh_interval: Option<String>,
     pub mode: Option<String>,
     pub waiting_status: Option<i64>,
+    pub no_page_status: Option<i64>,
     pub on_store_error: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,

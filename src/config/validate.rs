@@ -330,6 +330,14 @@ fn zones(
                 200
             }
         };
+        let no_page_status = match z.no_page_status {
+            None => 429,
+            Some(s @ (429 | 503)) => s as u16,
+            Some(_) => {
+                c.problem(format!("{path}.no_page_status"), "must be 429 or 503");
+                429
+            }
+        };
         let on_store_error = match z.on_store_error.as_deref() {
             None | Some("fail_closed") => StoreErrorPolicy::FailClosed,
             Some("fail_open") => StoreErrorPolicy::FailOpen,
@@ -359,6 +367,7 @@ fn zones(
             refresh_interval,
             mode,
             waiting_status,
+            no_page_status,
             on_store_error,
         });
     }

@@ -93,6 +93,20 @@ fn joined_header<'a>(req: &'a RequestHeader, name: &str) -> Option<Cow<'a, str>>
     }
 }
 
+/// Whether the client can show a waiting page: a GET or HEAD that is neither a WebSocket (or
+/// other protocol) upgrade nor a script's request (`X-Requested-With: XMLHttpRequest`, which
+/// jQuery-era and many app clients send; `fetch` calls that ask for JSON are `wants_json`).
+fn shows_pages(req: &RequestHeader) -> bool {
+    let page_method = req.method == http::Method::GET || req.method == http::Method::HEAD;
+    let upgrade = req.headers.contains_key("upgrade");
+    let script = req
+        .headers
+        .get("x-requested-with")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"));
+    page_method && !upgrade && !script
+}
+
 async fn write_reply(session: &mut Session, reply: Reply) -> Result<()> {
     let mut header = ResponseHeader::build(reply.status, Some(5))?;
     header.insert_header("content-type", reply.content_type)?;
@@ -100,6 +114,9 @@ async fn write_reply(session: &mut Session, reply: Reply) -> Result<()> {
     header.insert_header("cache-control", "no-store")?;
     if let Some(cookie) = reply.set_cookie {
         header.insert_header("set-cookie", cookie)?;
+    }
+    if let Some(seconds) = reply.retry_after {
+        header.insert_header("retry-after", seconds.to_string())?;
     }
     session
         .write_response_header(Box::new(header), false)
@@ -140,6 +157,7 @@ impl ProxyHttp for UsherProxy {
             query: req.uri.query(),
             cookie: cookie.as_deref(),
             wants_json,
+            shows_pages: shows_pages(req),
         };
         match self.room.handle(&facts).await {
             Outcome::Forward(forward) => {
@@ -249,5 +267,34 @@ impl ProxyHttp for UsherProxy {
                 error.etype(),
                 ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
             )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, headers: &[(&'static str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build(method, b"/checkout", None).expect("request");
+        for (name, value) in headers {
+            req.insert_header(*name, *value).expect("header");
+        }
+        req
+    }
+
+    #[test]
+    fn only_plain_page_loads_can_show_the_waiting_page() {
+        assert!(shows_pages(&request("GET", &[])));
+        assert!(shows_pages(&request("HEAD", &[("accept", "text/html")])));
+        assert!(!shows_pages(&request("POST", &[])), "a form or API post");
+        assert!(!shows_pages(&request("DELETE", &[])));
+        assert!(!shows_pages(&request(
+            "GET",
+            &[("connection", "upgrade"), ("upgrade", "websocket")]
+        )));
+        assert!(!shows_pages(&request(
+            "GET",
+            &[("x-requested-with", "XMLHttpRequest")]
+        )));
     }
 }

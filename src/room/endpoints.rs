@@ -16,6 +16,7 @@ fn json(status: u16, body: Vec<u8>, set_cookie: Option<String>) -> Outcome {
         content_type: "application/json",
         body,
         set_cookie,
+        retry_after: None,
     })
 }
 

@@ -42,6 +42,9 @@ pub struct RequestFacts<'a> {
     pub cookie: Option<&'a str>,
     /// Whether the client asked for JSON (`Accept: application/json`).
     pub wants_json: bool,
+    /// Whether the client can show a waiting page: a GET or HEAD that is not a WebSocket upgrade
+    /// or a script's request. Others get the status JSON with the zone's `no_page_status`.
+    pub shows_pages: bool,
 }
 
 /// Forward the request upstream.
@@ -68,6 +71,8 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// A `Set-Cookie` to add.
     pub set_cookie: Option<String>,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 /// What to do with a request.
@@ -429,6 +434,23 @@ impl Room {
         status: &Status,
         set_cookie: Option<String>,
     ) -> Outcome {
+        let in_line = matches!(status.state, State::Waiting | State::Paused);
+        if !req.shows_pages {
+            // A script, a form post or a WebSocket cannot show the page: a machine-readable
+            // answer, with when to ask again. The place (cookie) is theirs all the same.
+            let code = if in_line {
+                zone.config.no_page_status
+            } else {
+                status_code
+            };
+            return Outcome::Reply(Reply {
+                status: code,
+                content_type: "application/json",
+                body: status.to_json(),
+                set_cookie,
+                retry_after: Some(status.refresh_ms.div_ceil(1_000).max(1)),
+            });
+        }
         let (content_type, body) = if req.wants_json {
             ("application/json", status.to_json())
         } else if status.state == State::Closed {
@@ -447,6 +469,7 @@ impl Room {
             content_type,
             body,
             set_cookie,
+            retry_after: None,
         })
     }
 }

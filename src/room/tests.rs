@@ -72,6 +72,7 @@ impl Visitor {
             query,
             cookie: self.cookie.as_deref(),
             wants_json: false,
+            shows_pages: true,
         };
         let outcome = h.room.handle(&facts).await;
         let set = match &outcome {
@@ -266,6 +267,7 @@ async fn json_clients_get_the_status_instead_of_the_page() {
         query: None,
         cookie: None,
         wants_json: true,
+        shows_pages: true,
     };
     let Outcome::Reply(reply) = h.room.handle(&facts).await else {
         panic!("queued");
@@ -275,6 +277,50 @@ async fn json_clients_get_the_status_instead_of_the_page() {
     assert_eq!(status["state"], "waiting");
     assert_eq!(status["position"], 1);
     assert!(reply.set_cookie.is_some(), "apps get their place too");
+}
+
+#[tokio::test]
+async fn requests_that_cannot_show_a_page_get_json_with_retry_after_and_still_a_place() {
+    let h = harness("mode = \"queue_all\"\nrefresh_interval = \"1500ms\"");
+    let post = RequestFacts {
+        host: "shop.test",
+        path: "/checkout",
+        query: None,
+        cookie: None,
+        wants_json: false,
+        shows_pages: false,
+    };
+    let Outcome::Reply(reply) = h.room.handle(&post).await else {
+        panic!("queued");
+    };
+    assert_eq!(reply.status, 429);
+    assert_eq!(reply.content_type, "application/json");
+    assert_eq!(
+        reply.retry_after,
+        Some(2),
+        "the refresh interval, rounded up"
+    );
+    let status: serde_json::Value = serde_json::from_slice(&reply.body).expect("json");
+    assert_eq!(
+        (status["state"].as_str(), status["position"].as_u64()),
+        (Some("waiting"), Some(1))
+    );
+    assert!(
+        reply.set_cookie.is_some(),
+        "the place is theirs all the same"
+    );
+    let page = Visitor::default().get(&h, "/checkout").await;
+    assert!(
+        matches!(
+            page,
+            Outcome::Reply(Reply {
+                status: 200,
+                retry_after: None,
+                ..
+            })
+        ),
+        "a browser's page load still gets the page: {page:?}"
+    );
 }
 
 #[tokio::test]
@@ -301,6 +347,7 @@ async fn the_change_feed_wakes_the_edge_cache() {
         query: None,
         cookie: None,
         wants_json: false,
+        shows_pages: true,
     };
     room.handle(&facts).await;
     // The exchanger commits to the store; only the feed brings the state to the cache.
@@ -419,6 +466,7 @@ const NEWCOMER: RequestFacts<'static> = RequestFacts {
     query: None,
     cookie: None,
     wants_json: true,
+    shows_pages: true,
 };
 
 #[tokio::test]
