@@ -94,7 +94,7 @@ impl Room {
                 ),
                 Err(_) => {
                     let mut status =
-                        Status::waiting(zone, State::Waiting, 0, Default::default(), now);
+                        Status::waiting(zone, State::Waiting, 0, Default::default(), now, now);
                     status.degraded = true;
                     ("status", status, None)
                 }

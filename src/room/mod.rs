@@ -415,7 +415,8 @@ impl Room {
                 }),
             ),
             StoreErrorPolicy::FailClosed => {
-                let mut status = Status::waiting(zone, State::Waiting, 0, Default::default(), now);
+                let mut status =
+                    Status::waiting(zone, State::Waiting, 0, Default::default(), now, now);
                 status.degraded = true;
                 (
                     "fail_closed",

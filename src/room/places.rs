@@ -132,6 +132,7 @@ impl Room {
             state,
             ahead,
             eta(ahead, observed, &zone.config.limits),
+            key.rank,
             now,
         ))
     }

@@ -15,6 +15,11 @@ pub enum State {
     Admitted,
     /// The zone is closed.
     Closed,
+    /// A scheduled on-sale has not started: the visitor holds a pre-queue place and sees a
+    /// countdown. Positions exist only after the draw at `starts_at`.
+    Prequeue,
+    /// The scheduled on-sale is over.
+    Ended,
     /// No place in this zone's queue (no or invalid visitor token).
     NotQueued,
 }
@@ -46,9 +51,31 @@ pub struct Status {
     pub admitted: bool,
     /// When this status was computed, ms since the epoch.
     pub updated_at_ms: u64,
+    /// Seconds since the visitor joined (their real arrival, also for lottery places).
+    pub waited_seconds: u64,
+    /// How far along the wait is, 0 to 100: waited / (waited + ETA).
+    pub progress_percent: u8,
+    /// The scheduled on-sale in force or coming up, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventInfo>,
     /// Set when the store could not be asked and the numbers are unknown.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub degraded: bool,
+}
+
+/// A scheduled on-sale as the visitor sees it (times in ms since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventInfo {
+    /// The event's name in config.
+    pub name: String,
+    /// The event's title, for display.
+    pub title: String,
+    /// When the pre-queue opens.
+    pub prequeue_at_ms: u64,
+    /// When the sale starts (and the pre-queue is drawn).
+    pub starts_at_ms: u64,
+    /// When the sale ends.
+    pub ends_at_ms: u64,
 }
 
 impl Status {
@@ -67,24 +94,31 @@ impl Status {
             refresh_ms: zone.config.refresh_interval.as_millis() as u64,
             admitted: state == State::Admitted,
             updated_at_ms: now_ms,
+            waited_seconds: 0,
+            progress_percent: 0,
+            event: None,
             degraded: false,
         }
     }
 
-    /// A waiting visitor's status.
+    /// A waiting visitor's status; `joined_at_ms` is their arrival (the rank in their token).
     pub fn waiting(
         zone: &crate::zone::Zone,
         state: State,
         ahead: u64,
         eta: Eta,
+        joined_at_ms: u64,
         now_ms: u64,
     ) -> Self {
+        let waited_seconds = now_ms.saturating_sub(joined_at_ms) / 1_000;
         Status {
             position: ahead + 1,
             ahead,
             eta_seconds: eta.seconds,
             eta_low_seconds: eta.low,
             eta_high_seconds: eta.high,
+            waited_seconds,
+            progress_percent: progress_percent(waited_seconds, eta.seconds),
             ..Status::without_place(zone, state, now_ms)
         }
     }
@@ -93,4 +127,14 @@ impl Status {
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
+}
+
+/// Progress as a share of the whole expected wait. Stateless (no first position to remember),
+/// and it only grows while the estimate holds; capped at 99 until the turn actually comes.
+pub fn progress_percent(waited_seconds: u64, eta_seconds: u64) -> u8 {
+    let total = waited_seconds + eta_seconds;
+    if total == 0 {
+        return 0;
+    }
+    ((waited_seconds * 100 / total).min(99)) as u8
 }
