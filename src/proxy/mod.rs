@@ -5,7 +5,7 @@
 //! cookies and honours the origin's `Usher-Command: release`.
 
 use crate::config::UpstreamConfig;
-use crate::room::{Forward, Outcome, Reply, RequestFacts, Room};
+use crate::room::{EventStream, Forward, Outcome, Reply, RequestFacts, Room};
 use crate::zone::normalize_host;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -24,6 +24,9 @@ const OWN_HEADERS: [&str; 4] = [
     "usher-queue-time",
     "usher-command",
 ];
+
+/// How long a write to an event stream may block before the visitor is taken for gone.
+const SSE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// An upstream's addresses with a round-robin cursor.
 struct Upstream {
@@ -127,6 +130,34 @@ async fn write_reply(session: &mut Session, reply: Reply) -> Result<()> {
     Ok(())
 }
 
+/// Streams `/_usher/events` until the stream ends or the visitor goes away (a write fails).
+async fn write_events(session: &mut Session, mut events: EventStream<'_>) -> Result<()> {
+    let mut header = ResponseHeader::build(200, Some(5))?;
+    header.insert_header("content-type", "text/event-stream")?;
+    header.insert_header("cache-control", "no-store")?;
+    // nginx and similar buffer responses unless told not to.
+    header.insert_header("x-accel-buffering", "no")?;
+    header.insert_header("transfer-encoding", "chunked")?;
+    // An open stream never reads again; the default read timeout would cut it after 60 s.
+    session.set_read_timeout(None);
+    // A visitor whose browser stopped reading must not hold the connection forever.
+    session.set_write_timeout(Some(SSE_WRITE_TIMEOUT));
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    let preamble = events.preamble();
+    session
+        .write_response_body(Some(Bytes::from(preamble)), false)
+        .await?;
+    while let Some(chunk) = events.next().await {
+        session
+            .write_response_body(Some(Bytes::from(chunk)), false)
+            .await?;
+    }
+    session.write_response_body(None, true).await?;
+    Ok(())
+}
+
 #[async_trait]
 impl ProxyHttp for UsherProxy {
     type CTX = RequestCtx;
@@ -159,6 +190,18 @@ impl ProxyHttp for UsherProxy {
             wants_json,
             shows_pages: shows_pages(req),
         };
+        if facts.path == "/_usher/events" {
+            let last_event_id = req
+                .headers
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            match self.room.events(&facts, last_event_id.as_deref()) {
+                Ok(events) => write_events(session, events).await?,
+                Err(reply) => write_reply(session, reply).await?,
+            }
+            return Ok(true);
+        }
         match self.room.handle(&facts).await {
             Outcome::Forward(forward) => {
                 ctx.forward = Some(forward);

@@ -10,13 +10,21 @@ use crate::gate::TokenCheck;
 use crate::token::cookie;
 use crate::zone::Zone;
 
-fn json(status: u16, body: Vec<u8>, set_cookie: Option<String>) -> Outcome {
-    Outcome::Reply(Reply {
+/// A JSON reply without cookies.
+pub(super) fn json_reply(status: u16, body: Vec<u8>) -> Reply {
+    Reply {
         status,
         content_type: "application/json",
         body,
-        set_cookie,
+        set_cookie: None,
         retry_after: None,
+    }
+}
+
+fn json(status: u16, body: Vec<u8>, set_cookie: Option<String>) -> Outcome {
+    Outcome::Reply(Reply {
+        set_cookie,
+        ..json_reply(status, body)
     })
 }
 
@@ -52,7 +60,7 @@ impl Room {
 
     /// The zone a status request is about: `?zone=NAME`, else the first zone of this host the
     /// visitor holds a cookie for, else the host's only zone.
-    fn status_zone<'s>(&'s self, req: &RequestFacts<'s>) -> Option<&'s Zone> {
+    pub(super) fn status_zone(&self, req: &RequestFacts<'_>) -> Option<&Zone> {
         if let Some(name) = query_param(req.query, "zone") {
             return self.zones.by_name(name);
         }
@@ -61,7 +69,11 @@ impl Room {
                 .and_then(|c| cookie::find(c, &zone.cookie))
                 .is_some()
         });
-        with_cookie.or_else(|| self.zones.for_host(req.host).next())
+        // Looked up again by index: the zone borrows from the table, not from the request.
+        let index = with_cookie
+            .or_else(|| self.zones.for_host(req.host).next())?
+            .index;
+        self.zones.get(index)
     }
 
     async fn status(&self, req: &RequestFacts<'_>, now: u64) -> Outcome {
@@ -92,12 +104,7 @@ impl Room {
                     Status::without_place(zone, State::NotQueued, now),
                     None,
                 ),
-                Err(_) => {
-                    let mut status =
-                        Status::waiting(zone, State::Waiting, 0, Default::default(), now, now);
-                    status.degraded = true;
-                    ("status", status, None)
-                }
+                Err(_) => ("status", Status::degraded(zone, now), None),
             },
             (TokenCheck::Missing | TokenCheck::Rejected(_), _) => (
                 "status",

@@ -4,6 +4,8 @@
 //! It never sees a Pingora type; `proxy` only extracts facts and renders outcomes.
 
 mod endpoints;
+mod events;
+pub use events::EventStream;
 pub mod page;
 mod places;
 pub mod status;
@@ -91,6 +93,8 @@ pub struct Room {
     store: Arc<dyn Store>,
     exchanger: Arc<Exchanger>,
     cache: DashMap<String, Arc<ZoneState>>,
+    /// Per zone (by index): the version of the latest cached state, which wakes event streams.
+    changes: Vec<tokio::sync::watch::Sender<u64>>,
     /// Released sessions whose access tokens are refused, until the second they would expire.
     revoked: DashMap<VisitorId, u64>,
     clock: SharedClock,
@@ -114,6 +118,10 @@ impl Room {
         let zones = ZoneTable::new(config);
         let names: Vec<&str> = zones.iter().map(|z| z.config.name.as_str()).collect();
         let requests = RequestCounters::new(&metrics, &names);
+        let changes = names
+            .iter()
+            .map(|_| tokio::sync::watch::Sender::new(0))
+            .collect();
         let settle = config
             .store
             .scylla
@@ -133,6 +141,7 @@ impl Room {
             store,
             exchanger,
             cache: DashMap::new(),
+            changes,
             revoked: DashMap::new(),
             clock,
             metrics,
@@ -174,8 +183,17 @@ impl Room {
             .get(zone)
             .is_none_or(|cached| cached.version < state.version);
         if newer {
+            let version = state.version;
             self.cache.insert(zone.to_string(), state);
+            if let Some(zone) = self.zones.by_name(zone) {
+                self.changes[zone.index].send_replace(version);
+            }
         }
+    }
+
+    /// Wakes when the zone's cached state changes (event streams wait on it).
+    pub(super) fn zone_changes(&self, zone: &Zone) -> tokio::sync::watch::Receiver<u64> {
+        self.changes[zone.index].subscribe()
     }
 
     fn cached(&self, zone: &str) -> Option<Arc<ZoneState>> {
@@ -286,13 +304,13 @@ impl Room {
     }
 
     /// The zone's cursor as this node knows it.
-    fn cursor(&self, zone: &Zone) -> crate::admission::QueueKey {
+    pub(super) fn cursor(&self, zone: &Zone) -> crate::admission::QueueKey {
         self.cached(&zone.config.name)
             .map(|s| s.cursor)
             .unwrap_or_default()
     }
 
-    fn check(&self, zone: &Zone, req: &RequestFacts<'_>, now: u64) -> TokenCheck {
+    pub(super) fn check(&self, zone: &Zone, req: &RequestFacts<'_>, now: u64) -> TokenCheck {
         let raw = req.cookie.and_then(|c| cookie::find(c, &zone.cookie));
         let check = gate::check_token(
             &self.tokens,

@@ -95,7 +95,7 @@ impl Room {
     }
 
     /// A heartbeat (and a re-join at the token's rank if the entry was lost), and the status.
-    async fn wait_in_line(
+    pub(super) async fn wait_in_line(
         &self,
         zone: &Zone,
         key: QueueKey,
@@ -109,7 +109,7 @@ impl Room {
             .map(Place::Waiting)
     }
 
-    async fn waiting_status(
+    pub(super) async fn waiting_status(
         &self,
         zone: &Zone,
         key: QueueKey,

@@ -123,6 +123,15 @@ impl Status {
         }
     }
 
+    /// A waiting visitor's status when the store could not be asked: they keep their place,
+    /// the numbers are unknown.
+    pub fn degraded(zone: &crate::zone::Zone, now_ms: u64) -> Self {
+        Status {
+            degraded: true,
+            ..Status::waiting(zone, State::Waiting, 0, Eta::default(), now_ms, now_ms)
+        }
+    }
+
     /// The JSON body.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()

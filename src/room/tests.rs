@@ -511,3 +511,113 @@ async fn a_hanging_store_times_out_instead_of_hanging_the_request() {
         "waited {waited:?}"
     );
 }
+
+/// The event stream `v` would open from its page, as the proxy opens it.
+fn events<'h>(h: &'h Harness, v: &Visitor, last_event_id: Option<&str>) -> EventStream<'h> {
+    let facts = RequestFacts {
+        host: "shop.test",
+        path: "/_usher/events",
+        query: None,
+        cookie: v.cookie.as_deref(),
+        wants_json: false,
+        shows_pages: true,
+    };
+    h.room.events(&facts, last_event_id).expect("a stream")
+}
+
+/// The status JSON of an SSE event (`None` for a heartbeat).
+fn event_status(event: &str) -> Option<serde_json::Value> {
+    assert!(
+        event.ends_with("\n\n"),
+        "events end with a blank line: {event:?}"
+    );
+    if event.starts_with(':') {
+        return None;
+    }
+    assert!(event.starts_with("event: status\nid: "), "{event:?}");
+    let data = event.lines().find_map(|l| l.strip_prefix("data: "))?;
+    Some(serde_json::from_str(data).expect("json"))
+}
+
+#[tokio::test]
+async fn the_event_stream_pushes_positions_then_the_turn_and_ends() {
+    let h = harness("mode = \"queue_all\"");
+    let mut visitors: Vec<Visitor> = Vec::new();
+    for _ in 0..3 {
+        h.clock.advance(Duration::from_millis(3));
+        let mut v = Visitor::default();
+        v.get(&h, "/checkout").await;
+        visitors.push(v);
+    }
+    let mut stream = events(&h, &visitors[2], None);
+    assert!(stream.preamble().starts_with("retry: "));
+    let first = event_status(&stream.next().await.expect("event")).expect("status");
+    assert_eq!(
+        (first["state"].as_str(), first["position"].as_u64()),
+        (Some("waiting"), Some(3))
+    );
+    // The tick admits the two in front (capacity 2); the stream wakes from the cached zone
+    // state, not from a timer.
+    h.clock.advance(Duration::from_secs(2));
+    h.tick().await;
+    let status = event_status(&stream.next().await.expect("event")).expect("status");
+    assert_eq!(status["position"], 1, "{status}");
+    // The first one goes in and finishes; the freed slot is the third one's turn.
+    assert!(forwarded(&visitors[0].get(&h, "/checkout").await));
+    h.room.release("checkout", visitors[0].claims(&h).vid).await;
+    h.clock.advance(Duration::from_secs(1));
+    h.tick().await;
+    let last = event_status(&stream.next().await.expect("event")).expect("status");
+    assert_eq!(last["state"], "admitted", "{last}");
+    assert!(
+        stream.next().await.is_none(),
+        "the stream ends with the turn"
+    );
+    // The page then goes to the URL it was served at, and its claim gets the same session.
+    assert!(forwarded(&visitors[2].get(&h, "/checkout").await));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_stream_sends_heartbeats_and_no_repeats() {
+    let h = harness("mode = \"queue_all\"");
+    let mut v = Visitor::default();
+    v.get(&h, "/checkout").await;
+    let mut stream = events(&h, &v, None);
+    assert!(event_status(&stream.next().await.expect("event")).is_some());
+    let started = tokio::time::Instant::now();
+    let next = stream.next().await.expect("heartbeat");
+    assert_eq!(
+        next, ": ping\n\n",
+        "nothing changed: a heartbeat, not the same status again"
+    );
+    assert!(started.elapsed() >= super::events::HEARTBEAT);
+}
+
+#[tokio::test]
+async fn a_reconnecting_stream_never_shows_a_higher_position() {
+    let h = harness("mode = \"queue_all\"");
+    let mut visitors: Vec<Visitor> = Vec::new();
+    for _ in 0..3 {
+        h.clock.advance(Duration::from_millis(3));
+        let mut v = Visitor::default();
+        v.get(&h, "/checkout").await;
+        visitors.push(v);
+    }
+    // The previous connection showed position 2 (say, before someone came back ahead).
+    let mut stream = events(&h, &visitors[2], Some("2.w.3.0"));
+    let status = event_status(&stream.next().await.expect("event")).expect("status");
+    assert_eq!(
+        (status["position"].as_u64(), status["ahead"].as_u64()),
+        (Some(2), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn a_stream_without_a_place_says_so_once_and_ends() {
+    let h = harness("");
+    let stranger = Visitor::default();
+    let mut stream = events(&h, &stranger, None);
+    let status = event_status(&stream.next().await.expect("event")).expect("status");
+    assert_eq!(status["state"], "not_queued");
+    assert!(stream.next().await.is_none());
+}

@@ -92,6 +92,11 @@ impl ZoneTable {
             .filter(move |z| z.config.hosts.is_empty() || z.config.hosts.iter().any(|h| h == host))
     }
 
+    /// The zone at `index` (its [`Zone::index`]).
+    pub fn get(&self, index: usize) -> Option<&Zone> {
+        self.zones.get(index)
+    }
+
     /// Every zone.
     pub fn iter(&self) -> impl Iterator<Item = &Zone> {
         self.zones.iter()

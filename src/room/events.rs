@@ -1,0 +1,234 @@
+//! `GET /_usher/events`: the visitor's status as Server-Sent Events, pushed when it changes.
+//!
+//! A stream wakes when the node's edge cache learns a new zone state (from its own exchanger or
+//! the change feed), never on a per-visitor timer, so a node with 20,000 open pages reads the
+//! store once per tick, not 20,000 times. What a wake costs is local: the position comes from the
+//! store's position index (in memory on both stores). The stream only writes to the store to
+//! keep the place alive (a heartbeat every third of `abandon_after`) and to claim the slot when
+//! the cursor passes the visitor, so the page can go straight in.
+//!
+//! The shown position never goes up: a visitor who was passed while away and comes back goes in
+//! ahead of the rest, which would push everyone behind them down by one. The stream keeps the
+//! best position it (or, through `Last-Event-ID`, the previous connection) showed.
+
+use super::places::Place;
+use super::status::{State, Status};
+use super::{Reply, RequestFacts, Room};
+use crate::config::Mode;
+use crate::gate::TokenCheck;
+use crate::token::Claims;
+use crate::zone::Zone;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How often an idle stream sends a comment, so proxies and load balancers keep it open and a
+/// closed tab is noticed (the write fails).
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// An open event stream of one visitor.
+pub struct EventStream<'r> {
+    room: &'r Room,
+    zone: &'r Zone,
+    visitor: Option<Arc<Claims>>,
+    wake: watch::Receiver<u64>,
+    /// Best position shown so far (0: none yet).
+    best: u64,
+    /// The id of the last event sent; an unchanged status is not sent again.
+    last_id: Option<String>,
+    /// When the stream last refreshed the visitor's place in the store (ms).
+    touched_at: u64,
+    /// Whether the next call must compute without waiting.
+    due: bool,
+    /// The stream said its last word (admitted, ended, closed, not queued).
+    done: bool,
+}
+
+impl Room {
+    /// Opens an event stream for the visitor of `req`, or says why not (no such zone).
+    /// `last_event_id` is the `Last-Event-ID` header of a reconnecting `EventSource`.
+    pub fn events<'r>(
+        &'r self,
+        req: &RequestFacts<'_>,
+        last_event_id: Option<&str>,
+    ) -> Result<EventStream<'r>, Reply> {
+        let Some(zone) = self.status_zone(req) else {
+            return Err(super::endpoints::json_reply(
+                404,
+                b"{\"error\":\"no zone on this host\"}".to_vec(),
+            ));
+        };
+        let now = self.clock.now_ms();
+        let visitor = match self.check(zone, req, now) {
+            TokenCheck::Visitor(claims) => Some(claims),
+            _ => None,
+        };
+        self.requests.inc(zone.index, "events");
+        Ok(EventStream {
+            room: self,
+            zone,
+            visitor,
+            wake: self.zone_changes(zone),
+            best: last_event_id.and_then(shown_position).unwrap_or(0),
+            last_id: None,
+            // The page load that opened the stream just refreshed the place.
+            touched_at: now,
+            due: true,
+            done: false,
+        })
+    }
+}
+
+impl EventStream<'_> {
+    /// The `retry:` preamble: how long a browser waits before reconnecting.
+    pub fn preamble(&self) -> String {
+        let retry_ms = self.zone.config.refresh_interval.as_millis();
+        format!("retry: {retry_ms}\n\n")
+    }
+
+    /// The next piece of the stream to write: an event when the status changed, a heartbeat
+    /// comment after [`HEARTBEAT`] of silence, `None` once the stream is over.
+    pub async fn next(&mut self) -> Option<String> {
+        if self.done {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + HEARTBEAT;
+        loop {
+            if !self.due {
+                let touch_in = self.touch_in();
+                tokio::select! {
+                    changed = self.wake.changed() => {
+                        if changed.is_err() {
+                            return None; // the room is shutting down
+                        }
+                    }
+                    _ = tokio::time::sleep(touch_in) => {}
+                    _ = tokio::time::sleep_until(deadline) => return Some(": ping\n\n".into()),
+                }
+            }
+            self.due = false;
+            let status = self.status().await;
+            if let Some(event) = self.event(status) {
+                return Some(event);
+            }
+        }
+    }
+
+    /// Time until the place needs its next heartbeat in the store.
+    fn touch_in(&self) -> Duration {
+        let every = self.touch_every();
+        let since = self.room.clock.now_ms().saturating_sub(self.touched_at);
+        every.saturating_sub(Duration::from_millis(since))
+    }
+
+    /// A third of `abandon_after`, so a live page is never taken for a closed tab.
+    fn touch_every(&self) -> Duration {
+        (self.zone.config.limits.abandon_after / 3).max(Duration::from_secs(1))
+    }
+
+    /// The visitor's status now, computed from the edge cache and the position index.
+    async fn status(&mut self) -> Status {
+        let room = self.room;
+        let zone = self.zone;
+        let now = room.clock.now_ms();
+        if zone.config.mode == Mode::Closed {
+            return Status::without_place(zone, State::Closed, now);
+        }
+        let Some(claims) = &self.visitor else {
+            return Status::without_place(zone, State::NotQueued, now);
+        };
+        let key = claims.queue_key();
+        let passed = key <= room.cursor(zone);
+        let touch = self.touch_in().is_zero();
+        let result = if passed {
+            // Their turn: claim the slot now (a second claim by the same visitor, the page's
+            // navigation, gets the same session), or learn that it lapsed and wait again.
+            room.place(zone, claims, now).await
+        } else if touch {
+            room.wait_in_line(zone, key, now).await
+        } else {
+            room.waiting_status(zone, key, now)
+                .await
+                .map(Place::Waiting)
+        };
+        if passed || touch {
+            self.touched_at = now;
+        }
+        match result {
+            Ok(Place::Admitted { .. }) => Status::without_place(zone, State::Admitted, now),
+            Ok(Place::Waiting(status)) => status,
+            Ok(Place::Ended) => Status::without_place(zone, State::NotQueued, now),
+            Err(_) => Status::degraded(zone, now),
+        }
+    }
+
+    /// Turns a status into an event, unless it says nothing new.
+    fn event(&mut self, mut status: Status) -> Option<String> {
+        let waiting = matches!(status.state, State::Waiting | State::Paused);
+        if waiting && !status.degraded {
+            if self.best > 0 && status.position > self.best {
+                status.position = self.best;
+                status.ahead = self.best - 1;
+            }
+            self.best = status.position;
+        }
+        if !waiting {
+            self.done = true;
+        }
+        let id = event_id(&status);
+        if self.last_id.as_deref() == Some(id.as_str()) && !self.done {
+            return None;
+        }
+        let json = String::from_utf8(status.to_json()).unwrap_or_default();
+        let event = format!("event: status\nid: {id}\ndata: {json}\n\n");
+        self.last_id = Some(id);
+        Some(event)
+    }
+}
+
+/// An event id that changes when anything the page shows changes, and carries the position
+/// shown, so a reconnecting browser's `Last-Event-ID` keeps the position from going up.
+fn event_id(status: &Status) -> String {
+    format!(
+        "{}.{}.{}.{}",
+        status.position,
+        state_code(status.state),
+        status.eta_seconds,
+        u8::from(status.degraded)
+    )
+}
+
+fn state_code(state: State) -> &'static str {
+    match state {
+        State::Waiting => "w",
+        State::Paused => "p",
+        State::Admitted => "a",
+        State::Closed => "c",
+        State::NotQueued => "n",
+        State::Prequeue => "q",
+        State::Ended => "e",
+    }
+}
+
+/// The position an earlier event showed, from its id.
+fn shown_position(last_event_id: &str) -> Option<u64> {
+    last_event_id
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_position;
+
+    #[test]
+    fn reads_the_position_back_from_an_event_id() {
+        assert_eq!(shown_position("17.w.34.0"), Some(17));
+        assert_eq!(shown_position("0.a.0.0"), None);
+        assert_eq!(shown_position("garbage"), None);
+        assert_eq!(shown_position(""), None);
+    }
+}

@@ -1,0 +1,156 @@
+//! `GET /_usher/events` through the real binary: a waiting visitor's stream shows their place,
+//! is woken by the exchanger when a slot frees, says "admitted", and ends; the page's next
+//! request goes in. Also: a second tab (same cookie) shares the place.
+
+mod common;
+
+use common::{start_origin, Usher};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use usher::demo::origin::OriginResponse;
+
+/// A raw SSE connection: the events arrive as they are written (chunked), so the test reads
+/// bytes and picks out `data:` lines.
+struct Sse {
+    stream: TcpStream,
+    buffer: String,
+}
+
+impl Sse {
+    fn open(usher: &Usher, cookie: &str, last_event_id: Option<&str>) -> (Sse, String) {
+        let mut stream = TcpStream::connect(usher.addr).expect("connect");
+        let resume = last_event_id
+            .map(|id| format!("Last-Event-ID: {id}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "GET /_usher/events HTTP/1.1\r\nHost: shop.test\r\nAccept: text/event-stream\r\n\
+             Cookie: {cookie}\r\n{resume}\r\n"
+        )
+        .expect("send");
+        let mut sse = Sse {
+            stream,
+            buffer: String::new(),
+        };
+        let head = sse.read_until("\r\n\r\n", Duration::from_secs(10));
+        (sse, head)
+    }
+
+    /// Reads until `marker` appears; returns everything up to and including it.
+    fn read_until(&mut self, marker: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(end) = self.buffer.find(marker) {
+                let rest = self.buffer.split_off(end + marker.len());
+                return std::mem::replace(&mut self.buffer, rest);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no {marker:?} within {within:?}: {:?}",
+                self.buffer
+            );
+            self.stream.set_read_timeout(Some(left)).expect("timeout");
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!("stream closed before {marker:?}: {:?}", self.buffer),
+                Ok(n) => self.buffer.push_str(&String::from_utf8_lossy(&chunk[..n])),
+                Err(e) => panic!("reading the stream: {e}"),
+            }
+        }
+    }
+
+    /// The next status event.
+    fn status(&mut self, within: Duration) -> serde_json::Value {
+        let text = self.read_until("data: ", within);
+        assert!(text.contains("event: status"), "{text:?}");
+        let json = self.read_until("\n", within);
+        serde_json::from_str(json.trim()).expect("status JSON")
+    }
+
+    /// Whether the server ends the stream (the final zero-length chunk) within `within`.
+    fn ends(&mut self, within: Duration) -> bool {
+        self.read_until("0\r\n\r\n", within);
+        true
+    }
+}
+
+fn origin() -> std::net::SocketAddr {
+    start_origin(|req| async move {
+        let page = OriginResponse::html("<h1>checkout</h1>".into());
+        if req.path.starts_with("/checkout/done") {
+            page.with_header("usher-command", "release")
+        } else {
+            page
+        }
+    })
+}
+
+const ZONE: &str = "[store]\ntick = \"100ms\"\n\
+    [zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 1\nadmit_per_minute = 600\n\
+    refresh_interval = \"2s\"\n";
+
+#[test]
+fn a_waiting_visitor_is_told_their_turn_as_soon_as_a_slot_frees() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let usher = Usher::start(dir.path(), origin(), ZONE);
+    let first = usher.client().get("/checkout", &[]);
+    let inside = first.cookie().expect("quiet zone: straight in");
+    let page = usher.client().get("/checkout?seat=7", &[]);
+    assert_eq!(page.status, 200);
+    let place = page.cookie().expect("a place in line");
+
+    let (mut sse, head) = Sse::open(&usher, &place, None);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(sse
+        .read_until("retry: 2000\n\n", Duration::from_secs(5))
+        .contains("retry"));
+    let waiting = sse.status(Duration::from_secs(5));
+    assert_eq!(waiting["state"], "waiting", "{waiting}");
+    assert_eq!(waiting["position"], 1);
+
+    // A second tab with the same cookie shares the place: same position, no second entry.
+    let tab = usher.client().get("/checkout", &[("Cookie", &place)]);
+    assert!(tab.cookie().is_none(), "no new place for a second tab");
+    let (mut second, _) = Sse::open(&usher, &place, None);
+    assert_eq!(second.status(Duration::from_secs(5))["position"], 1);
+
+    // The first visitor finishes; the origin's release frees the slot.
+    let released = Instant::now();
+    usher.client().get("/checkout/done", &[("Cookie", &inside)]);
+    let turn = sse.status(Duration::from_secs(10));
+    let took = released.elapsed();
+    assert_eq!(turn["state"], "admitted", "{turn}");
+    assert!(
+        sse.ends(Duration::from_secs(5)),
+        "the stream ends with the turn"
+    );
+    println!("turn pushed {took:?} after the release (tick 100 ms)");
+    assert!(
+        took < Duration::from_secs(3),
+        "pushed, not polled: {took:?}"
+    );
+    assert_eq!(second.status(Duration::from_secs(10))["state"], "admitted");
+
+    // The page's navigation goes in with the same cookie.
+    let entered = usher
+        .client()
+        .get("/checkout?seat=7", &[("Cookie", &place)]);
+    assert_eq!(entered.text(), "<h1>checkout</h1>");
+}
+
+#[test]
+fn events_for_a_stranger_or_unknown_zone_answer_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let usher = Usher::start(dir.path(), origin(), ZONE);
+    let (mut sse, head) = Sse::open(&usher, "theme=dark", None);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(sse.status(Duration::from_secs(5))["state"], "not_queued");
+    assert!(sse.ends(Duration::from_secs(5)));
+    let unknown = usher.client().get("/_usher/events?zone=nope", &[]);
+    assert_eq!(unknown.status, 404);
+}
