@@ -12,10 +12,11 @@
 //! arrivals younger than `join_settle` alone (zero on the embedded store, where a join is
 //! in place before the call returns); FIFO is exact as long as a join's write takes less.
 
-use crate::admission::ZoneState;
+use crate::admission::{Draw, ZoneState};
 use crate::clock::SharedClock;
 use crate::config::{Mode, ZoneConfig};
 use crate::metrics::Metrics;
+use crate::onsale::{self, Phase};
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -125,6 +126,29 @@ impl Exchanger {
         committed
     }
 
+    /// What the schedule says about this tick: whether admissions are held (a countdown, a
+    /// sale that ended, the grace after a draw), and the draw to make when a sale with a
+    /// pre-queue has just started. The seed is random; only the tick that wins the
+    /// compare-and-set fixes it, so the fleet shares one.
+    fn schedule(phase: Phase<'_>, state: &ZoneState, now: u64) -> (bool, Option<Draw>) {
+        match phase {
+            Phase::Base => (false, None),
+            Phase::Prequeue(_) | Phase::Ended(_) => (true, None),
+            Phase::Sale(event) if !onsale::has_prequeue(event) => (false, None),
+            Phase::Sale(event) => match onsale::draw_of(event, state.draw.as_ref()) {
+                Some(drawn) => (onsale::settling(event, drawn, now), None),
+                None => (
+                    true,
+                    Some(Draw {
+                        event: event.name.clone(),
+                        seed: rand::random(),
+                        at_ms: now,
+                    }),
+                ),
+            },
+        }
+    }
+
     /// One zone's tick.
     pub async fn tick_zone(&self, zone: &ZoneConfig, via: Via) -> Result<TickReport, StoreError> {
         let _turn = match self.turns.get(&zone.name) {
@@ -133,13 +157,17 @@ impl Exchanger {
         };
         let store = self.store.as_ref();
         let name = zone.name.as_str();
-        let limits = &zone.limits;
         let now = self.clock.now_ms();
+        let phase = onsale::phase(&zone.events, now);
+        let config = onsale::in_force(zone, phase);
+        let limits = &config.limits;
         let loaded = store.load(name).await?;
         let expected = loaded.as_ref().map(|s| s.version);
         let state = loaded.unwrap_or_else(|| ZoneState::new(limits, now));
         let active = store.active(name, now).await?;
-        let budget = match zone.mode {
+        let (hold, draw) = Self::schedule(phase, &state, now);
+        let budget = match config.mode {
+            _ if hold => 0,
             Mode::Auto | Mode::QueueAll => state.budget(active, limits, now) as usize,
             Mode::Paused | Mode::Passthrough | Mode::Closed => 0,
         };
@@ -160,10 +188,14 @@ impl Exchanger {
         let waiting = store.waiting(name, cursor).await?.saturating_sub(fresh);
         let mut next = state.clone();
         let grant = next.apply_tick(admitted, active, waiting, limits, now);
+        if draw.is_some() {
+            next.draw = draw.clone();
+        }
         // A tick that admits nobody and changes no count is not written: on a shared store
         // every write is a compare-and-set that competes with the other nodes' ticks.
         let changed = !grant.admitted.is_empty()
             || expected.is_none()
+            || draw.is_some()
             || next.waiting != state.waiting
             || next.active != state.active;
         let mut report = TickReport {
@@ -177,6 +209,15 @@ impl Exchanger {
             false => None,
         };
         if let Some(n) = committed {
+            if let Some(draw) = &draw {
+                tracing::info!(
+                    zone = name,
+                    event = %draw.event,
+                    seed = %format!("{:016x}", draw.seed),
+                    at = %crate::config::timestamp::format_rfc3339(draw.at_ms),
+                    "pre-queue lottery drawn"
+                );
+            }
             if n > 0 {
                 tracing::debug!(zone = name, admitted = n, via = via.label(), "admitted");
             }

@@ -16,6 +16,7 @@ pub mod demo;
 pub mod exchanger;
 pub mod gate;
 pub mod metrics;
+pub mod onsale;
 pub mod proxy;
 pub mod room;
 pub mod service;

@@ -13,7 +13,7 @@ mod tests;
 pub use ledger::{bucket_of, Ledger};
 pub use rate::RateBucket;
 pub use slot::{Claim, Slot, SlotStatus, Slots};
-pub use state::{Grant, ZoneState};
+pub use state::{Draw, Grant, ZoneState};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

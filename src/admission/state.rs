@@ -45,6 +45,21 @@ pub struct ZoneState {
     /// Occupied slots as of the last tick.
     #[serde(default)]
     pub active: u64,
+    /// The latest pre-queue lottery: its seed is fixed once, by the tick that crossed the
+    /// event's start, and published with the zone state (and logged) so the draw is auditable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draw: Option<Draw>,
+}
+
+/// A pre-queue lottery, drawn at an event's `starts_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Draw {
+    /// The event's name.
+    pub event: String,
+    /// The seed of the keyed hash that orders the pre-queue.
+    pub seed: u64,
+    /// When it was drawn (ms since the epoch).
+    pub at_ms: u64,
 }
 
 impl ZoneState {
@@ -60,6 +75,7 @@ impl ZoneState {
             rate_window: (now_ms, 0),
             waiting: 0,
             active: 0,
+            draw: None,
         }
     }
 

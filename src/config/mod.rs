@@ -3,8 +3,10 @@
 //! path (`zones.checkout.capacity: must be > 0`).
 
 mod duration;
+mod events;
 pub mod model;
 pub mod raw;
+pub mod timestamp;
 mod validate;
 
 pub use duration::parse_duration;

@@ -134,6 +134,48 @@ pub struct ZoneConfig {
     pub no_page_status: u16,
     /// What happens when the store fails.
     pub on_store_error: StoreErrorPolicy,
+    /// Scheduled on-sales, in time order (never overlapping).
+    pub events: Vec<Event>,
+}
+
+/// `[[zones.NAME.events]]`: a scheduled on-sale. From `prequeue_at` arrivals join a pre-queue
+/// (a countdown page); at `starts_at` the pre-queue is drawn by lottery (when `shuffle`) and the
+/// sale runs with the event's overrides; after `ends_at` the zone shows a "sale ended" page or
+/// goes back to its base mode.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The event's name (unique in its zone; logged with the draw).
+    pub name: String,
+    /// What visitors see as the event name.
+    pub title: String,
+    /// When the pre-queue opens (ms since the epoch); equal to `starts_at_ms` without one.
+    pub prequeue_at_ms: u64,
+    /// When the sale starts.
+    pub starts_at_ms: u64,
+    /// When the sale ends; `None`: it does not.
+    pub ends_at_ms: Option<u64>,
+    /// Whether the pre-queue is ordered by lottery at `starts_at` (otherwise by arrival).
+    pub shuffle: bool,
+    /// What follows `ends_at`.
+    pub after_end: AfterEnd,
+    /// The zone as it runs during the sale: the base zone with the event's overrides.
+    pub sale: std::sync::Arc<ZoneConfig>,
+}
+
+impl Event {
+    /// Whether a visitor who arrived at `rank` (ms) is a pre-queue member of this event.
+    pub fn in_prequeue(&self, rank: u64) -> bool {
+        (self.prequeue_at_ms..self.starts_at_ms).contains(&rank)
+    }
+}
+
+/// What a zone does after an event's `ends_at` (`after_end`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterEnd {
+    /// A "sale ended" page; nobody new gets in until the next event.
+    Ended,
+    /// The zone's own mode and limits again.
+    Base,
 }
 
 /// Token algorithm (`tokens.algorithm`).

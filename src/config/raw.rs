@@ -67,6 +67,26 @@ pub struct RawZone {
     pub waiting_status: Option<i64>,
     pub no_page_status: Option<i64>,
     pub on_store_error: Option<String>,
+    pub events: Option<Vec<RawEvent>>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `[[zones.NAME.events]]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawEvent {
+    pub name: Option<String>,
+    pub title: Option<String>,
+    pub prequeue_at: Option<String>,
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+    pub shuffle: Option<bool>,
+    pub after_end: Option<String>,
+    pub mode: Option<String>,
+    pub capacity: Option<i64>,
+    pub admit_per_minute: Option<i64>,
+    pub burst: Option<i64>,
+    pub session_ttl: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }

@@ -10,19 +10,19 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Collects problems while reading values with defaults.
-struct Checker {
+pub(super) struct Checker {
     problems: Vec<Problem>,
 }
 
 impl Checker {
-    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
             path: path.into(),
             message: message.into(),
         });
     }
 
-    fn unknown_keys(&mut self, path: &str, extra: &Extra) {
+    pub(super) fn unknown_keys(&mut self, path: &str, extra: &Extra) {
         for key in extra.keys() {
             let full = if path.is_empty() {
                 key.clone()
@@ -33,7 +33,12 @@ impl Checker {
         }
     }
 
-    fn duration(&mut self, path: String, value: &Option<String>, default: &str) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        path: String,
+        value: &Option<String>,
+        default: &str,
+    ) -> Duration {
         let text = value.as_deref().unwrap_or(default);
         match parse_duration(text) {
             Ok(d) => d,
@@ -57,7 +62,13 @@ impl Checker {
         }
     }
 
-    fn positive(&mut self, path: String, value: Option<i64>, required: bool, default: i64) -> u32 {
+    pub(super) fn positive(
+        &mut self,
+        path: String,
+        value: Option<i64>,
+        required: bool,
+        default: i64,
+    ) -> u32 {
         match value {
             None if required => {
                 self.problem(path, "is required");
@@ -77,7 +88,23 @@ impl Checker {
     }
 }
 
-fn is_plain_name(name: &str) -> bool {
+impl Checker {
+    /// A `mode` value, or `default` when absent.
+    pub(super) fn mode(&mut self, path: String, value: Option<&str>, default: Mode) -> Mode {
+        match value {
+            None => default,
+            Some(text) => Mode::parse(text).unwrap_or_else(|| {
+                self.problem(
+                    path,
+                    format!("`{text}` is not one of: auto, queue_all, paused, passthrough, closed"),
+                );
+                default
+            }),
+        }
+    }
+}
+
+pub(super) fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name
@@ -309,16 +336,7 @@ fn zones(
                 "must be longer than refresh_interval, or waiting visitors would be skipped",
             );
         }
-        let mode = match z.mode.as_deref() {
-            None => Mode::Auto,
-            Some(text) => Mode::parse(text).unwrap_or_else(|| {
-                c.problem(
-                    format!("{path}.mode"),
-                    format!("`{text}` is not one of: auto, queue_all, paused, passthrough, closed"),
-                );
-                Mode::Auto
-            }),
-        };
+        let mode = c.mode(format!("{path}.mode"), z.mode.as_deref(), Mode::Auto);
         let waiting_status = match z.waiting_status {
             None => 200,
             Some(s @ (200 | 202 | 429 | 503)) => s as u16,
@@ -349,7 +367,7 @@ fn zones(
                 StoreErrorPolicy::FailClosed
             }
         };
-        out.push(ZoneConfig {
+        let mut zone = ZoneConfig {
             name: name.clone(),
             title: z.title.clone().unwrap_or_else(|| name.clone()),
             hosts,
@@ -369,7 +387,10 @@ fn zones(
             waiting_status,
             no_page_status,
             on_store_error,
-        });
+            events: Vec::new(),
+        };
+        zone.events = super::events::events(c, &path, z.events.as_deref().unwrap_or(&[]), &zone);
+        out.push(zone);
     }
     out
 }

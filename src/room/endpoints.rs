@@ -80,8 +80,14 @@ impl Room {
         let Some(zone) = self.status_zone(req) else {
             return json(404, b"{\"error\":\"no zone on this host\"}".to_vec(), None);
         };
+        let (zone, phase) = zone.at(now);
         let check = self.check(zone, req, now);
         let (label, status, set_cookie) = match (&check, zone.config.mode) {
+            _ if matches!(phase, crate::onsale::Phase::Ended(_)) => (
+                "status",
+                Status::without_place(zone, State::Ended, now),
+                None,
+            ),
             (_, Mode::Closed) => (
                 "status",
                 Status::without_place(zone, State::Closed, now),
@@ -113,7 +119,7 @@ impl Room {
             ),
         };
         self.requests.inc(zone.index, label);
-        json(200, status.to_json(), set_cookie)
+        json(200, self.with_draw(zone, status).to_json(), set_cookie)
     }
 }
 

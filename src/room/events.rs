@@ -16,6 +16,7 @@ use super::status::{State, Status};
 use super::{Reply, RequestFacts, Room};
 use crate::config::Mode;
 use crate::gate::TokenCheck;
+use crate::onsale::Standing;
 use crate::token::Claims;
 use crate::zone::Zone;
 use std::sync::Arc;
@@ -96,7 +97,9 @@ impl EventStream<'_> {
         loop {
             if !self.due {
                 let touch_in = self.touch_in();
+                let phase_in = self.phase_change_in();
                 tokio::select! {
+                    _ = tokio::time::sleep(phase_in) => {}
                     changed = self.wake.changed() => {
                         if changed.is_err() {
                             return None; // the room is shutting down
@@ -114,6 +117,16 @@ impl EventStream<'_> {
         }
     }
 
+    /// Time until the zone's schedule changes phase (a countdown ends, a sale ends); a day when
+    /// nothing is scheduled.
+    fn phase_change_in(&self) -> Duration {
+        let now = self.room.clock.now_ms();
+        crate::onsale::next_change(&self.zone.schedule, now)
+            .map_or(Duration::from_secs(86_400), |at| {
+                Duration::from_millis(at - now)
+            })
+    }
+
     /// Time until the place needs its next heartbeat in the store.
     fn touch_in(&self) -> Duration {
         let every = self.touch_every();
@@ -129,15 +142,24 @@ impl EventStream<'_> {
     /// The visitor's status now, computed from the edge cache and the position index.
     async fn status(&mut self) -> Status {
         let room = self.room;
-        let zone = self.zone;
         let now = room.clock.now_ms();
+        let (zone, phase) = self.zone.at(now);
+        if let crate::onsale::Phase::Ended(_) = phase {
+            return Status::without_place(zone, State::Ended, now);
+        }
         if zone.config.mode == Mode::Closed {
             return Status::without_place(zone, State::Closed, now);
         }
         let Some(claims) = &self.visitor else {
             return Status::without_place(zone, State::NotQueued, now);
         };
-        let key = claims.queue_key();
+        let Standing::Queued(key) = room.standing(zone, claims, now) else {
+            // A pre-queue member: a countdown, or taking their drawn place.
+            return match room.place(zone, claims, now).await {
+                Ok(Place::Waiting(status)) => status,
+                _ => Status::degraded(zone, now),
+            };
+        };
         let passed = key <= room.cursor(zone);
         let touch = self.touch_in().is_zero();
         let result = if passed {
@@ -145,9 +167,9 @@ impl EventStream<'_> {
             // navigation, gets the same session), or learn that it lapsed and wait again.
             room.place(zone, claims, now).await
         } else if touch {
-            room.wait_in_line(zone, key, now).await
+            room.wait_in_line(zone, key, claims.rank, now).await
         } else {
-            room.waiting_status(zone, key, now)
+            room.waiting_status(zone, key, claims.rank, now)
                 .await
                 .map(Place::Waiting)
         };
@@ -163,9 +185,13 @@ impl EventStream<'_> {
     }
 
     /// Turns a status into an event, unless it says nothing new.
-    fn event(&mut self, mut status: Status) -> Option<String> {
-        let waiting = matches!(status.state, State::Waiting | State::Paused);
-        if waiting && !status.degraded {
+    fn event(&mut self, status: Status) -> Option<String> {
+        let mut status = self.room.with_draw(self.zone, status);
+        let waiting = matches!(
+            status.state,
+            State::Waiting | State::Paused | State::Prequeue
+        );
+        if waiting && !status.degraded && status.position > 0 {
             if self.best > 0 && status.position > self.best {
                 status.position = self.best;
                 status.ahead = self.best - 1;

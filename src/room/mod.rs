@@ -19,6 +19,7 @@ use crate::config::{Config, StoreErrorPolicy};
 use crate::exchanger::Exchanger;
 use crate::gate::{self, Decision, TokenCheck};
 use crate::metrics::{Metrics, RequestCounters};
+use crate::onsale::Phase;
 use crate::store::{Change, Store, StoreError};
 use crate::token::{cookie, Tokens};
 use crate::zone::{Zone, ZoneTable};
@@ -295,7 +296,12 @@ impl Room {
                 set_cookie: None,
             });
         };
+        let (zone, phase) = zone.at(now);
         let check = self.check(zone, req, now);
+        if let Some((label, outcome)) = self.off_sale(zone, phase, &check, req, now) {
+            self.requests.inc(zone.index, label);
+            return outcome;
+        }
         let cursor = self.cursor(zone);
         let decision = gate::decide(&zone.config, &check, cursor, now);
         let (label, outcome) = self.carry_out(zone, decision, &check, req, now).await;
@@ -327,6 +333,37 @@ impl Room {
                 .inc();
         }
         check
+    }
+
+    /// Before a scheduled sale (the pre-queue) and after it ended, visitors without a session
+    /// get the countdown or the "sale ended" page instead of the zone's own mode; newcomers to
+    /// the pre-queue get their place (a token; nothing is stored until the draw). `None`: the
+    /// gate decides as usual.
+    fn off_sale(
+        &self,
+        zone: &Zone,
+        phase: Phase<'_>,
+        check: &TokenCheck,
+        req: &RequestFacts<'_>,
+        now: u64,
+    ) -> Option<(&'static str, Outcome)> {
+        match (phase, check) {
+            (_, TokenCheck::Access(_)) => None,
+            (Phase::Ended(_), _) => {
+                let status = Status::without_place(zone, State::Ended, now);
+                Some(("ended", self.reply(zone, req, 503, &status, None)))
+            }
+            (Phase::Prequeue(_), TokenCheck::Missing | TokenCheck::Rejected(_)) => {
+                let (_, cookie) = self.mint_place(zone, now);
+                let status = Status::without_place(zone, State::Prequeue, now);
+                let code = zone.config.waiting_status;
+                Some((
+                    "prequeue",
+                    self.reply(zone, req, code, &status, Some(cookie)),
+                ))
+            }
+            _ => None,
+        }
     }
 
     async fn carry_out(
@@ -444,6 +481,18 @@ impl Room {
         }
     }
 
+    /// Adds the published lottery seed to the status of a zone whose pre-queue was drawn.
+    pub(super) fn with_draw(&self, zone: &Zone, mut status: Status) -> Status {
+        if let Some(info) = status.event.as_mut() {
+            let draw = self.cached(&zone.config.name).and_then(|s| s.draw.clone());
+            if let Some(draw) = draw.filter(|d| d.event == info.name) {
+                info.draw_seed = Some(format!("{:016x}", draw.seed));
+                info.drawn_at_ms = Some(draw.at_ms);
+            }
+        }
+        status
+    }
+
     /// The waiting page, or the status JSON for clients that asked for JSON.
     fn reply(
         &self,
@@ -453,7 +502,11 @@ impl Room {
         status: &Status,
         set_cookie: Option<String>,
     ) -> Outcome {
-        let in_line = matches!(status.state, State::Waiting | State::Paused);
+        let status = &self.with_draw(zone, status.clone());
+        let in_line = matches!(
+            status.state,
+            State::Waiting | State::Paused | State::Prequeue
+        );
         if !req.shows_pages {
             // A script, a form post or a WebSocket cannot show the page: a machine-readable
             // answer, with when to ask again. The place (cookie) is theirs all the same.

@@ -8,6 +8,7 @@ use super::{Forward, Outcome, RequestFacts, Room};
 use crate::admission::{bucket_of, eta, Claim, QueueKey, VisitorId};
 use crate::config::Mode;
 use crate::exchanger::Via;
+use crate::onsale::{self, Standing};
 use crate::store::StoreError;
 use crate::token::{cookie, Claims, TokenKind};
 use crate::zone::Zone;
@@ -50,6 +51,14 @@ impl Room {
         )
     }
 
+    /// Where the holder of a visitor token stands in the schedule: in the queue (at their
+    /// arrival, or at their drawn place after a pre-queue lottery), or still in the pre-queue.
+    pub(super) fn standing<'z>(&self, zone: &'z Zone, claims: &Claims, now: u64) -> Standing<'z> {
+        let draw = self.cached(&zone.config.name).and_then(|s| s.draw.clone());
+        let phase = onsale::phase(&zone.schedule, now);
+        onsale::standing(phase, claims.queue_key(), draw.as_ref(), now)
+    }
+
     /// Where the holder of a valid visitor token stands; claims their slot if their turn came.
     pub(super) async fn place(
         &self,
@@ -57,13 +66,27 @@ impl Room {
         claims: &Claims,
         now: u64,
     ) -> Result<Place, StoreError> {
-        let key = claims.queue_key();
+        let key = match self.standing(zone, claims, now) {
+            Standing::Queued(key) => key,
+            Standing::Prequeue(_) => {
+                let status = Status::without_place(zone, State::Prequeue, now);
+                return Ok(Place::Waiting(status.waited_since(claims.rank, now)));
+            }
+            // Drawn: take the place now; positions are shown once everyone had the chance.
+            Standing::Drawn { key, .. } => {
+                let name = zone.config.name.as_str();
+                self.call(name, "touch", self.store.touch(name, key, now))
+                    .await?;
+                let status = Status::without_place(zone, State::Prequeue, now);
+                return Ok(Place::Waiting(status.waited_since(claims.rank, now)));
+            }
+        };
         if key <= self.cursor(zone) {
             if let Some(place) = self.claim(zone, claims, now).await? {
                 return Ok(place);
             }
         }
-        self.wait_in_line(zone, key, now).await
+        self.wait_in_line(zone, key, claims.rank, now).await
     }
 
     /// Claims the slot of a visitor the cursor passed. `None`: no slot was reserved for them
@@ -99,20 +122,23 @@ impl Room {
         &self,
         zone: &Zone,
         key: QueueKey,
+        joined_at: u64,
         now: u64,
     ) -> Result<Place, StoreError> {
         let name = zone.config.name.as_str();
         self.call(name, "touch", self.store.touch(name, key, now))
             .await?;
-        self.waiting_status(zone, key, now)
+        self.waiting_status(zone, key, joined_at, now)
             .await
             .map(Place::Waiting)
     }
 
+    /// A queued visitor's status; `joined_at` is their arrival (the rank in their token).
     pub(super) async fn waiting_status(
         &self,
         zone: &Zone,
         key: QueueKey,
+        joined_at: u64,
         now: u64,
     ) -> Result<Status, StoreError> {
         let name = zone.config.name.as_str();
@@ -132,7 +158,7 @@ impl Room {
             state,
             ahead,
             eta(ahead, observed, &zone.config.limits),
-            key.rank,
+            joined_at,
             now,
         ))
     }
@@ -211,7 +237,7 @@ impl Room {
                 }
             }
         }
-        match self.waiting_status(zone, key, now).await {
+        match self.waiting_status(zone, key, now, now).await {
             Ok(status) => (
                 "join",
                 self.reply(zone, req, zone.config.waiting_status, &status, Some(token)),

@@ -74,12 +74,38 @@ pub struct EventInfo {
     pub prequeue_at_ms: u64,
     /// When the sale starts (and the pre-queue is drawn).
     pub starts_at_ms: u64,
-    /// When the sale ends.
+    /// When the sale ends (0: it does not).
     pub ends_at_ms: u64,
+    /// The pre-queue lottery's seed (16 hex digits), once drawn, so the draw can be audited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draw_seed: Option<String>,
+    /// When the lottery was drawn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drawn_at_ms: Option<u64>,
+}
+
+impl EventInfo {
+    /// The event in force at `now_ms` (pre-queue, sale, or ended), else the next one.
+    pub fn of(zone: &crate::zone::Zone, now_ms: u64) -> Option<EventInfo> {
+        use crate::onsale::Phase;
+        let event = match crate::onsale::phase(&zone.schedule, now_ms) {
+            Phase::Prequeue(e) | Phase::Sale(e) | Phase::Ended(e) => e,
+            Phase::Base => zone.schedule.iter().find(|e| e.prequeue_at_ms > now_ms)?,
+        };
+        Some(EventInfo {
+            name: event.name.clone(),
+            title: event.title.clone(),
+            prequeue_at_ms: event.prequeue_at_ms,
+            starts_at_ms: event.starts_at_ms,
+            ends_at_ms: event.ends_at_ms.unwrap_or(0),
+            draw_seed: None,
+            drawn_at_ms: None,
+        })
+    }
 }
 
 impl Status {
-    /// A status with no position (admitted, closed, not queued).
+    /// A status with no position (admitted, closed, not queued, pre-queue, ended).
     pub fn without_place(zone: &crate::zone::Zone, state: State, now_ms: u64) -> Self {
         Status {
             version: 1,
@@ -96,7 +122,7 @@ impl Status {
             updated_at_ms: now_ms,
             waited_seconds: 0,
             progress_percent: 0,
-            event: None,
+            event: EventInfo::of(zone, now_ms),
             degraded: false,
         }
     }
@@ -110,17 +136,25 @@ impl Status {
         joined_at_ms: u64,
         now_ms: u64,
     ) -> Self {
-        let waited_seconds = now_ms.saturating_sub(joined_at_ms) / 1_000;
-        Status {
+        let status = Status {
             position: ahead + 1,
             ahead,
             eta_seconds: eta.seconds,
             eta_low_seconds: eta.low,
             eta_high_seconds: eta.high,
-            waited_seconds,
-            progress_percent: progress_percent(waited_seconds, eta.seconds),
             ..Status::without_place(zone, state, now_ms)
         }
+        .waited_since(joined_at_ms, now_ms);
+        Status {
+            progress_percent: progress_percent(status.waited_seconds, eta.seconds),
+            ..status
+        }
+    }
+
+    /// The same status, for a visitor who arrived at `joined_at_ms`.
+    pub fn waited_since(mut self, joined_at_ms: u64, now_ms: u64) -> Self {
+        self.waited_seconds = now_ms.saturating_sub(joined_at_ms) / 1_000;
+        self
     }
 
     /// A waiting visitor's status when the store could not be asked: they keep their place,

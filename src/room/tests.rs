@@ -621,3 +621,140 @@ async fn a_stream_without_a_place_says_so_once_and_ends() {
     assert_eq!(status["state"], "not_queued");
     assert!(stream.next().await.is_none());
 }
+
+/// `[[zones.checkout.events]]` lines for an event whose pre-queue opens `open` after T0,
+/// starting `start` and ending `end` after T0.
+fn event_toml(open: u64, start: u64, end: u64, extra: &str) -> String {
+    let at = |s: u64| crate::config::timestamp::format_rfc3339(T0 + s * 1_000);
+    format!(
+        "[[zones.checkout.events]]\nname = \"launch\"\ntitle = \"The Launch\"\n\
+         prequeue_at = \"{}\"\nstarts_at = \"{}\"\nends_at = \"{}\"\n{extra}\n",
+        at(open),
+        at(start),
+        at(end)
+    )
+}
+
+fn reply_of(outcome: &Outcome) -> &Reply {
+    match outcome {
+        Outcome::Reply(reply) => reply,
+        Outcome::Forward(f) => panic!("forwarded: {f:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_scheduled_sale_counts_down_draws_the_prequeue_then_ends() {
+    // Closed before the event; the sale admits with the event's own limits (capacity 10,
+    // 180/min, burst 3): three a tick, so the order of admission shows the draw.
+    let events = event_toml(
+        60,
+        120,
+        600,
+        "capacity = 10\nadmit_per_minute = 180\nburst = 3\nmode = \"auto\"",
+    );
+    let h = harness(&format!(
+        "mode = \"closed\"\nrefresh_interval = \"2s\"\n{events}"
+    ));
+    let mut early = Visitor::default();
+    assert_eq!(
+        reply_of(&early.get(&h, "/checkout").await).status,
+        503,
+        "closed before"
+    );
+    assert!(early.cookie.is_none());
+
+    // The pre-queue opens: arrivals get a countdown and a place; nothing is admitted.
+    h.clock.advance(Duration::from_secs(60));
+    let mut members: Vec<Visitor> = Vec::new();
+    for _ in 0..6 {
+        h.clock.advance(Duration::from_secs(5));
+        let mut v = Visitor::default();
+        let page = v.get(&h, "/checkout").await;
+        assert_eq!(reply_of(&page).status, 200);
+        assert!(v.cookie.is_some(), "a pre-queue place");
+        let status = v.status(&h).await;
+        assert_eq!(status["state"], "prequeue", "{status}");
+        assert_eq!(status["event"]["name"], "launch");
+        assert_eq!(status["event"]["starts_at_ms"], T0 + 120_000);
+        members.push(v);
+    }
+    h.tick().await;
+    assert_eq!(
+        members[0].status(&h).await["state"],
+        "prequeue",
+        "nobody goes in early"
+    );
+
+    // The sale starts: the first tick draws the seed and admits nobody yet.
+    h.clock
+        .advance(Duration::from_secs(120) - Duration::from_secs(90));
+    let mut late = Visitor::default();
+    late.get(&h, "/checkout").await;
+    h.tick().await;
+    let status = members[0].status(&h).await;
+    let seed = status["event"]["draw_seed"]
+        .as_str()
+        .expect("published seed")
+        .to_string();
+    assert_eq!(
+        status["state"], "prequeue",
+        "positions wait for the grace: {status}"
+    );
+    // Everyone's page asks during the grace, which takes their drawn places.
+    for v in members.iter_mut() {
+        v.status(&h).await;
+    }
+    h.clock.advance(Duration::from_secs(4));
+    h.tick().await;
+
+    // Admitted in lottery order, computed independently from the published seed.
+    let Some(launch) = h
+        .room
+        .zones()
+        .by_name("checkout")
+        .and_then(|z| z.schedule.first())
+    else {
+        panic!("the event");
+    };
+    let seed = u64::from_str_radix(&seed, 16).expect("hex seed");
+    let mut expected: Vec<usize> = (0..members.len()).collect();
+    expected.sort_by_key(|&i| crate::onsale::lottery_key(launch, seed, members[i].claims(&h).vid));
+    let admitted = |statuses: Vec<serde_json::Value>| -> Vec<usize> {
+        (0..statuses.len())
+            .filter(|&i| statuses[i]["state"] == "admitted")
+            .collect()
+    };
+    let mut batches = Vec::new();
+    for _ in 0..2 {
+        let mut statuses = Vec::new();
+        for v in members.iter_mut() {
+            statuses.push(v.status(&h).await);
+        }
+        batches.push(admitted(statuses));
+        h.clock.advance(Duration::from_secs(1));
+        h.tick().await;
+    }
+    let mut first_three = expected[..3].to_vec();
+    first_three.sort();
+    assert_eq!(
+        batches[0], first_three,
+        "the first tick takes the first three drawn"
+    );
+    assert_eq!(
+        batches[1],
+        (0..6).collect::<Vec<_>>(),
+        "the next tick the other three"
+    );
+    let late_status = late.status(&h).await;
+    assert_eq!(
+        late_status["state"], "admitted",
+        "then the later arrival: {late_status}"
+    );
+
+    // The sale ends: newcomers see "sale ended"; sessions in progress go on.
+    h.clock.advance(Duration::from_secs(600));
+    let mut after = Visitor::default();
+    let ended = after.get(&h, "/checkout").await;
+    assert_eq!(reply_of(&ended).status, 503);
+    assert_eq!(after.status(&h).await["state"], "ended");
+}

@@ -1,17 +1,74 @@
 //! The zone table: which zone (if any) a request for (host, path) belongs to. The longest
 //! matching path prefix wins; for equal prefixes a zone naming the host beats one for every host.
 
-use crate::config::{Config, ZoneConfig};
+use crate::config::{Config, Event, Mode, ZoneConfig};
+use crate::onsale::{self, Phase};
+use std::sync::Arc;
 
 /// A zone as the request path sees it: its config and precomputed cookie name.
 #[derive(Debug, Clone)]
 pub struct Zone {
     /// Position in the table; stable for the process lifetime.
     pub index: usize,
-    /// The zone's configuration.
+    /// The zone's configuration (during a sale: the sale's, with the event's overrides).
     pub config: ZoneConfig,
     /// Name of the cookie that carries this zone's token.
     pub cookie: String,
+    /// The zone's scheduled events (shared by the zone and its sales).
+    pub schedule: Arc<[Event]>,
+    /// The zone as it runs during each event's pre-queue (paused: the queue forms, nobody is
+    /// admitted) and sale (the event's overrides), in schedule order.
+    phases: Vec<(Zone, Zone)>,
+}
+
+impl Zone {
+    fn new(index: usize, config: ZoneConfig, cookie: String) -> Self {
+        let schedule: Arc<[Event]> = config.events.clone().into();
+        let copy = |config: ZoneConfig| Zone {
+            index,
+            config,
+            cookie: cookie.clone(),
+            schedule: schedule.clone(),
+            phases: Vec::new(),
+        };
+        let phases = schedule
+            .iter()
+            .map(|event| {
+                let prequeue = ZoneConfig {
+                    title: event.title.clone(),
+                    mode: Mode::Paused,
+                    events: Vec::new(),
+                    ..config.clone()
+                };
+                (copy(prequeue), copy((*event.sale).clone()))
+            })
+            .collect();
+        Zone {
+            index,
+            config,
+            cookie,
+            schedule,
+            phases,
+        }
+    }
+
+    /// The zone's phase at `now_ms`, and the zone as it runs then: paused during a pre-queue,
+    /// with the event's overrides during a sale, else as configured.
+    pub fn at(&self, now_ms: u64) -> (&Zone, Phase<'_>) {
+        let phase = onsale::phase(&self.schedule, now_ms);
+        let of = |event: &Event| {
+            self.schedule
+                .iter()
+                .position(|e| std::ptr::eq(e, event))
+                .and_then(|i| self.phases.get(i))
+        };
+        let zone = match phase {
+            Phase::Prequeue(event) => of(event).map(|(prequeue, _)| prequeue),
+            Phase::Sale(event) => of(event).map(|(_, sale)| sale),
+            Phase::Base | Phase::Ended(_) => None,
+        };
+        (zone.unwrap_or(self), phase)
+    }
 }
 
 /// All zones of a configuration.
@@ -45,10 +102,9 @@ impl ZoneTable {
             .zones
             .iter()
             .enumerate()
-            .map(|(index, z)| Zone {
-                index,
-                config: z.clone(),
-                cookie: crate::token::cookie::name(&config.tokens.cookie_prefix, &z.name),
+            .map(|(index, z)| {
+                let cookie = crate::token::cookie::name(&config.tokens.cookie_prefix, &z.name);
+                Zone::new(index, z.clone(), cookie)
             })
             .collect();
         ZoneTable { zones }
