@@ -46,6 +46,28 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Re-run a pre-queue lottery from its published seed: print the visitors in drawn order.
+    ///
+    /// The seed is logged at the draw ("pre-queue lottery drawn") and published in the status
+    /// JSON as event.draw_seed. Visitor ids are the 32 hex digits the origin sees in the
+    /// Usher-Visitor header.
+    Draw {
+        /// The config with the event.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The zone.
+        #[arg(short, long)]
+        zone: String,
+        /// The event's name.
+        #[arg(short, long)]
+        event: String,
+        /// The seed (16 hex digits).
+        #[arg(short, long)]
+        seed: String,
+        /// Visitor ids (32 hex digits each).
+        #[arg(required = true)]
+        visitors: Vec<String>,
+    },
     /// The quick start: run a demo shop and usher in front of it (conf/demo.toml).
     Demo {
         /// The demo config.
@@ -196,6 +218,41 @@ fn write_secret(path: &Path, content: &str) -> std::io::Result<()> {
     file.write_all(content.as_bytes())
 }
 
+fn draw(path: &Path, zone: &str, event: &str, seed: &str, visitors: &[String]) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(found) = config
+        .zone(zone)
+        .and_then(|z| z.events.iter().find(|e| e.name == event))
+    else {
+        eprintln!(
+            "usher: no event `{event}` in zone `{zone}` of {}",
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    };
+    let Ok(seed) = u64::from_str_radix(seed.trim(), 16) else {
+        eprintln!("usher: the seed is 16 hex digits, not `{seed}`");
+        return ExitCode::FAILURE;
+    };
+    let mut drawn = Vec::new();
+    for text in visitors {
+        let Some(visitor) = usher::admission::VisitorId::parse(text) else {
+            eprintln!("usher: `{text}` is not a visitor id (32 hex digits)");
+            return ExitCode::FAILURE;
+        };
+        drawn.push(usher::onsale::lottery_key(found, seed, visitor));
+    }
+    drawn.sort();
+    println!("place  drawn rank (ms)  visitor");
+    for (place, key) in drawn.iter().enumerate() {
+        println!("{:>5}  {:>15}  {}", place + 1, key.rank, key.visitor);
+    }
+    ExitCode::SUCCESS
+}
+
 fn inspect(token: &str, path: &Path) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
@@ -310,6 +367,13 @@ fn main() -> ExitCode {
         Command::Token {
             command: TokenCommand::Inspect { token, config },
         } => inspect(&token, &config),
+        Command::Draw {
+            config,
+            zone,
+            event,
+            seed,
+            visitors,
+        } => draw(&config, &zone, &event, &seed, &visitors),
         Command::Demo { config } => {
             init_logs();
             demo(&config)

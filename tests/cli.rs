@@ -1,4 +1,4 @@
-//! The command line: help, check, keygen and token inspect, run as a user would.
+//! The command line: help, check, keygen, token inspect and draw, run as a user would.
 
 mod common;
 
@@ -34,6 +34,7 @@ fn every_command_has_help() {
         vec!["keygen", "--help"],
         vec!["token", "inspect", "--help"],
         vec!["demo", "--help"],
+        vec!["draw", "--help"],
     ] {
         let (ok, text) = usher(&args);
         assert!(ok && text.contains("Usage:"), "{args:?}: {text}");
@@ -136,4 +137,73 @@ fn token_inspect_verifies_and_explains() {
     let (ok, text) = usher(&["token", "inspect", &tampered, "--config", cfg]);
     assert!(!ok);
     assert!(text.contains("refused: bad_signature"), "{text}");
+}
+
+#[test]
+fn draw_reruns_a_lottery_from_its_published_seed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[upstreams.shop]\naddrs = [\"127.0.0.1:9\"]\n\
+         [tokens]\nsigning_key = { kid = \"k\", env = \"USHER_SIGNING_KEY\" }\n\
+         [zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 5\nadmit_per_minute = 60\n\
+         [[zones.checkout.events]]\nname = \"launch\"\n\
+         prequeue_at = \"2026-12-01T09:00:00Z\"\nstarts_at = \"2026-12-01T10:00:00Z\"\n",
+    )
+    .expect("write");
+    let cfg = config.to_str().expect("utf8");
+    let visitors = [
+        "0000000000000000000000000000000a",
+        "0000000000000000000000000000000b",
+        "0000000000000000000000000000000c",
+    ];
+    let mut args = vec![
+        "draw",
+        "--config",
+        cfg,
+        "--zone",
+        "checkout",
+        "--event",
+        "launch",
+        "--seed",
+        "00000000000004d2",
+    ];
+    args.extend(visitors);
+    let (ok, text) = usher(&args);
+    assert!(ok, "{text}");
+    // The same order as the library computes, which the room uses to admit.
+    let parsed = usher::config::load(&config).expect("config");
+    let event = &parsed.zone("checkout").expect("zone").events[0];
+    let mut expected: Vec<_> = visitors
+        .iter()
+        .map(|v| {
+            usher::onsale::lottery_key(
+                event,
+                1234,
+                usher::admission::VisitorId::parse(v).expect("id"),
+            )
+        })
+        .collect();
+    expected.sort();
+    let printed: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    let expected: Vec<String> = expected.iter().map(|k| k.visitor.to_string()).collect();
+    assert_eq!(printed, expected, "{text}");
+    let (ok, text) = usher(&[
+        "draw",
+        "--config",
+        cfg,
+        "--zone",
+        "checkout",
+        "--event",
+        "nope",
+        "--seed",
+        "1",
+        visitors[0],
+    ]);
+    assert!(!ok && text.contains("no event `nope`"), "{text}");
 }
