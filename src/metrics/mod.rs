@@ -124,7 +124,7 @@ impl Metrics {
 }
 
 /// What the gate did with a request: the `decision` label of `usher_gate_requests_total`.
-pub const DECISIONS: [&str; 11] = [
+pub const DECISIONS: [&str; 14] = [
     "forward",
     "admit",
     "join",
@@ -136,6 +136,9 @@ pub const DECISIONS: [&str; 11] = [
     "closed",
     "fail_open",
     "fail_closed",
+    "events",
+    "prequeue",
+    "ended",
 ];
 
 /// `usher_gate_requests_total` resolved once per zone and decision, so the request path
@@ -162,6 +165,7 @@ impl RequestCounters {
     /// Counts one request of zone number `zone` with `decision` (one of [`DECISIONS`]).
     pub fn inc(&self, zone: usize, decision: &str) {
         let index = DECISIONS.iter().position(|d| *d == decision);
+        debug_assert!(index.is_some(), "`{decision}` is not in DECISIONS");
         if let Some(counter) = index.and_then(|i| self.by_zone.get(zone)?.get(i)) {
             counter.inc();
         }
