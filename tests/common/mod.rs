@@ -1,8 +1,10 @@
 //! Shared pieces of the integration tests: free ports, the real `usher` binary as a child
-//! process, a small keep-alive HTTP/1.1 client, and an in-process test origin.
+//! process, a small keep-alive HTTP/1.1 client, an in-process test origin, a crowd of visitors
+//! (`crowd`) and a headless Chromium driven over the DevTools protocol (`browser`).
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod crowd;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
