@@ -32,6 +32,10 @@ pub struct TickReport {
     pub active: u64,
     /// The state this tick committed, if it wrote one.
     pub committed: Option<Arc<ZoneState>>,
+    /// The newest state the tick knows: the one it committed, else the one it read. A tick
+    /// that found nothing to do may still have read a state another tick (on this node or
+    /// another) committed moments ago, newer than the node's cache.
+    pub latest: Option<Arc<ZoneState>>,
 }
 
 /// Why a tick runs: the `via` label of `usher_admitted_total`.
@@ -149,6 +153,16 @@ impl Exchanger {
         }
     }
 
+    /// A tick of the zone called `name` (for a newcomer's immediate tick). The exchanger ticks
+    /// the zone as configured, whatever phase of its schedule the caller is in: the schedule
+    /// (holds, the draw, the sale's overrides) is read from it inside the tick.
+    pub async fn tick_named(&self, name: &str, via: Via) -> Result<TickReport, StoreError> {
+        let Some(zone) = self.zones.iter().find(|z| z.name == name) else {
+            return Ok(TickReport::default());
+        };
+        self.tick_zone(zone, via).await
+    }
+
     /// One zone's tick.
     pub async fn tick_zone(&self, zone: &ZoneConfig, via: Via) -> Result<TickReport, StoreError> {
         let _turn = match self.turns.get(&zone.name) {
@@ -163,6 +177,7 @@ impl Exchanger {
         let limits = &config.limits;
         let loaded = store.load(name).await?;
         let expected = loaded.as_ref().map(|s| s.version);
+        let read = loaded.clone().map(Arc::new);
         let state = loaded.unwrap_or_else(|| ZoneState::new(limits, now));
         let active = store.active(name, now).await?;
         let (hold, draw) = Self::schedule(phase, &state, now);
@@ -203,6 +218,7 @@ impl Exchanger {
             waiting: state.waiting.max(waiting),
             active,
             committed: None,
+            latest: read,
         };
         let committed = match changed {
             true => store.commit_tick(name, expected, &next, &grant).await?,
@@ -225,11 +241,13 @@ impl Exchanger {
                 .admitted
                 .with_label_values(&[name, via.label()])
                 .inc_by(n as u64);
+            let next = Arc::new(next);
             report = TickReport {
                 admitted: n,
                 waiting,
                 active: next.active,
-                committed: Some(Arc::new(next)),
+                committed: Some(next.clone()),
+                latest: Some(next),
             };
         }
         self.metrics

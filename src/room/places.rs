@@ -216,10 +216,11 @@ impl Room {
             if !settle.is_zero() {
                 tokio::time::sleep(settle).await;
             }
-            let tick = self.exchanger.tick_zone(&zone.config, Via::Join);
+            let tick = self.exchanger.tick_named(name, Via::Join);
             // A failed tick costs nothing: the newcomer is in line and the next tick sees them.
             if let Ok(report) = self.call(name, "tick", tick).await {
-                if let Some(state) = report.committed {
+                // What it committed, or what another tick committed just before it.
+                if let Some(state) = report.latest {
                     self.remember(name, state);
                 }
             }

@@ -688,8 +688,13 @@ async fn a_scheduled_sale_counts_down_draws_the_prequeue_then_ends() {
     // The sale starts: the first tick draws the seed and admits nobody yet.
     h.clock
         .advance(Duration::from_secs(120) - Duration::from_secs(90));
+    // The first arrival of the sale finds a quiet `auto` zone, and still waits: their
+    // join's tick is the draw, and the pre-queue goes first.
     let mut late = Visitor::default();
-    late.get(&h, "/checkout").await;
+    assert!(
+        !forwarded(&late.get(&h, "/checkout").await),
+        "no walking in at the start"
+    );
     h.tick().await;
     let status = members[0].status(&h).await;
     let seed = status["event"]["draw_seed"]
