@@ -4,6 +4,7 @@
 
 mod duration;
 pub mod model;
+mod page;
 pub mod raw;
 mod validate;
 
