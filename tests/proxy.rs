@@ -1,6 +1,7 @@
 //! The proxy through real HTTP: what the origin sees (usher's cookies stripped, spoofed headers
 //! dropped, session headers added), forged tokens never forwarded and counted, unprotected paths
-//! untouched, and the reserved endpoints.
+//! untouched, the reserved endpoints, and the waiting page (its language, its cached assets, a
+//! zone's own template).
 
 mod common;
 
@@ -206,4 +207,114 @@ fn reserved_endpoints_answer_on_every_host() {
     ] {
         assert!(metrics.contains(family), "missing {family}");
     }
+}
+
+/// The `href` or `src` of the page's asset whose name ends in `ext`.
+fn asset_path(html: &str, ext: &str) -> String {
+    html.match_indices("/_usher/assets/")
+        .map(|(at, _)| &html[at..at + html[at..].find('"').expect("closing quote")])
+        .find(|path| path.ends_with(ext))
+        .unwrap_or_else(|| panic!("no {ext} asset in {html}"))
+        .to_string()
+}
+
+/// The text of the element with id `id`.
+fn element(html: &str, id: &str) -> String {
+    let open = format!("id=\"{id}\">");
+    let start = html.find(&open).unwrap_or_else(|| panic!("no #{id}")) + open.len();
+    html[start..start + html[start..].find('<').expect("end")].to_string()
+}
+
+#[test]
+fn the_waiting_page_links_immutable_assets_and_speaks_the_visitors_language() {
+    let (origin, seen) = recording_origin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let usher = Usher::start(
+        dir.path(),
+        origin,
+        "[zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 5\nadmit_per_minute = 600\n\
+         mode = \"queue_all\"\n",
+    );
+    let mut client = usher.client();
+    let german = client.get(
+        "/checkout",
+        &[("Accept-Language", "de-CH, de;q=0.9, en;q=0.5")],
+    );
+    assert_eq!(german.status, 200);
+    assert_eq!(
+        german.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(german.header("cache-control"), Some("no-store"));
+    assert_eq!(german.header("vary"), Some("Accept-Language"));
+    let html = german.text();
+    assert!(html.contains("<html lang=\"de\">"), "{html}");
+    assert_eq!(element(&html, "headline"), "Sie sind in der Warteschlange");
+    assert!(html.contains("<noscript><meta http-equiv=\"refresh\""));
+
+    // One visitor, one place: the same cookie is the same place, whatever the language.
+    let cookie = german.cookie().expect("a place in line");
+    let mut other = usher.client();
+    other.get("/checkout", &[]);
+    let again = client.get("/checkout", &[("Cookie", &cookie)]);
+    assert!(again.cookie().is_none(), "no new place");
+    let html_en = again.text();
+    assert!(html_en.contains("<html lang=\"en\">"));
+    assert_eq!(element(&html_en, "position"), element(&html, "position"));
+
+    for (ext, content_type) in [
+        (".css", "text/css; charset=utf-8"),
+        (".js", "text/javascript; charset=utf-8"),
+    ] {
+        let path = asset_path(&html, ext);
+        let asset = client.get(&path, &[]);
+        assert_eq!(asset.status, 200, "{path}");
+        assert_eq!(asset.header("content-type"), Some(content_type), "{path}");
+        assert_eq!(
+            asset.header("cache-control"),
+            Some("public, max-age=31536000, immutable"),
+            "{path}"
+        );
+        assert!(asset.body.len() > 500, "{path} has its content");
+    }
+    let other_version = client.get("/_usher/assets/page.0000000000000000.css", &[]);
+    assert_eq!(other_version.status, 404);
+    assert_eq!(other_version.header("cache-control"), Some("no-store"));
+    assert!(
+        seen.lock().expect("lock").is_empty(),
+        "pages and assets never reach the origin"
+    );
+}
+
+#[test]
+fn a_zone_brings_its_own_template_and_words() {
+    let (origin, _seen) = recording_origin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("page.html"),
+        "<!doctype html><html lang=\"{{lang}}\"><head>{{usher_head}}</head>\
+         <body class=\"brand\"><h1>{{title}}</h1><p id=\"position\">{{position}}</p>\
+         <p id=\"keep\">{{keep_open}}</p></body></html>",
+    )
+    .expect("template");
+    let usher = Usher::start(
+        dir.path(),
+        origin,
+        "[zones.checkout]\ntitle = \"Rock & Roll\"\npaths = [\"/checkout\"]\ncapacity = 5\n\
+         admit_per_minute = 600\nmode = \"queue_all\"\ntemplate = \"page.html\"\n\
+         [zones.checkout.strings.es]\nkeep_open = \"No cierre esta página.\"\n",
+    );
+    let page = usher
+        .client()
+        .get("/checkout", &[("Accept-Language", "es-MX,es;q=0.8")]);
+    let html = page.text();
+    assert!(
+        html.contains("<body class=\"brand\"><h1>Rock &amp; Roll</h1>"),
+        "{html}"
+    );
+    assert_eq!(element(&html, "position"), "1");
+    assert_eq!(element(&html, "keep"), "No cierre esta página.");
+    assert!(html.contains("<html lang=\"es\">"));
+    let script = asset_path(&html, ".js");
+    assert_eq!(usher.client().get(&script, &[]).status, 200);
 }

@@ -23,12 +23,13 @@ fn timestamp(c: &mut Checker, path: String, value: &Option<String>) -> Option<u6
     parsed
 }
 
-/// The events of zone `base` (at dotted `path`), sorted by start.
+/// The events of zone `base` (at dotted `path`), sorted by start; `dir` resolves template paths.
 pub(super) fn events(
     c: &mut Checker,
     path: &str,
     raw: &[RawEvent],
     base: &ZoneConfig,
+    dir: &std::path::Path,
 ) -> Vec<Event> {
     let mut names = BTreeSet::new();
     let mut out: Vec<(usize, Event)> = Vec::new();
@@ -100,10 +101,15 @@ pub(super) fn events(
             }
         }
         let title = e.title.clone().unwrap_or_else(|| base.title.clone());
+        let template = match e.template.as_deref() {
+            Some(file) => super::page::template(c, &format!("{p}.template"), Some(file), dir),
+            None => base.template.clone(),
+        };
         let sale = ZoneConfig {
             title: title.clone(),
             limits,
             mode,
+            template,
             events: Vec::new(),
             ..base.clone()
         };

@@ -5,6 +5,7 @@
 mod duration;
 mod events;
 pub mod model;
+mod page;
 pub mod raw;
 pub mod timestamp;
 mod validate;

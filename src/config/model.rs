@@ -2,9 +2,11 @@
 //! [`super::validate`]; nothing here knows about TOML.
 
 use crate::admission::Limits;
+use crate::room::page::{Strings, Template};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A whole, validated configuration.
@@ -134,6 +136,12 @@ pub struct ZoneConfig {
     pub no_page_status: u16,
     /// What happens when the store fails.
     pub on_store_error: StoreErrorPolicy,
+    /// The zone's own waiting-page template (`template`), parsed and checked at load; `None`
+    /// means the built-in page.
+    pub template: Option<Arc<Template>>,
+    /// The waiting page's texts in every language, with the file's `[strings.<lang>]` and the
+    /// zone's own overrides applied.
+    pub strings: Arc<Strings>,
     /// Scheduled on-sales, in time order (never overlapping).
     pub events: Vec<Event>,
 }

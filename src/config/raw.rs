@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 /// Keys nobody declared, kept so validation can name them.
 pub type Extra = BTreeMap<String, toml::Value>;
 
+/// `[strings.<lang>]` tables: text overrides of the waiting page, by language and key.
+pub type RawStrings = BTreeMap<String, BTreeMap<String, String>>;
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawConfig {
@@ -23,6 +26,8 @@ pub struct RawConfig {
     pub store: RawStore,
     #[serde(default)]
     pub metrics: RawMetrics,
+    #[serde(default)]
+    pub strings: RawStrings,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -67,6 +72,9 @@ pub struct RawZone {
     pub waiting_status: Option<i64>,
     pub no_page_status: Option<i64>,
     pub on_store_error: Option<String>,
+    pub template: Option<String>,
+    #[serde(default)]
+    pub strings: RawStrings,
     pub events: Option<Vec<RawEvent>>,
     #[serde(flatten)]
     pub extra: Extra,
@@ -87,6 +95,7 @@ pub struct RawEvent {
     pub admit_per_minute: Option<i64>,
     pub burst: Option<i64>,
     pub session_ttl: Option<String>,
+    pub template: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }

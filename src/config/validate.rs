@@ -2,11 +2,13 @@
 
 use super::model::*;
 use super::raw::*;
-use super::{parse_duration, Problem};
+use super::{page, parse_duration, Problem};
 use crate::admission::Limits;
+use crate::room::page::Strings;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Collects problems while reading values with defaults.
@@ -121,7 +123,20 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
 
     let upstreams = upstreams(&mut c, &raw.upstreams);
     let server = server(&mut c, &raw.server, &upstreams);
-    let zones = zones(&mut c, &raw.zones, &upstreams, &server.default_upstream);
+    let strings = Arc::new(page::strings(
+        &mut c,
+        "strings",
+        &raw.strings,
+        &Strings::default(),
+    ));
+    let zones = zones(
+        &mut c,
+        &raw.zones,
+        &upstreams,
+        &server.default_upstream,
+        base,
+        &strings,
+    );
     let tokens = tokens(&mut c, &raw.tokens, base);
 
     let store = store(&mut c, &raw.store, base);
@@ -236,11 +251,15 @@ fn server(
     }
 }
 
+/// The zones; `base` resolves their template paths, `strings` are the page's texts with the
+/// file's top-level overrides.
 fn zones(
     c: &mut Checker,
     raw: &BTreeMap<String, RawZone>,
     upstreams: &BTreeMap<String, UpstreamConfig>,
     default_upstream: &str,
+    base: &Path,
+    strings: &Arc<Strings>,
 ) -> Vec<ZoneConfig> {
     let mut out = Vec::new();
     let mut claimed: BTreeMap<(String, String), String> = BTreeMap::new();
@@ -367,6 +386,13 @@ fn zones(
                 StoreErrorPolicy::FailClosed
             }
         };
+        let template = page::template(c, &format!("{path}.template"), z.template.as_deref(), base);
+        let strings = if z.strings.is_empty() {
+            strings.clone()
+        } else {
+            let path = format!("{path}.strings");
+            Arc::new(page::strings(c, &path, &z.strings, strings))
+        };
         let mut zone = ZoneConfig {
             name: name.clone(),
             title: z.title.clone().unwrap_or_else(|| name.clone()),
@@ -387,9 +413,12 @@ fn zones(
             waiting_status,
             no_page_status,
             on_store_error,
+            template,
+            strings,
             events: Vec::new(),
         };
-        zone.events = super::events::events(c, &path, z.events.as_deref().unwrap_or(&[]), &zone);
+        let events = z.events.as_deref().unwrap_or(&[]);
+        zone.events = super::events::events(c, &path, events, &zone, base);
         out.push(zone);
     }
     out

@@ -114,7 +114,10 @@ async fn write_reply(session: &mut Session, reply: Reply) -> Result<()> {
     let mut header = ResponseHeader::build(reply.status, Some(5))?;
     header.insert_header("content-type", reply.content_type)?;
     header.insert_header("content-length", reply.body.len().to_string())?;
-    header.insert_header("cache-control", "no-store")?;
+    header.insert_header("cache-control", reply.cache_control)?;
+    if let Some(vary) = reply.vary {
+        header.insert_header("vary", vary)?;
+    }
     if let Some(cookie) = reply.set_cookie {
         header.insert_header("set-cookie", cookie)?;
     }
@@ -189,6 +192,10 @@ impl ProxyHttp for UsherProxy {
             cookie: cookie.as_deref(),
             wants_json,
             shows_pages: shows_pages(req),
+            accept_language: req
+                .headers
+                .get("accept-language")
+                .and_then(|v| v.to_str().ok()),
         };
         if facts.path == "/_usher/events" {
             let last_event_id = req

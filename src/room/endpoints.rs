@@ -1,7 +1,9 @@
 //! The reserved `/_usher/` endpoints on every host: `status` (JSON, and the token swap when the
 //! visitor's turn came, so a page that polls it can go on), `jwks.json` (public keys, so the
-//! origin can verify access tokens itself) and `health`.
+//! origin can verify access tokens itself), `assets/*` (the waiting page's CSS and JS) and
+//! `health`.
 
+use super::page::assets;
 use super::places::Place;
 use super::status::{State, Status};
 use super::{Outcome, Reply, RequestFacts, Room};
@@ -12,13 +14,7 @@ use crate::zone::Zone;
 
 /// A JSON reply without cookies.
 pub(super) fn json_reply(status: u16, body: Vec<u8>) -> Reply {
-    Reply {
-        status,
-        content_type: "application/json",
-        body,
-        set_cookie: None,
-        retry_after: None,
-    }
+    Reply::fresh(status, "application/json", body)
 }
 
 fn json(status: u16, body: Vec<u8>, set_cookie: Option<String>) -> Outcome {
@@ -26,6 +22,18 @@ fn json(status: u16, body: Vec<u8>, set_cookie: Option<String>) -> Outcome {
         set_cookie,
         ..json_reply(status, body)
     })
+}
+
+/// An embedded asset by its hashed name; names change with content, so it may be cached for
+/// good. Any other name is a 404 (with `no-store`, so a later version is not shadowed).
+fn asset(name: &str) -> Outcome {
+    match assets::find(name) {
+        Some(asset) => Outcome::Reply(Reply {
+            cache_control: assets::CACHE_CONTROL,
+            ..Reply::fresh(200, asset.content_type, asset.body.as_bytes().to_vec())
+        }),
+        None => json(404, b"{\"error\":\"no such asset\"}".to_vec(), None),
+    }
 }
 
 fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
@@ -42,6 +50,9 @@ impl Room {
         req: &RequestFacts<'_>,
         now: u64,
     ) -> Outcome {
+        if let Some(name) = endpoint.strip_prefix("assets/") {
+            return asset(name);
+        }
         match endpoint {
             "status" => self.status(req, now).await,
             "jwks.json" => json(
@@ -125,7 +136,30 @@ impl Room {
 
 #[cfg(test)]
 mod tests {
-    use super::query_param;
+    use super::*;
+
+    #[test]
+    fn assets_are_served_by_hashed_name_and_cached_for_good() {
+        for (asset, content_type) in [
+            (assets::stylesheet(), "text/css; charset=utf-8"),
+            (assets::script(), "text/javascript; charset=utf-8"),
+        ] {
+            let Outcome::Reply(reply) = super::asset(&asset.name) else {
+                panic!("an asset is a reply");
+            };
+            assert_eq!(reply.status, 200);
+            assert_eq!(reply.content_type, content_type);
+            assert_eq!(reply.cache_control, "public, max-age=31536000, immutable");
+            assert_eq!(reply.body, asset.body.as_bytes());
+        }
+        for unknown in ["page.css", "page.0000000000000000.js", "", "../usher.toml"] {
+            let Outcome::Reply(reply) = super::asset(unknown) else {
+                panic!("a reply");
+            };
+            assert_eq!(reply.status, 404, "{unknown}");
+            assert_eq!(reply.cache_control, "no-store");
+        }
+    }
 
     #[test]
     fn reads_query_parameters() {

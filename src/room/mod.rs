@@ -48,6 +48,8 @@ pub struct RequestFacts<'a> {
     /// Whether the client can show a waiting page: a GET or HEAD that is not a WebSocket upgrade
     /// or a script's request. Others get the status JSON with the zone's `no_page_status`.
     pub shows_pages: bool,
+    /// The `Accept-Language` header, if any: picks the waiting page's language.
+    pub accept_language: Option<&'a str>,
 }
 
 /// Forward the request upstream.
@@ -63,6 +65,9 @@ pub struct Forward {
     pub set_cookie: Option<String>,
 }
 
+/// `Cache-Control` of answers made for one visitor at one moment.
+pub const NO_STORE: &str = "no-store";
+
 /// Answer the request without the origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -76,6 +81,25 @@ pub struct Reply {
     pub set_cookie: Option<String>,
     /// Seconds for a `Retry-After` header.
     pub retry_after: Option<u64>,
+    /// `Cache-Control`: [`NO_STORE`] for everything but the page's assets.
+    pub cache_control: &'static str,
+    /// `Vary`, when the body depends on a request header beyond the URL.
+    pub vary: Option<&'static str>,
+}
+
+impl Reply {
+    /// An answer that no cache may keep.
+    pub fn fresh(status: u16, content_type: &'static str, body: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            content_type,
+            body,
+            set_cookie: None,
+            retry_after: None,
+            cache_control: NO_STORE,
+            vary: None,
+        }
+    }
 }
 
 /// What to do with a request.
@@ -516,32 +540,23 @@ impl Room {
                 status_code
             };
             return Outcome::Reply(Reply {
-                status: code,
-                content_type: "application/json",
-                body: status.to_json(),
                 set_cookie,
                 retry_after: Some(status.refresh_ms.div_ceil(1_000).max(1)),
+                ..Reply::fresh(code, "application/json", status.to_json())
             });
         }
-        let (content_type, body) = if req.wants_json {
-            ("application/json", status.to_json())
-        } else if status.state == State::Closed {
-            (
-                "text/html; charset=utf-8",
-                page::closed(&zone.config.title).into_bytes(),
-            )
-        } else {
-            (
-                "text/html; charset=utf-8",
-                page::waiting(status).into_bytes(),
-            )
-        };
+        if req.wants_json {
+            return Outcome::Reply(Reply {
+                set_cookie,
+                ..Reply::fresh(status_code, "application/json", status.to_json())
+            });
+        }
+        let lang = page::negotiate(req.accept_language);
+        let html = page::render(&zone.config, status, lang);
         Outcome::Reply(Reply {
-            status: status_code,
-            content_type,
-            body,
             set_cookie,
-            retry_after: None,
+            vary: Some("Accept-Language"),
+            ..Reply::fresh(status_code, "text/html; charset=utf-8", html.into_bytes())
         })
     }
 }

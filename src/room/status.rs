@@ -24,6 +24,21 @@ pub enum State {
     NotQueued,
 }
 
+impl State {
+    /// The name as in the JSON (`waiting`, `not_queued`, ...), for the page's `data-state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Waiting => "waiting",
+            State::Paused => "paused",
+            State::Admitted => "admitted",
+            State::Closed => "closed",
+            State::Prequeue => "prequeue",
+            State::Ended => "ended",
+            State::NotQueued => "not_queued",
+        }
+    }
+}
+
 /// The status document (versioned for apps: fields are only ever added).
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -180,4 +195,25 @@ pub fn progress_percent(waited_seconds: u64, eta_seconds: u64) -> u8 {
         return 0;
     }
     ((waited_seconds * 100 / total).min(99)) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::State;
+
+    #[test]
+    fn state_names_match_the_json() {
+        for state in [
+            State::Waiting,
+            State::Paused,
+            State::Admitted,
+            State::Closed,
+            State::Prequeue,
+            State::Ended,
+            State::NotQueued,
+        ] {
+            let json = serde_json::to_string(&state).expect("json");
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+        }
+    }
 }

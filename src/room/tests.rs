@@ -73,6 +73,7 @@ impl Visitor {
             cookie: self.cookie.as_deref(),
             wants_json: false,
             shows_pages: true,
+            accept_language: None,
         };
         let outcome = h.room.handle(&facts).await;
         let set = match &outcome {
@@ -268,6 +269,7 @@ async fn json_clients_get_the_status_instead_of_the_page() {
         cookie: None,
         wants_json: true,
         shows_pages: true,
+        accept_language: None,
     };
     let Outcome::Reply(reply) = h.room.handle(&facts).await else {
         panic!("queued");
@@ -289,6 +291,7 @@ async fn requests_that_cannot_show_a_page_get_json_with_retry_after_and_still_a_
         cookie: None,
         wants_json: false,
         shows_pages: false,
+        accept_language: None,
     };
     let Outcome::Reply(reply) = h.room.handle(&post).await else {
         panic!("queued");
@@ -348,6 +351,7 @@ async fn the_change_feed_wakes_the_edge_cache() {
         cookie: None,
         wants_json: false,
         shows_pages: true,
+        accept_language: None,
     };
     room.handle(&facts).await;
     // The exchanger commits to the store; only the feed brings the state to the cache.
@@ -467,6 +471,7 @@ const NEWCOMER: RequestFacts<'static> = RequestFacts {
     cookie: None,
     wants_json: true,
     shows_pages: true,
+    accept_language: None,
 };
 
 #[tokio::test]
@@ -521,6 +526,7 @@ fn events<'h>(h: &'h Harness, v: &Visitor, last_event_id: Option<&str>) -> Event
         cookie: v.cookie.as_deref(),
         wants_json: false,
         shows_pages: true,
+        accept_language: None,
     };
     h.room.events(&facts, last_event_id).expect("a stream")
 }

@@ -37,6 +37,7 @@ impl Zone {
                 let prequeue = ZoneConfig {
                     title: event.title.clone(),
                     mode: Mode::Paused,
+                    template: event.sale.template.clone(),
                     events: Vec::new(),
                     ..config.clone()
                 };
