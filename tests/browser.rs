@@ -169,6 +169,10 @@ fn a_browser_waits_with_its_position_then_moves_on_to_the_shop_by_itself() {
         .expect("read the page");
     assert_eq!(titled, Value::Bool(true), "the waiting page names the zone");
 
+    // Marks this document: if anything reloads the page while it waits, the mark is gone.
+    page.eval("window.__usherLoaded = true")
+        .expect("mark the page");
+
     shoot(&mut page, "waiting-desktop.png", 1280, 800, 1.0, false);
     shoot(&mut page, "waiting-mobile.png", 360, 740, 2.0, true);
     page.set_screen(320, 640, 2.0, true);
@@ -186,6 +190,25 @@ fn a_browser_waits_with_its_position_then_moves_on_to_the_shop_by_itself() {
         !seen.lock().expect("lock").iter().any(|(p, _)| p == WANTED),
         "the browser reached the shop while the zone was full"
     );
+
+    // With JavaScript the page never reloads itself while it waits (several refresh
+    // intervals went by for the screenshots), and it listens to the event stream.
+    let waited = wait_for(
+        &mut page,
+        "the page to have waited past two refresh intervals",
+        Duration::from_secs(10),
+        "performance.now() > 2500 && (window.__usherLoaded === true ? 'same' : 'reloaded')",
+    );
+    assert_eq!(waited, "same", "the waiting page reloaded itself");
+    let metrics = common::Client::connect(usher.metrics)
+        .get("/metrics", &[])
+        .text();
+    let streams: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("usher_gate_requests_total") && l.contains("decision=\"events\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(streams >= 1.0, "the page never opened /_usher/events");
 
     // The first shopper finishes; the origin's release frees the slot.
     let done = first.get("/checkout/done", &[("Cookie", &access)]);
