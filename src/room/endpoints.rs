@@ -25,15 +25,21 @@ fn json(status: u16, body: Vec<u8>, set_cookie: Option<String>) -> Outcome {
 }
 
 /// An embedded asset by its hashed name; names change with content, so it may be cached for
-/// good. Any other name is a 404 (with `no-store`, so a later version is not shadowed).
+/// good. Another build's name of a known asset gets this build's file, revalidated each time
+/// (a rolling upgrade); any other name is a 404 (with `no-store`, so a later version is not
+/// shadowed).
 fn asset(name: &str) -> Outcome {
-    match assets::find(name) {
-        Some(asset) => Outcome::Reply(Reply {
-            cache_control: assets::CACHE_CONTROL,
-            ..Reply::fresh(200, asset.content_type, asset.body.as_bytes().to_vec())
-        }),
-        None => json(404, b"{\"error\":\"no such asset\"}".to_vec(), None),
-    }
+    let (asset, cache_control) = match assets::find(name) {
+        Some(asset) => (asset, assets::CACHE_CONTROL),
+        None => match assets::other_version_of(name) {
+            Some(asset) => (asset, "no-cache"),
+            None => return json(404, b"{\"error\":\"no such asset\"}".to_vec(), None),
+        },
+    };
+    Outcome::Reply(Reply {
+        cache_control,
+        ..Reply::fresh(200, asset.content_type, asset.body.as_bytes().to_vec())
+    })
 }
 
 fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
@@ -152,7 +158,20 @@ mod tests {
             assert_eq!(reply.cache_control, "public, max-age=31536000, immutable");
             assert_eq!(reply.body, asset.body.as_bytes());
         }
-        for unknown in ["page.css", "page.0000000000000000.js", "", "../usher.toml"] {
+        // Another build's name: this build's file, not cached for good.
+        let Outcome::Reply(reply) = super::asset("page.0000000000000000.js") else {
+            panic!("a reply");
+        };
+        assert_eq!((reply.status, reply.cache_control), (200, "no-cache"));
+        assert_eq!(reply.body, assets::script().body.as_bytes());
+        for unknown in [
+            "page.css",
+            "page.00000000000000zz.js",
+            "page.0000000000000000.exe",
+            "other.0000000000000000.js",
+            "",
+            "../usher.toml",
+        ] {
             let Outcome::Reply(reply) = super::asset(unknown) else {
                 panic!("a reply");
             };

@@ -69,6 +69,18 @@ pub fn find(name: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.name == name)
 }
 
+/// This build's version of an asset asked for by another build's name (`page.<other hash>.js`):
+/// during a rolling upgrade a page from one node may ask another for its assets. Serving the
+/// current file (not cached for good) beats a page without style or script.
+pub fn other_version_of(name: &str) -> Option<&'static Asset> {
+    let (stem, rest) = name.split_once('.')?;
+    let (hash, ext) = rest.split_once('.')?;
+    let is_hash = hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+    ASSETS.iter().find(|a| {
+        is_hash && a.name.starts_with(&format!("{stem}.")) && a.name.ends_with(&format!(".{ext}"))
+    })
+}
+
 /// 64-bit FNV-1a: stable across builds and platforms (unlike `std`'s hasher), and plenty to
 /// tell two versions of a file apart; it is not a security boundary.
 fn fnv1a(bytes: &[u8]) -> u64 {
