@@ -31,5 +31,11 @@ if [[ -z ${USHER_SCYLLA:-} ]]; then
   echo "[test.sh] skipping the_feed_delivers_zone_changes_and_revocations_from_scylladb: set USHER_SCYLLA=host:port to run it"
   skip=(--skip the_feed_delivers_zone_changes_and_revocations_from_scylladb)
 fi
+# An exploration that prints ETA figures for zones named in ETA_SCENARIOS; it asserts nothing,
+# so it runs only when asked for.
+if [[ -z ${ETA_SCENARIOS:-} ]]; then
+  echo "[test.sh] skipping eta_in_other_zones: an exploration, run with ETA_SCENARIOS=... (tests/eta.rs)"
+  skip+=(--skip eta_in_other_zones)
+fi
 echo "[test.sh] running every test (CQL server at 127.0.0.1:$cql_port)"
 USHER_CQL=127.0.0.1:$cql_port cargo test --release -j"$JOBS" -- --include-ignored "${skip[@]}"

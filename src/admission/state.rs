@@ -2,7 +2,7 @@
 //! advances. This is the only state every node competes for (one small row, changed by
 //! compare-and-set once per tick); slots live in the ledger and per-visitor [`super::Slot`]s.
 
-use super::{bucket_of, Limits, QueueKey, RateBucket};
+use super::{bucket_of, Limits, ObservedRate, QueueKey, RateBucket};
 use serde::{Deserialize, Serialize};
 
 /// One tick's admissions: whom to reserve a slot for, and until when.
@@ -33,11 +33,10 @@ pub struct ZoneState {
     pub last_tick_ms: u64,
     /// Rate allowance.
     pub rate: RateBucket,
-    /// Smoothed admissions per second, for the ETA.
-    pub observed_per_sec: f64,
-    /// Start of the window the observed rate is being measured over, and admissions in it.
-    #[serde(default)]
-    pub rate_window: (u64, u64),
+    /// The admission pace observed while people waited, for the ETA (flattened: its fields
+    /// are keys of this record, as they were before it was a struct of its own).
+    #[serde(flatten)]
+    pub observed: ObservedRate,
     /// Visitors queued after the cursor, as of the last tick (for status pages and to tell a
     /// quiet zone from a busy one without asking the store).
     #[serde(default)]
@@ -71,8 +70,7 @@ impl ZoneState {
             version: 0,
             last_tick_ms: now_ms,
             rate: RateBucket::full(limits, now_ms),
-            observed_per_sec: 0.0,
-            rate_window: (now_ms, 0),
+            observed: ObservedRate::new(now_ms),
             waiting: 0,
             active: 0,
             draw: None,
@@ -110,6 +108,9 @@ impl ZoneState {
         limits: &Limits,
         now_ms: u64,
     ) -> Grant {
+        // Whether the tick admitted all it was allowed to with people left over: only then
+        // does it measure the zone's pace.
+        let allowed = self.budget(active, limits, now_ms) as u64;
         self.rate.refill(limits, now_ms);
         let from = self.cursor;
         let n = admitted.len() as u64;
@@ -118,7 +119,8 @@ impl ZoneState {
             self.cursor = self.cursor.max(*highest);
             self.admitted_total += n;
         }
-        self.observe(n, now_ms);
+        let constrained = waiting > 0 && n >= allowed;
+        self.observed.observe(n, constrained, limits, now_ms);
         self.waiting = waiting;
         self.active = active + n;
         self.last_tick_ms = now_ms;
@@ -129,23 +131,5 @@ impl ZoneState {
             claim_bucket: bucket_of(now_ms + limits.claim_window.as_millis() as u64),
             admitted_at_ms: now_ms,
         }
-    }
-
-    /// Folds `n` admissions into the observed rate. Measured over windows of at least a second,
-    /// so ticks run on demand (a join in a quiet zone) do not make the rate jump.
-    fn observe(&mut self, n: u64, now_ms: u64) {
-        let (start, count) = &mut self.rate_window;
-        *count += n;
-        let elapsed_ms = now_ms.saturating_sub(*start);
-        if elapsed_ms < 1_000 {
-            return;
-        }
-        // Only while people are admitted, so idle time does not drag the estimate down.
-        if *count > 0 || self.observed_per_sec > 0.0 {
-            let per_sec = *count as f64 * 1_000.0 / elapsed_ms as f64;
-            self.observed_per_sec = 0.9 * self.observed_per_sec + 0.1 * per_sec;
-        }
-        *start = now_ms;
-        *count = 0;
     }
 }

@@ -394,32 +394,3 @@ fn a_quiet_zone_is_told_apart_from_a_busy_one() {
     state.apply_tick(vec![key(T0 + 1_000, 2)], 1, 3, &l, T0 + 1_000);
     assert!(!state.looks_quiet(&l, T0 + 5_000), "people wait, and full");
 }
-
-#[test]
-fn ticks_on_demand_do_not_make_the_observed_rate_jump() {
-    let l = limits(100, 6_000, 100);
-    let mut state = ZoneState::new(&l, T0);
-    // Ten ticks 1 ms apart, one admission each: 10 per ~second, not 1 000 per second.
-    for i in 0..10 {
-        state.apply_tick(vec![key(T0 + i, i as u128)], 0, 0, &l, T0 + i);
-    }
-    state.apply_tick(Vec::new(), 0, 0, &l, T0 + 1_000);
-    assert!(
-        state.observed_per_sec > 0.5 && state.observed_per_sec < 1.5,
-        "observed {}",
-        state.observed_per_sec
-    );
-}
-
-#[test]
-fn eta_uses_the_observed_rate_when_it_is_slower() {
-    let l = limits(10, 60, 1);
-    assert_eq!(
-        eta(59, 0.0, &l).seconds,
-        60,
-        "configured 1/s before anything was observed"
-    );
-    assert_eq!(eta(59, 0.5, &l).seconds, 120, "observed 0.5/s");
-    let e = eta(99, 2.0, &l);
-    assert!(e.low <= e.seconds && e.seconds <= e.high);
-}

@@ -144,10 +144,11 @@ impl Room {
         let name = zone.config.name.as_str();
         let cached = self.cached(name);
         let cursor = cached.as_ref().map(|s| s.cursor).unwrap_or_default();
+        let counted_to = key.start_of_millisecond();
         let ahead = self
-            .call(name, "ahead", self.store.ahead(name, cursor, key))
+            .call(name, "ahead", self.store.ahead(name, cursor, counted_to))
             .await?;
-        let observed = cached.map_or(0.0, |s| s.observed_per_sec);
+        let observed = cached.map(|s| s.observed).unwrap_or_default();
         let state = if zone.config.mode == Mode::Paused {
             State::Paused
         } else {
@@ -157,7 +158,7 @@ impl Room {
             zone,
             state,
             ahead,
-            eta(ahead, observed, &zone.config.limits),
+            eta(ahead, &observed, &zone.config.limits),
             joined_at,
             now,
         ))
