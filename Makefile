@@ -6,7 +6,7 @@ USHER := target/release/usher
 # apt-get needs root; use sudo when not root and sudo exists.
 SUDO  := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo)
 
-.PHONY: help setup setup-test demo test keys check-conf bench bench-load
+.PHONY: help setup setup-test demo test keys check-conf bench bench-load bench-sse
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -44,3 +44,6 @@ bench: ## criterion benchmarks of the hot paths
 
 bench-load: ## end-to-end load: usher vs bare Pingora vs nginx (needs wrk and nginx)
 	bash benches/load/run.sh
+
+bench-sse: ## concurrent SSE visitors on one node: memory per stream, wake-storm CPU (about 3 min)
+	bash benches/load/sse.sh

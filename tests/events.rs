@@ -1,6 +1,7 @@
 //! `GET /_usher/events` through the real binary: a waiting visitor's stream shows their place,
 //! is woken by the exchanger when a slot frees, says "admitted", and ends; the page's next
-//! request goes in. Also: a second tab (same cookie) shares the place.
+//! request goes in. Also: a second tab (same cookie) shares the place, and a page closed
+//! mid-stream is the normal end of a stream, not an error in the log.
 
 mod common;
 
@@ -153,4 +154,38 @@ fn events_for_a_stranger_or_unknown_zone_answer_at_once() {
     assert!(sse.ends(Duration::from_secs(5)));
     let unknown = usher.client().get("/_usher/events?zone=nope", &[]);
     assert_eq!(unknown.status, 404);
+}
+
+#[test]
+fn a_visitor_closing_the_page_is_not_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let usher = Usher::start(dir.path(), origin(), ZONE);
+    let inside = usher
+        .client()
+        .get("/checkout", &[])
+        .cookie()
+        .expect("quiet zone: straight in");
+    let place = usher
+        .client()
+        .get("/checkout", &[])
+        .cookie()
+        .expect("a place in line");
+    // Two tabs on one place: the first is closed, the second shows when the wake came.
+    let (mut closed, _) = Sse::open(&usher, &place, None);
+    assert_eq!(closed.status(Duration::from_secs(5))["state"], "waiting");
+    drop(closed);
+    let (mut open, _) = Sse::open(&usher, &place, None);
+    assert_eq!(open.status(Duration::from_secs(5))["state"], "waiting");
+
+    // Their turn wakes both streams; the closed one's writes fail.
+    usher.client().get("/checkout/done", &[("Cookie", &inside)]);
+    assert_eq!(open.status(Duration::from_secs(10))["state"], "admitted");
+    assert!(open.ends(Duration::from_secs(5)));
+    // Nothing to wait for when all is well: give a wrongly logged error the time to appear.
+    std::thread::sleep(Duration::from_millis(500));
+    let log = usher.log();
+    assert!(
+        !log.contains("ERROR"),
+        "a closed page is the normal end of a stream, not an error:\n{log}"
+    );
 }

@@ -203,10 +203,14 @@ impl ProxyHttp for UsherProxy {
                 .get("last-event-id")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            match self.room.events(&facts, last_event_id.as_deref()) {
-                Ok(events) => write_events(session, events).await?,
-                Err(reply) => write_reply(session, reply).await?,
-            }
+            let written = match self.room.events(&facts, last_event_id.as_deref()) {
+                Ok(events) => write_events(session, events).await,
+                Err(reply) => write_reply(session, reply).await,
+            };
+            // Every stream but the admitted visitor's ends with a failed write: the page was
+            // closed. Pingora's write errors do not say whose they are; these are the
+            // visitor's, so `suppress_error_log` keeps them out of the error log.
+            written.map_err(|e| e.into_down())?;
             return Ok(true);
         }
         match self.room.handle(&facts).await {
