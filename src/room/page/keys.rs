@@ -73,11 +73,13 @@ pub enum Key {
     UpdatedMinutes,
     /// Time left until the sale, `{time}` as H:MM:SS.
     Countdown,
+    /// In the pre-queue after the start, while places are drawn.
+    Drawing,
 }
 
 impl Key {
     /// Every key.
-    pub const ALL: [Key; 34] = [
+    pub const ALL: [Key; 35] = [
         Key::WaitingHeadline,
         Key::WaitingMessage,
         Key::PausedHeadline,
@@ -112,6 +114,7 @@ impl Key {
         Key::UpdatedSeconds,
         Key::UpdatedMinutes,
         Key::Countdown,
+        Key::Drawing,
     ];
 
     /// The key's name in config and in the page's script.
@@ -151,6 +154,7 @@ impl Key {
             Key::UpdatedSeconds => "updated_seconds",
             Key::UpdatedMinutes => "updated_minutes",
             Key::Countdown => "countdown",
+            Key::Drawing => "drawing",
         }
     }
 

@@ -110,6 +110,13 @@ pub fn render(zone: &ZoneConfig, status: &Status, lang: Lang) -> String {
         Var::ProgressLabel => text(Key::ProgressLabel),
         Var::ProgressPercent => owned(status.progress_percent.to_string()),
         Var::Countdown => match &status.event {
+            // After the start, until the page has its drawn place.
+            Some(event)
+                if status.state == State::Prequeue
+                    && status.updated_at_ms >= event.starts_at_ms =>
+            {
+                text(Key::Drawing)
+            }
             Some(event) if status.state == State::Prequeue => owned(super::strings::fill(
                 strings.get(lang, Key::Countdown),
                 &[(

@@ -169,6 +169,15 @@ fn paused_degraded_and_prequeue_say_what_they_are() {
         "The Tour &amp; more",
         "the event's title"
     );
+    // Past the start, until the draw's grace is over: no "0:00:00", the draw is named.
+    if let Some(event) = prequeue.event.as_mut() {
+        event.starts_at_ms = NOW - 1_000;
+    }
+    let html = render(&config.zones[0], &prequeue, Lang::En);
+    assert_eq!(
+        element(&html, "countdown"),
+        "The sale has started. Places in line are being drawn, one moment."
+    );
 }
 
 #[test]

@@ -42,6 +42,7 @@ const EN: Table = &[
     (Key::UpdatedSeconds, "Updated {n} s ago"),
     (Key::UpdatedMinutes, "Updated {n} min ago"),
     (Key::Countdown, "The sale starts in {time}."),
+    (Key::Drawing, "The sale has started. Places in line are being drawn, one moment."),
 ];
 
 #[rustfmt::skip]
@@ -80,6 +81,7 @@ const DE: Table = &[
     (Key::UpdatedSeconds, "Vor {n} s aktualisiert"),
     (Key::UpdatedMinutes, "Vor {n} min aktualisiert"),
     (Key::Countdown, "Der Verkauf beginnt in {time}."),
+    (Key::Drawing, "Der Verkauf hat begonnen. Die Plätze in der Warteschlange werden gerade ausgelost, einen Moment."),
 ];
 
 #[rustfmt::skip]
@@ -118,6 +120,7 @@ const FR: Table = &[
     (Key::UpdatedSeconds, "Mis à jour il y a {n} s"),
     (Key::UpdatedMinutes, "Mis à jour il y a {n} min"),
     (Key::Countdown, "La vente commence dans {time}."),
+    (Key::Drawing, "La vente a commencé. Les places dans la file sont en cours de tirage, un instant."),
 ];
 
 #[rustfmt::skip]
@@ -156,6 +159,7 @@ const ES: Table = &[
     (Key::UpdatedSeconds, "Actualizado hace {n} s"),
     (Key::UpdatedMinutes, "Actualizado hace {n} min"),
     (Key::Countdown, "La venta empieza en {time}."),
+    (Key::Drawing, "La venta ha empezado. Se están sorteando los lugares en la fila, un momento."),
 ];
 
 fn table(lang: Lang) -> Table {

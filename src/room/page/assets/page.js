@@ -65,7 +65,9 @@
     setText('updated', age < 5 ? s.updated_now
       : age < 60 ? fill(s.updated_seconds, { n: age })
       : fill(s.updated_minutes, { n: Math.floor(age / 60) }));
-    if (deadline) setText('countdown', fill(s.countdown, { time: clock(deadline - Date.now()) }));
+    // Past the start the places are being drawn: say so rather than show 0:00:00.
+    if (deadline) setText('countdown', deadline <= Date.now() ? s.drawing
+      : fill(s.countdown, { time: clock(deadline - Date.now()) }));
   }
 
   function setView(next, state) {
