@@ -5,10 +5,12 @@
 //!
 //! Groups:
 //! - `gate/access_request`: the whole per-request gate path for a visitor with a valid access
-//!   token: zone lookup, cookie parse, token check, decision. `cached` is what usher does
-//!   (`Tokens::verify`, DashMap cache of verified tokens); `naive_verify_every_time` checks the
-//!   signature on every request (`Tokens::verify_uncached`) as a baseline.
-//! - `gate/steps/*`: the steps of the cached path one by one.
+//!   token: the canonical view of the request, zone lookup, cookie parse, token check, decision.
+//!   `cached` is what usher does (`Tokens::verify`, DashMap cache of verified tokens);
+//!   `naive_verify_every_time` checks the signature on every request (`Tokens::verify_uncached`)
+//!   as a baseline.
+//! - `gate/steps/*`: the steps of the cached path one by one (`canonical_view_odd_spelling`: the
+//!   view's slow path, a target with escapes, dot segments and upper case).
 //! - `verify/eddsa`, `verify/hs256`: one token verification: `dashmap_cached` (usher's
 //!   `Tokens::verify`), `naive_mutex_hashmap_cached` (a `Mutex<HashMap<String, Claims>>` in front
 //!   of `verify_uncached`, cloning the claims out like a naive cache would) and `uncached`; the
@@ -24,6 +26,7 @@ use std::time::Duration;
 use usher::admission::{QueueKey, VisitorId};
 use usher::config::Config;
 use usher::gate::{self, Decision, TokenCheck};
+use usher::request;
 use usher::token::{cookie, Claims, Keyring, TokenKind, Tokens};
 use usher::zone::ZoneTable;
 
@@ -109,6 +112,19 @@ fn fixture(algorithm: &str) -> Fixture {
     }
 }
 
+/// The gate's decision for a request to `zone` with token check `check`, outside any schedule.
+fn decide(zone: &usher::zone::Zone, check: &TokenCheck, now: u64) -> Decision {
+    gate::decide(&gate::Facts {
+        zone: &zone.config,
+        phase: usher::onsale::Phase::Base,
+        token: check,
+        cursor: QueueKey::default(),
+        draw: None,
+        preflight: false,
+        now_ms: now,
+    })
+}
+
 fn gate_path(c: &mut Criterion) {
     let f = fixture("EdDSA");
     let table = ZoneTable::new(&f.config);
@@ -116,26 +132,36 @@ fn gate_path(c: &mut Criterion) {
         "_ga=GA1.2.3.4; session=abcdef0123456789; usher_checkout={}; theme=dark",
         f.token
     );
-    let cursor = QueueKey::default();
+    let cookie_header = cookie_header.as_bytes();
+    let hosts: [&[u8]; 1] = [HOST.as_bytes()];
+    let raw = request::Raw {
+        method: "GET",
+        http10: false,
+        target: PATH.as_bytes(),
+        hosts: &hosts,
+    };
     let now = now_ms();
 
     // The path measured is the forward of a valid session, not a refusal.
-    let zone = table.find(HOST, PATH).expect("zone");
-    let raw = cookie::find(&cookie_header, &zone.cookie);
-    let check = gate::check_token(&f.tokens, &zone.config.name, raw, |_| false, now);
+    let view = request::view(raw).expect("readable");
+    let zone = table.find(view.host.as_deref(), &view.path).expect("zone");
+    let token = cookie::find(cookie_header, &zone.cookie);
+    let check = gate::check_token(&f.tokens, &zone.config.name, token, |_| false, now);
     assert_eq!(
-        gate::decide(&zone.config, &check, cursor, now),
+        decide(zone, &check, now),
         Decision::Forward { renew: false }
     );
 
     let mut group = c.benchmark_group("gate/access_request");
-    // usher's path: the verified-token cache answers after the first request.
+    // usher's path: the canonical view, then the verified-token cache answers after the first
+    // request.
     group.bench_function("cached", |b| {
         b.iter(|| {
-            let zone = table.find(black_box(HOST), black_box(PATH)).expect("zone");
-            let raw = cookie::find(black_box(&cookie_header), &zone.cookie);
-            let check = gate::check_token(&f.tokens, &zone.config.name, raw, |_| false, now);
-            let decision = gate::decide(&zone.config, &check, cursor, now);
+            let view = request::view(black_box(raw)).expect("readable");
+            let zone = table.find(view.host.as_deref(), &view.path).expect("zone");
+            let token = cookie::find(black_box(cookie_header), &zone.cookie);
+            let check = gate::check_token(&f.tokens, &zone.config.name, token, |_| false, now);
+            let decision = decide(zone, &check, now);
             debug_assert_eq!(decision, Decision::Forward { renew: false });
             black_box(decision)
         })
@@ -143,16 +169,17 @@ fn gate_path(c: &mut Criterion) {
     // Baseline: the same path, checking the signature on every request.
     group.bench_function("naive_verify_every_time", |b| {
         b.iter(|| {
-            let zone = table.find(black_box(HOST), black_box(PATH)).expect("zone");
-            let raw = cookie::find(black_box(&cookie_header), &zone.cookie).expect("cookie");
-            let check = match f.tokens.verify_uncached(raw) {
+            let view = request::view(black_box(raw)).expect("readable");
+            let zone = table.find(view.host.as_deref(), &view.path).expect("zone");
+            let token = cookie::find(black_box(cookie_header), &zone.cookie).expect("cookie");
+            let check = match f.tokens.verify_uncached(token) {
                 Ok(claims) if claims.exp * 1_000 > now && claims.zone == zone.config.name => {
                     TokenCheck::Access(Arc::new(claims))
                 }
                 Ok(_) => TokenCheck::Missing,
                 Err(reason) => TokenCheck::Rejected(reason),
             };
-            let decision = gate::decide(&zone.config, &check, cursor, now);
+            let decision = decide(zone, &check, now);
             debug_assert_eq!(decision, Decision::Forward { renew: false });
             black_box(decision)
         })
@@ -161,28 +188,39 @@ fn gate_path(c: &mut Criterion) {
 
     // The steps of the cached path on their own, to see where its time goes.
     let mut group = c.benchmark_group("gate/steps");
+    group.bench_function("canonical_view", |b| {
+        b.iter(|| black_box(request::view(black_box(raw))))
+    });
+    // The slow path of the canonical view: a target with escapes, dot segments and case.
+    let odd = request::Raw {
+        target: b"/static/..;/%43heckout//cart/%2e/42",
+        ..raw
+    };
+    group.bench_function("canonical_view_odd_spelling", |b| {
+        b.iter(|| black_box(request::view(black_box(odd))))
+    });
     group.bench_function("zone_find", |b| {
-        b.iter(|| black_box(table.find(black_box(HOST), black_box(PATH))))
+        b.iter(|| black_box(table.find(black_box(Some(HOST)), black_box(PATH))))
     });
-    let zone = table.find(HOST, PATH).expect("zone");
+    let zone = table.find(Some(HOST), PATH).expect("zone");
     group.bench_function("cookie_find", |b| {
-        b.iter(|| black_box(cookie::find(black_box(&cookie_header), &zone.cookie)))
+        b.iter(|| black_box(cookie::find(black_box(cookie_header), &zone.cookie)))
     });
-    let raw = cookie::find(&cookie_header, &zone.cookie);
+    let token = cookie::find(cookie_header, &zone.cookie);
     group.bench_function("check_token_cached", |b| {
         b.iter(|| {
             black_box(gate::check_token(
                 &f.tokens,
                 &zone.config.name,
-                black_box(raw),
+                black_box(token),
                 |_| false,
                 now,
             ))
         })
     });
-    let check = gate::check_token(&f.tokens, &zone.config.name, raw, |_| false, now);
+    let check = gate::check_token(&f.tokens, &zone.config.name, token, |_| false, now);
     group.bench_function("decide", |b| {
-        b.iter(|| black_box(gate::decide(&zone.config, black_box(&check), cursor, now)))
+        b.iter(|| black_box(decide(zone, black_box(&check), now)))
     });
     group.finish();
 }

@@ -12,6 +12,10 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 echo "[test.sh] building the tests"
 cargo test --release -j"$JOBS" --no-run
 
+# The real origins (nginx, Flask, Express, websockets) that tests/differential.rs and
+# tests/streams.rs put behind usher, installed into target/test-origins/.
+bash scripts/test-origins.sh
+
 dir=$(mktemp -d /tmp/usher-cassandra.XXXXXX)
 cleanup() {
   scripts/cassandra.sh stop "$dir" || true

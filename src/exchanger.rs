@@ -1,7 +1,8 @@
 //! The exchanger: every tick, for every zone, admit as many queued visitors as free slots and the
-//! rate allow (DESIGN §4). It reads the zone state and the slot count, picks the visitors the
-//! cursor passed who came back and then the next live entries after the cursor, and commits the
-//! advanced state with a compare-and-set; if another node won, it tries again next tick.
+//! rate allow (`docs/architecture.md`, "State and the exchanger"). It reads the zone state and
+//! the slot count, picks the visitors the cursor passed who came back and then the next live
+//! entries after the cursor, and commits the advanced state with a compare-and-set; if another
+//! node won, it tries again next tick.
 //!
 //! Every admission goes through here. A newcomer in a quiet zone joins the line and their node
 //! runs a tick at once ([`Via::Join`]), so "let them straight in" is still "admit the first in

@@ -2,12 +2,13 @@
 //! queues visitors fairly when the protected paths are full and lets them in first-in-first-out
 //! at the rate and concurrency the shop can take.
 //!
-//! Module map (DESIGN §8): [`config`] (TOML -> validated model), [`clock`] (the only time source),
-//! [`zone`] (request -> zone), [`token`] (JWTs and cookies), [`admission`] (pure exchanger and
-//! ledger math), [`exchanger`] (the admission tick against the store), [`gate`] (pure decision),
-//! [`store`] (state and change feed), [`room`] (carries
-//! out decisions, pages and status), [`proxy`] (Pingora glue), [`metrics`], [`service`]
-//! (composition root), [`demo`] (the quick start's shop).
+//! Module map (`docs/architecture.md`), leaves first: [`clock`] (the only time source),
+//! [`request`] (the canonical view of a request), [`admission`] (pure exchanger and ledger
+//! math), [`page`] (the waiting page and status document), [`config`] (TOML -> validated
+//! model), [`token`] (JWTs and cookies), [`onsale`] (schedules), [`zone`] (request -> zone),
+//! [`gate`] (the one decision table), [`store`] (state and change feed), [`exchanger`] (the
+//! admission tick against the store), [`metrics`], [`room`] (carries out decisions),
+//! [`proxy`] (Pingora glue), [`service`] (composition root), [`demo`] (the quick start's shop).
 
 pub mod admission;
 pub mod clock;
@@ -17,7 +18,9 @@ pub mod exchanger;
 pub mod gate;
 pub mod metrics;
 pub mod onsale;
+pub mod page;
 pub mod proxy;
+pub mod request;
 pub mod room;
 pub mod service;
 pub mod store;

@@ -121,12 +121,6 @@ fn run(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    tracing::info!(
-        listen = %config.server.listen,
-        zones = config.zones.len(),
-        data_dir = %config.store.data_dir.display(),
-        "starting usher"
-    );
     match usher::service::build_server(&config, clock::system()) {
         Ok(server) => server.run_forever(),
         Err(e) => {
@@ -312,19 +306,34 @@ fn demo(path: &Path) -> ExitCode {
         eprintln!("usher: the demo config needs a default upstream");
         return ExitCode::FAILURE;
     };
-    let origin_thread = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+    // Bound here, so a port in use is one clear line before anything starts.
+    let listener = match std::net::TcpListener::bind(origin)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+    {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("usher demo: cannot start the demo shop on {origin}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .expect("a tokio runtime");
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                eprintln!("usher demo: cannot start the demo shop: {e}");
+                return;
+            }
+        };
         runtime.block_on(async move {
-            match tokio::net::TcpListener::bind(origin).await {
+            match tokio::net::TcpListener::from_std(listener) {
                 Ok(listener) => usher::demo::origin::serve(listener, usher::demo::shop).await,
                 Err(e) => eprintln!("usher demo: cannot start the demo shop on {origin}: {e}"),
             }
         });
     });
-    let _ = origin_thread;
     let zone = config.zones.first();
     println!();
     println!("  usher demo: a waiting room in front of a demo shop");

@@ -207,3 +207,79 @@ fn draw_reruns_a_lottery_from_its_published_seed() {
     ]);
     assert!(!ok && text.contains("no event `nope`"), "{text}");
 }
+
+/// A config in `dir` listening on `listen` in front of `origin`, with its key and data beside it.
+fn config_in(dir: &std::path::Path, listen: &str, origin: &str) -> String {
+    common::ensure_key(dir);
+    let text = format!(
+        "# demo-key: key.pem\n[server]\nlisten = \"{listen}\"\n[upstreams.shop]\naddrs = [\"{origin}\"]\n\
+         [tokens]\nsigning_key = {{ kid = \"k\", file = \"key.pem\" }}\n\
+         [zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 1\nadmit_per_minute = 1\n"
+    );
+    let path = dir.join("usher.toml");
+    std::fs::write(&path, text).expect("config");
+    path.display().to_string()
+}
+
+/// Runs `usher ARGS` to its end (it must end: a start-up problem is not a hang).
+fn run_to_end(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_usher"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run usher");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("usher {args:?} kept running after a start-up problem");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    use std::io::Read;
+    if let Some(mut err) = child.stderr.take() {
+        err.read_to_string(&mut stderr).expect("stderr");
+    }
+    (status.code(), stderr)
+}
+
+#[test]
+fn start_up_problems_are_one_clear_line_and_exit_1() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy_addr = busy.local_addr().expect("addr").to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_in(dir.path(), &busy_addr, "127.0.0.1:9");
+    let (code, stderr) = run_to_end(&["run", "--config", &config]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {busy_addr} (server.listen)"))
+            && stderr.contains("in use"),
+        "{stderr}"
+    );
+
+    // The demo with its shop's port taken ends too, instead of panicking and running on.
+    let free = format!("127.0.0.1:{}", common::free_port());
+    let config = config_in(dir.path(), &free, &busy_addr);
+    let (code, stderr) = run_to_end(&["demo", "--config", &config]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot start the demo shop on {busy_addr}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // A data directory that is a file.
+    let config = config_in(dir.path(), &free, "127.0.0.1:9");
+    std::fs::write(dir.path().join("data"), "not a directory").expect("file");
+    let (code, stderr) = run_to_end(&["run", "--config", &config]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("opening the store in"), "{stderr}");
+    drop(busy);
+}

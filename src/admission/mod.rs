@@ -1,6 +1,7 @@
 //! Admission: the exchanger's arithmetic, the leaky-bucket slot ledger, visitors' slots, the rate
-//! bucket and the ETA (DESIGN §3-4). Pure: every function takes `now_ms` from the caller's [`crate::clock::Clock`],
-//! nothing here does IO, so the invariants (FIFO, capacity, rate) are tested with a manual clock.
+//! bucket and the ETA (`docs/architecture.md`, "State and the exchanger"). Pure: every function
+//! takes `now_ms` from the caller's [`crate::clock::Clock`], nothing here does IO, so the
+//! invariants (FIFO, capacity, rate) are tested with a manual clock.
 
 mod eta;
 mod ledger;

@@ -2,7 +2,8 @@
 //! [`super::validate`]; nothing here knows about TOML.
 
 use crate::admission::Limits;
-use crate::room::page::{Strings, Template};
+use crate::page::{Strings, Template};
+use crate::request::client::TrustedProxies;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +25,9 @@ pub struct Config {
     pub store: StoreConfig,
     /// The Prometheus listener.
     pub metrics: MetricsConfig,
+    /// The page's texts with the file's `[strings.<lang>]` applied, for usher's pages outside
+    /// any zone (the origin error page of an unprotected path).
+    pub strings: Arc<Strings>,
 }
 
 impl Config {
@@ -44,6 +48,12 @@ pub struct ServerConfig {
     pub default_upstream: String,
     /// How long a graceful shutdown waits for open requests.
     pub grace_period: Duration,
+    /// The host a request is taken to be for when it names none (HTTP/1.0) or a host no zone
+    /// names (an IP address, a stray name). `None`: such requests are matched against every
+    /// zone, host-scoped ones included, so they fail closed.
+    pub default_host: Option<String>,
+    /// Peers whose `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host` are believed.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// `[upstreams.NAME]`
@@ -55,8 +65,11 @@ pub struct UpstreamConfig {
     pub addrs: Vec<SocketAddr>,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
-    /// Timeout for each read from the origin.
+    /// How long the origin may take to start its response (from the end of the request to the
+    /// first byte of the response header).
     pub read_timeout: Duration,
+    /// How long a response being streamed or an upgraded connection (WebSocket) may stay idle.
+    pub idle_timeout: Duration,
 }
 
 /// What a zone does with visitors (`mode`).
@@ -117,8 +130,12 @@ pub struct ZoneConfig {
     pub title: String,
     /// Lower-cased host names; empty means every host.
     pub hosts: Vec<String>,
-    /// Path prefixes that belong to the zone.
+    /// Path prefixes that belong to the zone, in canonical form ([`crate::request::path`]),
+    /// folded unless `case_sensitive`.
     pub paths: Vec<String>,
+    /// Whether paths match case-sensitively (by default `/Checkout` is `/checkout`, as Express
+    /// and IIS route it).
+    pub case_sensitive: bool,
     /// Upstream that serves the zone.
     pub upstream: String,
     /// Capacity, rate and timing of admission.

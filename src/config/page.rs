@@ -4,7 +4,7 @@
 
 use super::raw::RawStrings;
 use super::validate::Checker;
-use crate::room::page::{unknown_placeholders, Key, Lang, Override, Strings, Template};
+use crate::page::{unknown_placeholders, Key, Lang, Override, Strings, Template};
 use std::path::Path;
 use std::sync::Arc;
 

@@ -39,6 +39,8 @@ pub struct RawServer {
     pub threads: Option<i64>,
     pub default_upstream: Option<String>,
     pub grace_period: Option<String>,
+    pub default_host: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -49,6 +51,7 @@ pub struct RawUpstream {
     pub addrs: Option<Vec<String>>,
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -59,6 +62,7 @@ pub struct RawZone {
     pub title: Option<String>,
     pub hosts: Option<Vec<String>>,
     pub paths: Option<Vec<String>>,
+    pub case_sensitive: Option<bool>,
     pub upstream: Option<String>,
     pub capacity: Option<i64>,
     pub admit_per_minute: Option<i64>,

@@ -4,7 +4,9 @@ use super::model::*;
 use super::raw::*;
 use super::{page, parse_duration, Problem};
 use crate::admission::Limits;
-use crate::room::page::Strings;
+use crate::page::Strings;
+use crate::request::client::{Cidr, TrustedProxies};
+use crate::request::{host, path};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -64,6 +66,17 @@ impl Checker {
         }
     }
 
+    /// A host name in its canonical form (lower case, no port or trailing dot).
+    fn host(&mut self, path: String, text: &str) -> Option<String> {
+        match host::canonical(text.as_bytes()) {
+            Ok(host) => Some(host.into_owned()),
+            Err(e) => {
+                self.problem(path, format!("`{text}` is not a host name: {e}"));
+                None
+            }
+        }
+    }
+
     pub(super) fn positive(
         &mut self,
         path: String,
@@ -104,6 +117,32 @@ impl Checker {
             }),
         }
     }
+}
+
+/// A zone's path prefix in the canonical form requests are matched on (folded unless the zone
+/// is case-sensitive), or `None` after reporting why it cannot be one.
+fn zone_path(c: &mut Checker, at: &str, text: &str, case_sensitive: bool) -> Option<String> {
+    if !text.starts_with('/') {
+        c.problem(at, "must start with '/'");
+        return None;
+    }
+    let canonical = match path::canonical(text.as_bytes()) {
+        Ok(p) => p,
+        Err(e) => {
+            c.problem(at, format!("`{text}` is not a readable path: {e}"));
+            return None;
+        }
+    };
+    let canonical = if case_sensitive {
+        canonical.into_owned()
+    } else {
+        path::fold(&canonical).into_owned()
+    };
+    if canonical == "/_usher" || canonical.starts_with("/_usher/") {
+        c.problem(at, "/_usher/ is reserved for usher");
+        return None;
+    }
+    Some(canonical)
 }
 
 pub(super) fn is_plain_name(name: &str) -> bool {
@@ -158,6 +197,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
             tokens,
             store,
             metrics,
+            strings,
         })
     } else {
         Err(c.problems)
@@ -196,6 +236,16 @@ fn upstreams(
         let connect_timeout =
             c.duration(format!("{path}.connect_timeout"), &up.connect_timeout, "2s");
         let read_timeout = c.duration(format!("{path}.read_timeout"), &up.read_timeout, "30s");
+        let idle_timeout = c.duration(format!("{path}.idle_timeout"), &up.idle_timeout, "1h");
+        for (key, value) in [
+            ("connect_timeout", connect_timeout),
+            ("read_timeout", read_timeout),
+            ("idle_timeout", idle_timeout),
+        ] {
+            if value.is_zero() {
+                c.problem(format!("{path}.{key}"), "must be > 0");
+            }
+        }
         out.insert(
             name.clone(),
             UpstreamConfig {
@@ -203,6 +253,7 @@ fn upstreams(
                 addrs,
                 connect_timeout,
                 read_timeout,
+                idle_timeout,
             },
         );
     }
@@ -243,11 +294,31 @@ fn server(
         }
     };
     let grace_period = c.duration("server.grace_period".into(), &raw.grace_period, "10s");
+    let default_host = raw
+        .default_host
+        .as_deref()
+        .and_then(|text| c.host("server.default_host".into(), text));
+    let trusted_proxies = TrustedProxies::new(
+        raw.trusted_proxies
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, text)| match text.parse::<Cidr>() {
+                Ok(cidr) => Some(cidr),
+                Err(e) => {
+                    c.problem(format!("server.trusted_proxies[{i}]"), e.to_string());
+                    None
+                }
+            })
+            .collect(),
+    );
     ServerConfig {
         listen,
         threads,
         default_upstream,
         grace_period,
+        default_host,
+        trusted_proxies,
     }
 }
 
@@ -274,40 +345,41 @@ fn zones(
         }
         let hosts: Vec<String> = z
             .hosts
-            .clone()
-            .unwrap_or_default()
             .iter()
-            .map(|h| h.trim().to_ascii_lowercase())
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, h)| c.host(format!("{path}.hosts[{i}]"), h))
             .collect();
-        let paths = z.paths.clone().unwrap_or_default();
-        if paths.is_empty() {
+        let case_sensitive = z.case_sensitive.unwrap_or(false);
+        let raw_paths = z.paths.clone().unwrap_or_default();
+        if raw_paths.is_empty() {
             c.problem(
                 format!("{path}.paths"),
                 "must name at least one path prefix",
             );
         }
-        for (i, p) in paths.iter().enumerate() {
-            if !p.starts_with('/') {
-                c.problem(format!("{path}.paths[{i}]"), "must start with '/'");
-            } else if p.starts_with("/_usher") {
-                c.problem(
-                    format!("{path}.paths[{i}]"),
-                    "/_usher/ is reserved for usher",
-                );
-            }
+        let mut paths = Vec::new();
+        for (i, p) in raw_paths.iter().enumerate() {
+            let at = format!("{path}.paths[{i}]");
+            let Some(canonical) = zone_path(c, &at, p, case_sensitive) else {
+                continue;
+            };
             let host_keys = if hosts.is_empty() {
                 vec!["*".to_string()]
             } else {
                 hosts.clone()
             };
             for host in host_keys {
-                if let Some(other) = claimed.insert((host.clone(), p.clone()), name.clone()) {
+                // Compared folded: a case-sensitive `/Checkout` and a folded `/checkout` overlap.
+                let key = (host.clone(), path::fold(&canonical).into_owned());
+                if let Some(other) = claimed.insert(key, name.clone()) {
                     c.problem(
-                        format!("{path}.paths[{i}]"),
+                        &at,
                         format!("`{p}` on host `{host}` is already in zone `{other}`"),
                     );
                 }
             }
+            paths.push(canonical);
         }
         let upstream = z
             .upstream
@@ -398,6 +470,7 @@ fn zones(
             title: z.title.clone().unwrap_or_else(|| name.clone()),
             hosts,
             paths,
+            case_sensitive,
             upstream,
             limits: Limits {
                 capacity,

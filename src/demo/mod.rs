@@ -28,8 +28,8 @@ pub async fn shop(req: OriginRequest) -> OriginResponse {
             format!(
                 "<p>You are in. Visitor <code>{}</code>, you waited {} ms.</p>\
 <p><a href=\"/checkout/done\">Finish checkout</a> (frees your slot)</p>",
-                crate::room::page::escape(&visitor),
-                crate::room::page::escape(&waited)
+                crate::page::escape(&visitor),
+                crate::page::escape(&waited)
             ),
         )),
         _ => OriginResponse::html(page(

@@ -1,9 +1,13 @@
-//! The gate's decision for a request to a protected zone. Pure: it takes plain request facts
-//! (the zone, the token check, the cached cursor) and returns a [`Decision`]; it never sees a
-//! Pingora type or the store, so it is unit-tested and benchmarked without sockets.
+//! The gate's decision for a request to a protected zone: the one table from (phase, token,
+//! zone state) to what happens to the visitor. Pure: it takes plain facts (the zone as it runs
+//! now, its schedule phase, the token check, the cached cursor and draw) and returns a
+//! [`Decision`]; it never sees a Pingora type or the store, so it is unit-tested and benchmarked
+//! without sockets. The room carries decisions out (`room::visit` on the request path,
+//! `room::look` for `/_usher/status` and `/_usher/events`).
 
-use crate::admission::{QueueKey, VisitorId};
+use crate::admission::{Draw, QueueKey, VisitorId};
 use crate::config::{Mode, ZoneConfig};
+use crate::onsale::{self, Phase, Standing};
 use crate::token::{Claims, Rejection, TokenKind, Tokens};
 use std::sync::Arc;
 
@@ -43,56 +47,108 @@ pub fn check_token(
     }
 }
 
-/// What to do with a request to a protected zone.
+/// What the gate knows about a request to a zone. Plain values: no request, no store.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    /// The zone as it runs now ([`crate::zone::Zone::at`]: paused during a pre-queue, with the
+    /// event's overrides during a sale).
+    pub zone: &'a ZoneConfig,
+    /// Where the zone stands in its schedule.
+    pub phase: Phase<'a>,
+    /// What the zone's cookie holds.
+    pub token: &'a TokenCheck,
+    /// The zone's cursor as this node knows it.
+    pub cursor: QueueKey,
+    /// The zone's latest pre-queue draw, if any.
+    pub draw: Option<&'a Draw>,
+    /// A CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`).
+    pub preflight: bool,
+    /// Now, in ms since the epoch.
+    pub now_ms: u64,
+}
+
+/// What happens to a visitor: the one table, read by the request path, `/_usher/status` and
+/// `/_usher/events` alike. Those that only look (status, events) never join anyone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
+    /// A CORS preflight: forwarded, never joins or takes a slot (browsers send no cookies on
+    /// preflights, and the real request that follows is gated).
+    Preflight,
     /// The gate is off for this zone: forward untouched.
     Passthrough,
     /// The zone is closed: static page, no queue.
     Closed,
+    /// The scheduled sale is over: the "sale ended" page for everyone without a session.
+    Ended,
     /// A valid session: forward; `renew` asks for a fresh token and a moved slot.
     Forward {
         /// Whether the session should be extended now.
         renew: bool,
     },
+    /// A pre-queue member before the draw: the countdown.
+    Countdown,
+    /// A pre-queue member whose place was just drawn: they take it, positions come after.
+    TakeDrawn(QueueKey),
     /// A queued visitor whose turn came: swap their visitor token for an access token.
     Claim(QueueKey),
     /// A queued visitor whose turn has not come: waiting page.
     Wait(QueueKey),
-    /// A newcomer in `auto` mode: admit at once if the zone is quiet, else join.
-    AdmitOrJoin,
-    /// A newcomer who must queue.
-    Join,
+    /// A newcomer takes a place; `may_enter` (mode `auto`): straight in if the zone is quiet.
+    Join {
+        /// Whether a quiet zone lets them in at once.
+        may_enter: bool,
+    },
+    /// A newcomer during a pre-queue: a place (the token) and the countdown.
+    JoinPrequeue,
 }
 
-/// Decides for a request with token `token` to `zone`, whose cursor is `cursor`.
-pub fn decide(zone: &ZoneConfig, token: &TokenCheck, cursor: QueueKey, now_ms: u64) -> Decision {
+/// The decision for a request. In order: preflights pass; a sale that ended shows its page to
+/// all but sessions; `passthrough` and `closed` apply to everyone; a session is forwarded; a
+/// place is where the schedule and the cursor put it; anyone else is a newcomer.
+pub fn decide(facts: &Facts<'_>) -> Decision {
+    let zone = facts.zone;
+    if facts.preflight {
+        return Decision::Preflight;
+    }
+    let session = matches!(facts.token, TokenCheck::Access(_));
+    if let (Phase::Ended(_), false) = (facts.phase, session) {
+        return Decision::Ended;
+    }
     match zone.mode {
         Mode::Passthrough => return Decision::Passthrough,
         Mode::Closed => return Decision::Closed,
         Mode::Auto | Mode::QueueAll | Mode::Paused => {}
     }
-    match token {
-        TokenCheck::Access(claims) => {
-            let remaining_ms = (claims.exp * 1_000).saturating_sub(now_ms);
-            let half_ttl = zone.limits.session_ttl.as_millis() as u64 / 2;
-            Decision::Forward {
-                renew: zone.session_renewal && remaining_ms < half_ttl,
-            }
-        }
+    match facts.token {
+        TokenCheck::Access(claims) => Decision::Forward {
+            renew: renews(zone, claims, facts.now_ms),
+        },
         TokenCheck::Visitor(claims) => {
-            let key = claims.queue_key();
-            if key <= cursor {
-                Decision::Claim(key)
-            } else {
-                Decision::Wait(key)
+            match onsale::standing(facts.phase, claims.queue_key(), facts.draw, facts.now_ms) {
+                Standing::Prequeue(_) => Decision::Countdown,
+                Standing::Drawn { key, .. } => Decision::TakeDrawn(key),
+                Standing::Queued(key) if key <= facts.cursor => Decision::Claim(key),
+                Standing::Queued(key) => Decision::Wait(key),
             }
         }
-        TokenCheck::Missing | TokenCheck::Rejected(_) => match zone.mode {
-            Mode::Auto => Decision::AdmitOrJoin,
-            _ => Decision::Join,
+        TokenCheck::Missing | TokenCheck::Rejected(_) => match facts.phase {
+            Phase::Prequeue(_) => Decision::JoinPrequeue,
+            _ => Decision::Join {
+                may_enter: zone.mode == Mode::Auto,
+            },
         },
     }
+}
+
+/// Whether a session is extended now: in its second half when the zone renews sessions, and
+/// always when it is provisional (shorter than a session: its first forward was never answered,
+/// and the slot is held only for the claim window until the visitor comes back).
+fn renews(zone: &ZoneConfig, claims: &Claims, now_ms: u64) -> bool {
+    let ttl_s = zone.limits.session_ttl.as_secs();
+    let provisional = claims.exp.saturating_sub(claims.iat) < ttl_s;
+    let remaining_ms = (claims.exp * 1_000).saturating_sub(now_ms);
+    let half_ttl_ms = zone.limits.session_ttl.as_millis() as u64 / 2;
+    provisional || (zone.session_renewal && remaining_ms < half_ttl_ms)
 }
 
 #[cfg(test)]

@@ -25,6 +25,12 @@ pub struct Metrics {
     pub rejections: IntCounterVec,
     /// `usher_store_errors_total{zone, op}`: store calls that failed or timed out.
     pub store_errors: IntCounterVec,
+    /// `usher_requests_refused_total{reason}`: requests answered 400 before the gate, because
+    /// their target, path or host cannot be read ([`REFUSALS`]).
+    pub refused: IntCounterVec,
+    /// `usher_upstream_errors_total{upstream, kind}`: forwards the origin never answered
+    /// (`unreachable`: refused, reset, closed; `timeout`: no response in time).
+    pub upstream_errors: IntCounterVec,
     /// `usher_exchanger_tick_seconds`: time of one exchanger pass over all zones.
     pub tick_seconds: Histogram,
     /// `usher_feed_lag_seconds`: how long the last change this node heard of took to reach it
@@ -63,6 +69,16 @@ impl Metrics {
             "Store calls that failed or timed out, by zone and operation.",
             &["zone", "op"],
         );
+        let refused = counter(
+            "usher_requests_refused_total",
+            "Requests refused with 400 because their target, path or host cannot be read.",
+            &["reason"],
+        );
+        let upstream_errors = counter(
+            "usher_upstream_errors_total",
+            "Forwards the origin never answered, by upstream and kind (unreachable, timeout).",
+            &["upstream", "kind"],
+        );
         let gauge = |name: &str, help: &str| {
             let g = IntGaugeVec::new(Opts::new(name, help), &["zone"]).expect("valid metric");
             registry
@@ -100,6 +116,9 @@ impl Metrics {
         for reason in crate::token::Rejection::ALL {
             rejections.with_label_values(&[reason.as_str()]);
         }
+        for reason in REFUSALS {
+            refused.with_label_values(&[reason]);
+        }
         Metrics {
             registry,
             requests,
@@ -109,6 +128,8 @@ impl Metrics {
             admitted,
             rejections,
             store_errors,
+            refused,
+            upstream_errors,
             tick_seconds,
             feed_lag,
         }
@@ -123,8 +144,12 @@ impl Metrics {
     }
 }
 
+/// Why a request was refused: the `reason` label of `usher_requests_refused_total`
+/// ([`crate::request::Refusal::reason`]).
+pub const REFUSALS: [&str; 4] = ["target", "path", "host", "no_host"];
+
 /// What the gate did with a request: the `decision` label of `usher_gate_requests_total`.
-pub const DECISIONS: [&str; 14] = [
+pub const DECISIONS: [&str; 15] = [
     "forward",
     "admit",
     "join",
@@ -139,6 +164,7 @@ pub const DECISIONS: [&str; 14] = [
     "events",
     "prequeue",
     "ended",
+    "preflight",
 ];
 
 /// `usher_gate_requests_total` resolved once per zone and decision, so the request path

@@ -1,32 +1,41 @@
-//! The Pingora glue: the only place besides `service` that imports Pingora. `request_filter`
-//! extracts the request's facts and hands them to the [`Room`]; a reply is written straight away,
-//! a forward picks the upstream, strips usher's cookies and spoofable headers from the upstream
-//! request, and adds `Usher-Visitor` / `Usher-Zone` / `Usher-Queue-Time`. `response_filter` sets
-//! cookies and honours the origin's `Usher-Command: release`.
+//! The Pingora glue: the only place besides `service` that imports Pingora. Each phase of
+//! [`ProxyHttp`] does one thing:
+//!
+//! - `request_filter` reads the request into its canonical view ([`crate::request`]; what
+//!   cannot be read gets a 400 and never reaches the origin) and hands the facts to the
+//!   [`Room`]; a reply or an event stream is written straight away, a forward is kept for the
+//!   next phases.
+//! - `upstream_peer` picks the upstream address; `connected_to_upstream` arms the first-byte
+//!   deadline ([`watchdog`]); `upstream_request_filter` rewrites the headers
+//!   ([`upstream_headers`]).
+//! - `upstream_response_filter` disarms the deadline; `response_filter` sets usher's cookies
+//!   (and makes such responses private to caches), honours `Usher-Command: release`, and frames
+//!   bodies for HTTP/1.0 clients.
+//! - `fail_to_proxy` answers for an origin that never answered: usher's page or JSON, 502 or
+//!   504 with `Retry-After`, and the visitor keeps their session.
+//!
+//! The origin receives the request target exactly as the client sent it; usher decided on the
+//! canonical form.
 
-use crate::config::UpstreamConfig;
-use crate::room::{EventStream, Forward, Outcome, Reply, RequestFacts, Room};
-use crate::zone::normalize_host;
+mod facts;
+mod upstream_headers;
+mod watchdog;
+mod writers;
+
+use crate::config::{Config, UpstreamConfig};
+use crate::page::OriginError;
+use crate::request::client::TrustedProxies;
+use crate::request::{self, Refusal};
+use crate::room::{ErrorAudience, Forward, Outcome, Room};
+use crate::token::cookie;
 use async_trait::async_trait;
-use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-use pingora::proxy::{ProxyHttp, Session};
-use std::borrow::Cow;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-
-/// Headers usher sets for the origin; anything a client sends under these names is dropped.
-const OWN_HEADERS: [&str; 4] = [
-    "usher-visitor",
-    "usher-zone",
-    "usher-queue-time",
-    "usher-command",
-];
-
-/// How long a write to an event stream may block before the visitor is taken for gone.
-const SSE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+use watchdog::Watchdog;
 
 /// An upstream's addresses with a round-robin cursor.
 struct Upstream {
@@ -39,30 +48,41 @@ pub struct UsherProxy {
     room: Arc<Room>,
     upstreams: HashMap<String, Upstream>,
     cookie_prefix: String,
-    /// `<cookie_prefix>_`, the start of every usher cookie name.
-    cookie_marker: String,
+    trusted: TrustedProxies,
+    /// `[server] default_host`: the `Host` sent for a request that named none (HTTP/1.0).
+    default_host: Option<String>,
 }
 
-/// Per-request state: the forward decided in `request_filter`.
+/// Per-request state, from the gate's forward to the end of the response.
 #[derive(Default)]
 pub struct RequestCtx {
+    /// The forward decided in `request_filter`.
     forward: Option<Forward>,
+    /// Who an error page would be for.
+    audience: Option<ErrorAudience>,
+    /// The host the request was for, as the client wrote it (for `X-Forwarded-Host`).
+    host: Option<String>,
+    /// The client speaks HTTP/1.0: no chunked bodies.
+    http10: bool,
+    /// The origin began its response.
+    answered: bool,
+    /// The first-byte deadline passed.
+    timed_out: Arc<AtomicBool>,
+    /// The first-byte deadline of the current upstream connection.
+    watchdog: Option<Watchdog>,
 }
 
 impl UsherProxy {
-    /// A proxy for `room` over `upstreams`.
-    pub fn new(
-        room: Arc<Room>,
-        upstreams: impl IntoIterator<Item = UpstreamConfig>,
-        cookie_prefix: &str,
-    ) -> Self {
-        let upstreams = upstreams
-            .into_iter()
+    /// The proxy of `room` for `config`: its upstreams, cookie prefix and `[server]` settings.
+    pub fn new(room: Arc<Room>, config: &Config) -> Self {
+        let upstreams = config
+            .upstreams
+            .values()
             .map(|config| {
                 (
                     config.name.clone(),
                     Upstream {
-                        config,
+                        config: config.clone(),
                         next: AtomicUsize::new(0),
                     },
                 )
@@ -71,94 +91,84 @@ impl UsherProxy {
         UsherProxy {
             room,
             upstreams,
-            cookie_prefix: cookie_prefix.to_string(),
-            cookie_marker: format!("{cookie_prefix}_"),
+            cookie_prefix: config.tokens.cookie_prefix.clone(),
+            trusted: config.server.trusted_proxies.clone(),
+            default_host: config.server.default_host.clone(),
         }
     }
+
+    fn upstream(&self, ctx: &RequestCtx) -> Result<&Upstream> {
+        let name = ctx
+            .forward
+            .as_ref()
+            .map(|f| f.upstream.as_str())
+            .unwrap_or_default();
+        self.upstreams.get(name).ok_or_else(|| {
+            Error::explain(ErrorType::InternalError, format!("no upstream `{name}`"))
+        })
+    }
+
+    /// A 400 for a request usher cannot read: said plainly, counted, and the connection closed
+    /// (what else the client sent on it cannot be trusted to be framed as it thinks).
+    async fn refuse(&self, session: &mut Session, refusal: Refusal) -> Result<bool> {
+        self.room
+            .metrics()
+            .refused
+            .with_label_values(&[refusal.reason()])
+            .inc();
+        tracing::debug!(reason = %refusal, "request refused");
+        session.set_keepalive(None);
+        let reply = crate::room::Reply::fresh(
+            400,
+            "text/plain; charset=utf-8",
+            format!("usher: bad request: {refusal}\n").into_bytes(),
+        );
+        writers::reply(session, reply, true).await?;
+        Ok(true)
+    }
 }
 
-/// All values of header `name` joined with "; " (HTTP/2 may split `Cookie`), borrowed in the
-/// common case of a single line.
-fn joined_header<'a>(req: &'a RequestHeader, name: &str) -> Option<Cow<'a, str>> {
-    let mut values = req
-        .headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    let first = values.next()?;
-    match values.next() {
-        None => Some(Cow::Borrowed(first)),
-        Some(second) => {
-            let mut all = vec![first, second];
-            all.extend(values);
-            Some(Cow::Owned(all.join("; ")))
+/// What kind of origin failure `e` is, or `None` when the origin is not to blame.
+fn origin_error(e: &Error, timed_out: bool) -> Option<OriginError> {
+    if timed_out {
+        return Some(OriginError::Timeout);
+    }
+    if *e.esource() != ErrorSource::Upstream {
+        return None;
+    }
+    Some(match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            OriginError::Timeout
         }
-    }
+        _ => OriginError::Unreachable,
+    })
 }
 
-/// Whether the client can show a waiting page: a GET or HEAD that is neither a WebSocket (or
-/// other protocol) upgrade nor a script's request (`X-Requested-With: XMLHttpRequest`, which
-/// jQuery-era and many app clients send; `fetch` calls that ask for JSON are `wants_json`).
-fn shows_pages(req: &RequestHeader) -> bool {
-    let page_method = req.method == http::Method::GET || req.method == http::Method::HEAD;
-    let upgrade = req.headers.contains_key("upgrade");
-    let script = req
-        .headers
-        .get("x-requested-with")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"));
-    page_method && !upgrade && !script
-}
-
-async fn write_reply(session: &mut Session, reply: Reply) -> Result<()> {
-    let mut header = ResponseHeader::build(reply.status, Some(5))?;
-    header.insert_header("content-type", reply.content_type)?;
-    header.insert_header("content-length", reply.body.len().to_string())?;
-    header.insert_header("cache-control", reply.cache_control)?;
-    if let Some(vary) = reply.vary {
-        header.insert_header("vary", vary)?;
+/// `Cache-Control` for a response that carries one of usher's cookies: whatever the origin
+/// said, no shared cache may keep it (it would hand one visitor's slot to others).
+fn private_cache_control(origin: Option<&str>) -> String {
+    let directives: Vec<&str> = origin
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    let strict = |d: &&str| d.eq_ignore_ascii_case("private") || d.eq_ignore_ascii_case("no-store");
+    if directives.iter().any(strict) {
+        // Drop only what speaks to shared caches.
+        let kept: Vec<&str> = directives
+            .into_iter()
+            .filter(|d| {
+                !d.eq_ignore_ascii_case("public") && !d.to_ascii_lowercase().starts_with("s-maxage")
+            })
+            .collect();
+        return kept.join(", ");
     }
-    if let Some(cookie) = reply.set_cookie {
-        header.insert_header("set-cookie", cookie)?;
-    }
-    if let Some(seconds) = reply.retry_after {
-        header.insert_header("retry-after", seconds.to_string())?;
-    }
-    session
-        .write_response_header(Box::new(header), false)
-        .await?;
-    session
-        .write_response_body(Some(Bytes::from(reply.body)), true)
-        .await?;
-    Ok(())
-}
-
-/// Streams `/_usher/events` until the stream ends or the visitor goes away (a write fails).
-async fn write_events(session: &mut Session, mut events: EventStream<'_>) -> Result<()> {
-    let mut header = ResponseHeader::build(200, Some(5))?;
-    header.insert_header("content-type", "text/event-stream")?;
-    header.insert_header("cache-control", "no-store")?;
-    // nginx and similar buffer responses unless told not to.
-    header.insert_header("x-accel-buffering", "no")?;
-    header.insert_header("transfer-encoding", "chunked")?;
-    // An open stream never reads again; the default read timeout would cut it after 60 s.
-    session.set_read_timeout(None);
-    // A visitor whose browser stopped reading must not hold the connection forever.
-    session.set_write_timeout(Some(SSE_WRITE_TIMEOUT));
-    session
-        .write_response_header(Box::new(header), false)
-        .await?;
-    let preamble = events.preamble();
-    session
-        .write_response_body(Some(Bytes::from(preamble)), false)
-        .await?;
-    while let Some(chunk) = events.next().await {
-        session
-            .write_response_body(Some(Bytes::from(chunk)), false)
-            .await?;
-    }
-    session.write_response_body(None, true).await?;
-    Ok(())
+    let mut kept = vec!["private"];
+    kept.extend(directives.into_iter().filter(|d| {
+        !d.eq_ignore_ascii_case("public") && !d.to_ascii_lowercase().starts_with("s-maxage")
+    }));
+    kept.join(", ")
 }
 
 #[async_trait]
@@ -169,133 +179,179 @@ impl ProxyHttp for UsherProxy {
         RequestCtx::default()
     }
 
-    /// Runs the gate: a reply (waiting page, status) ends the request here.
+    /// HTTP/1.1 pipelining: requests sent back to back on one connection are answered in order
+    /// (Pingora otherwise answers the first and closes the connection).
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        session.as_downstream_mut().set_pipelining_enabled(true);
+        Ok(())
+    }
+
+    /// Runs the gate on the request's canonical view: a reply (waiting page, status, a 400)
+    /// or an event stream ends the request here.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let req = session.req_header();
-        let host = req
-            .headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri.host())
-            .map(normalize_host)
-            .unwrap_or_default();
-        let cookie = joined_header(req, "cookie");
-        let wants_json = req
-            .headers
-            .get("accept")
-            .and_then(|a| a.to_str().ok())
-            .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
-        let facts = RequestFacts {
-            host: &host,
-            path: req.uri.path(),
-            query: req.uri.query(),
-            cookie: cookie.as_deref(),
-            wants_json,
-            shows_pages: shows_pages(req),
-            accept_language: req
-                .headers
-                .get("accept-language")
-                .and_then(|v| v.to_str().ok()),
+        let hosts = facts::values(req, "host");
+        let view = match request::view(facts::raw(req, &hosts)) {
+            Ok(view) => view,
+            Err(refusal) => return self.refuse(session, refusal).await,
         };
-        if facts.path == "/_usher/events" {
-            let last_event_id = req
-                .headers
-                .get("last-event-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let written = match self.room.events(&facts, last_event_id.as_deref()) {
-                Ok(events) => write_events(session, events).await,
-                Err(reply) => write_reply(session, reply).await,
-            };
-            // Every stream but the admitted visitor's ends with a failed write: the page was
-            // closed. Pingora's write errors do not say whose they are; these are the
-            // visitor's, so `suppress_error_log` keeps them out of the error log.
-            written.map_err(|e| e.into_down())?;
-            return Ok(true);
-        }
+        let cookie = facts::joined(req, "cookie");
+        let facts = facts::facts(
+            req,
+            view.host.as_deref(),
+            &view.path,
+            view.query,
+            cookie.as_deref(),
+        );
+        ctx.http10 = req.version < http::Version::HTTP_11;
+        let upgrade = facts::is_upgrade(req);
+        let audience = ErrorAudience::of(&facts);
+        let host = view.host.as_deref().map(str::to_string);
         match self.room.handle(&facts).await {
             Outcome::Forward(forward) => {
                 ctx.forward = Some(forward);
+                ctx.audience = Some(audience);
+                ctx.host = host;
+                if upgrade {
+                    // An upgraded connection (WebSocket) reads the client for as long as it is
+                    // open; it may idle as long as the upstream allows.
+                    let idle = self.upstream(ctx)?.config.idle_timeout;
+                    session.set_read_timeout(Some(idle));
+                }
                 Ok(false)
             }
             Outcome::Reply(reply) => {
-                write_reply(session, reply).await?;
+                let http10 = ctx.http10;
+                writers::reply(session, reply, http10).await?;
+                Ok(true)
+            }
+            Outcome::Events(events) => {
+                let http10 = ctx.http10;
+                // Every stream but the admitted visitor's ends with a failed write: the page
+                // was closed. These are the visitor's; `suppress_error_log` keeps them out of
+                // the error log.
+                writers::events(session, events, http10)
+                    .await
+                    .map_err(|e| e.into_down())?;
                 Ok(true)
             }
         }
     }
 
-    /// The decided upstream, round-robin over its addresses.
+    /// The decided upstream, round-robin over its addresses. Reads may idle for `idle_timeout`
+    /// once the response began; the first byte has `read_timeout` ([`watchdog`]).
     async fn upstream_peer(
         &self,
         _session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
-        let name = ctx
-            .forward
-            .as_ref()
-            .map(|f| f.upstream.as_str())
-            .unwrap_or_default();
-        let upstream = self.upstreams.get(name).ok_or_else(|| {
-            Error::explain(ErrorType::InternalError, format!("no upstream `{name}`"))
-        })?;
+        let upstream = self.upstream(ctx)?;
         let addrs = &upstream.config.addrs;
         let i = upstream.next.fetch_add(1, Ordering::Relaxed) % addrs.len().max(1);
         let addr = addrs.get(i).ok_or_else(|| {
             Error::explain(
                 ErrorType::InternalError,
-                format!("upstream `{name}` has no address"),
+                format!("upstream `{}` has no address", upstream.config.name),
             )
         })?;
         let mut peer = HttpPeer::new(*addr, false, String::new());
         peer.options.connection_timeout = Some(upstream.config.connect_timeout);
-        peer.options.read_timeout = Some(upstream.config.read_timeout);
+        peer.options.read_timeout = Some(upstream.config.idle_timeout);
         Ok(Box::new(peer))
     }
 
-    /// Strips usher's cookies and spoofable headers; adds the visitor's headers.
-    async fn upstream_request_filter(
+    /// Arms the first-byte deadline on the connection the request goes out on.
+    async fn connected_to_upstream(
         &self,
         _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let timeout = self.upstream(ctx)?.config.read_timeout;
+        ctx.watchdog = None;
+        ctx.watchdog = Watchdog::arm(fd, timeout, ctx.timed_out.clone());
+        Ok(())
+    }
+
+    /// The origin's time to answer starts when the whole request is out.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(watchdog) = &ctx.watchdog {
+            watchdog.extend();
+        }
+        Ok(())
+    }
+
+    /// Strips usher's cookies and spoofable headers; adds the visitor's and the forwarding
+    /// headers.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        // Rewrite `Cookie` only when it carries one of usher's cookies (the hot path usually
-        // does, but requests outside every zone usually don't).
-        let stripped = joined_header(upstream_request, "cookie")
-            .filter(|cookie| cookie.contains(&self.cookie_marker))
-            .map(|cookie| crate::token::cookie::strip(&cookie, &self.cookie_prefix));
-        if let Some(kept) = stripped {
-            upstream_request.remove_header("cookie");
-            if let Some(kept) = kept {
-                upstream_request.insert_header("cookie", kept)?;
-            }
-        }
-        for name in OWN_HEADERS {
-            if upstream_request.headers.contains_key(name) {
-                upstream_request.remove_header(name);
-            }
-        }
-        if let Some(forward) = &ctx.forward {
-            if let Some((zone, visitor)) = &forward.session {
-                upstream_request.insert_header("usher-visitor", visitor.to_string())?;
-                upstream_request.insert_header("usher-zone", zone.as_str())?;
-            }
-            if let Some(queue_ms) = forward.queue_ms {
-                upstream_request.insert_header("usher-queue-time", queue_ms.to_string())?;
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        upstream_headers::rewrite(
+            upstream_request,
+            ctx.forward.as_ref(),
+            &self.cookie_prefix,
+            peer,
+            &self.trusted,
+            ctx.host.as_deref(),
+        )?;
+        // Pingora sends HTTP/1.1 upstream, where a Host is required; a request that named none
+        // (HTTP/1.0) was gated as the default host, and goes to the origin as such.
+        if !upstream_request.headers.contains_key("host") {
+            if let Some(host) = &self.default_host {
+                upstream_request.insert_header("host", host.as_str())?;
             }
         }
         Ok(())
     }
 
-    /// Adds the access-token cookie; `Usher-Command: release` frees the visitor's slot.
-    async fn response_filter(
+    /// The origin answered: the first-byte deadline is met.
+    async fn upstream_response_filter(
         &self,
         _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        ctx.watchdog = None;
+        ctx.answered = true;
+        Ok(())
+    }
+
+    /// Adds the access-token cookie (and keeps such a response out of shared caches);
+    /// `Usher-Command: release` frees the visitor's slot. HTTP/1.0 clients get the body
+    /// unchunked, until the connection closes.
+    async fn response_filter(
+        &self,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        let Some(forward) = ctx.forward.take() else {
+        if ctx.http10 && upstream_response.headers.contains_key("transfer-encoding") {
+            upstream_response.remove_header("transfer-encoding");
+            upstream_response.insert_header("connection", "close")?;
+            session.set_keepalive(None);
+        }
+        let Some(forward) = ctx.forward.as_ref() else {
             return Ok(());
         };
         let release = upstream_response
@@ -304,13 +360,112 @@ impl ProxyHttp for UsherProxy {
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"release"));
         upstream_response.remove_header("usher-command");
         let cookie = match (&forward.session, release) {
-            (Some((zone, visitor)), true) => self.room.release(zone, *visitor).await,
-            _ => forward.set_cookie,
+            (Some(s), true) => self.room.release(&s.zone, s.visitor).await,
+            _ => forward.set_cookie.clone(),
         };
         if let Some(cookie) = cookie {
             upstream_response.append_header("set-cookie", cookie)?;
         }
+        let ours = upstream_response
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| cookie::is_own_set_cookie(v.as_bytes(), &self.cookie_prefix));
+        if ours {
+            let origin = upstream_response
+                .headers
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok());
+            let private = private_cache_control(origin);
+            upstream_response.insert_header("cache-control", private)?;
+        }
         Ok(())
+    }
+
+    /// An error after the connection was made: a request cut by the first-byte deadline is not
+    /// retried (it would wait the whole deadline again).
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Self::CTX,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let timed_out = ctx.timed_out.load(Ordering::Acquire);
+        if timed_out
+            || !session.req_header().method.is_idempotent()
+            || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    /// The request failed for good. When the origin never answered, the visitor gets usher's
+    /// page (or JSON): 502 or 504 with `Retry-After`, keeping their session with its slot held
+    /// for the claim window. Never Pingora's blank error.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy {
+        ctx.watchdog = None;
+        let no_reuse = |code| FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        };
+        let dead = matches!(
+            e.etype(),
+            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+        );
+        if *e.esource() == ErrorSource::Downstream && dead {
+            return no_reuse(0); // the client is gone
+        }
+        if session.response_written().is_some() {
+            return no_reuse(0); // mid-response: nothing can be said any more
+        }
+        let timed_out = ctx.timed_out.load(Ordering::Acquire);
+        let reply = match (origin_error(e, timed_out), ctx.forward.as_ref()) {
+            (Some(kind), Some(forward)) => {
+                let mut set_cookie = forward.set_cookie.clone();
+                if let (false, Some(s)) = (ctx.answered, &forward.session) {
+                    if let Some(provisional) = self.room.forward_failed(s).await {
+                        set_cookie = Some(provisional);
+                    }
+                }
+                let audience = ctx.audience.unwrap_or(ErrorAudience {
+                    json: true,
+                    lang: crate::page::Lang::En,
+                });
+                let zone = forward.session.as_ref().map(|s| s.zone.as_str());
+                self.room
+                    .origin_error(&forward.upstream, zone, kind, audience, set_cookie)
+            }
+            _ => {
+                let code = match e.etype() {
+                    ErrorType::HTTPStatus(code) => *code,
+                    _ if *e.esource() == ErrorSource::Downstream => 400,
+                    _ => 500,
+                };
+                crate::room::Reply::fresh(code, "text/plain; charset=utf-8", Vec::new())
+            }
+        };
+        let code = reply.status;
+        session.set_keepalive(None);
+        if let Err(write) = writers::reply(session, reply, ctx.http10).await {
+            tracing::debug!(error = %write, "could not write the error answer");
+        }
+        no_reuse(code)
+    }
+
+    /// Disarms a deadline still armed (the request ended another way).
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        ctx.watchdog = None;
     }
 
     /// Visitors closing tabs mid-request are normal during an on-sale; keep them out of the
@@ -328,27 +483,47 @@ impl ProxyHttp for UsherProxy {
 mod tests {
     use super::*;
 
-    fn request(method: &str, headers: &[(&'static str, &str)]) -> RequestHeader {
-        let mut req = RequestHeader::build(method, b"/checkout", None).expect("request");
-        for (name, value) in headers {
-            req.insert_header(*name, *value).expect("header");
+    #[test]
+    fn responses_with_ushers_cookie_are_private() {
+        for (origin, expected) in [
+            (None, "private"),
+            (Some("public, max-age=60"), "private, max-age=60"),
+            (Some("max-age=60, s-maxage=600"), "private, max-age=60"),
+            (Some("no-store"), "no-store"),
+            (Some("private, max-age=5"), "private, max-age=5"),
+            (Some("Public, no-store"), "no-store"),
+            (Some(""), "private"),
+        ] {
+            assert_eq!(private_cache_control(origin), expected, "{origin:?}");
         }
-        req
     }
 
     #[test]
-    fn only_plain_page_loads_can_show_the_waiting_page() {
-        assert!(shows_pages(&request("GET", &[])));
-        assert!(shows_pages(&request("HEAD", &[("accept", "text/html")])));
-        assert!(!shows_pages(&request("POST", &[])), "a form or API post");
-        assert!(!shows_pages(&request("DELETE", &[])));
-        assert!(!shows_pages(&request(
-            "GET",
-            &[("connection", "upgrade"), ("upgrade", "websocket")]
-        )));
-        assert!(!shows_pages(&request(
-            "GET",
-            &[("x-requested-with", "XMLHttpRequest")]
-        )));
+    fn origin_failures_are_told_apart() {
+        let up = |t: ErrorType| {
+            let mut e = Error::new(t);
+            e.as_up();
+            e
+        };
+        assert_eq!(
+            origin_error(&up(ErrorType::ConnectRefused), false),
+            Some(OriginError::Unreachable)
+        );
+        assert_eq!(
+            origin_error(&up(ErrorType::ConnectionClosed), false),
+            Some(OriginError::Unreachable)
+        );
+        assert_eq!(
+            origin_error(&up(ErrorType::ConnectTimedout), false),
+            Some(OriginError::Timeout)
+        );
+        assert_eq!(
+            origin_error(&up(ErrorType::ConnectionClosed), true),
+            Some(OriginError::Timeout),
+            "the watchdog cut it"
+        );
+        let mut down = Error::new(ErrorType::ReadError);
+        down.as_down();
+        assert_eq!(origin_error(&down, false), None);
     }
 }

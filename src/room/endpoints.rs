@@ -1,23 +1,56 @@
-//! The reserved `/_usher/` endpoints on every host: `status` (JSON, and the token swap when the
-//! visitor's turn came, so a page that polls it can go on), `jwks.json` (public keys, so the
-//! origin can verify access tokens itself), `assets/*` (the waiting page's CSS and JS) and
-//! `health`.
+//! The reserved `/_usher/` paths on every host, routed in one place ([`Endpoint::of`]):
+//! `status` (JSON, and the token swap when the visitor's turn came, so a page that polls it can
+//! go on), `events` (the same as Server-Sent Events), `jwks.json` (public keys, so the origin can
+//! verify access tokens itself), `assets/*` (the waiting page's CSS and JS) and `health`.
 
-use super::page::assets;
-use super::places::Place;
-use super::status::{State, Status};
 use super::{Outcome, Reply, RequestFacts, Room};
-use crate::config::Mode;
-use crate::gate::TokenCheck;
+use crate::page::assets;
 use crate::token::cookie;
 use crate::zone::Zone;
+
+/// A reserved path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint<'a> {
+    /// `/_usher/status`
+    Status,
+    /// `/_usher/events`
+    Events,
+    /// `/_usher/jwks.json`
+    Jwks,
+    /// `/_usher/health`
+    Health,
+    /// `/_usher/assets/NAME`
+    Asset(&'a str),
+    /// Any other path under `/_usher`.
+    Unknown,
+}
+
+impl<'a> Endpoint<'a> {
+    /// The endpoint at canonical `path`, if it is under `/_usher`.
+    pub fn of(path: &'a str) -> Option<Endpoint<'a>> {
+        let rest = path.strip_prefix("/_usher")?;
+        let Some(rest) = rest.strip_prefix('/') else {
+            return rest.is_empty().then_some(Endpoint::Unknown);
+        };
+        Some(match rest {
+            "status" => Endpoint::Status,
+            "events" => Endpoint::Events,
+            "jwks.json" => Endpoint::Jwks,
+            "health" => Endpoint::Health,
+            _ => match rest.strip_prefix("assets/") {
+                Some(name) => Endpoint::Asset(name),
+                None => Endpoint::Unknown,
+            },
+        })
+    }
+}
 
 /// A JSON reply without cookies.
 pub(super) fn json_reply(status: u16, body: Vec<u8>) -> Reply {
     Reply::fresh(status, "application/json", body)
 }
 
-fn json(status: u16, body: Vec<u8>, set_cookie: Option<String>) -> Outcome {
+fn json(status: u16, body: Vec<u8>, set_cookie: Option<String>) -> Outcome<'static> {
     Outcome::Reply(Reply {
         set_cookie,
         ..json_reply(status, body)
@@ -28,7 +61,7 @@ fn json(status: u16, body: Vec<u8>, set_cookie: Option<String>) -> Outcome {
 /// good. Another build's name of a known asset gets this build's file, revalidated each time
 /// (a rolling upgrade); any other name is a 404 (with `no-store`, so a later version is not
 /// shadowed).
-fn asset(name: &str) -> Outcome {
+fn asset(name: &str) -> Outcome<'static> {
     let (asset, cache_control) = match assets::find(name) {
         Some(asset) => (asset, assets::CACHE_CONTROL),
         None => match assets::other_version_of(name) {
@@ -49,25 +82,31 @@ fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     })
 }
 
+fn no_zone() -> Reply {
+    json_reply(404, b"{\"error\":\"no zone on this host\"}".to_vec())
+}
+
 impl Room {
     pub(super) async fn endpoint(
         &self,
-        endpoint: &str,
+        endpoint: Endpoint<'_>,
         req: &RequestFacts<'_>,
         now: u64,
-    ) -> Outcome {
-        if let Some(name) = endpoint.strip_prefix("assets/") {
-            return asset(name);
-        }
+    ) -> Outcome<'_> {
         match endpoint {
-            "status" => self.status(req, now).await,
-            "jwks.json" => json(
+            Endpoint::Status => self.status(req, now).await,
+            Endpoint::Events => match self.events(req) {
+                Ok(stream) => Outcome::Events(stream),
+                Err(reply) => Outcome::Reply(reply),
+            },
+            Endpoint::Jwks => json(
                 200,
                 self.tokens.keyring().jwks.to_string().into_bytes(),
                 None,
             ),
-            "health" => json(200, b"{\"ok\":true}".to_vec(), None),
-            _ => json(
+            Endpoint::Health => json(200, b"{\"ok\":true}".to_vec(), None),
+            Endpoint::Asset(name) => asset(name),
+            Endpoint::Unknown => json(
                 404,
                 b"{\"error\":\"no such usher endpoint\"}".to_vec(),
                 None,
@@ -93,50 +132,33 @@ impl Room {
         self.zones.get(index)
     }
 
-    async fn status(&self, req: &RequestFacts<'_>, now: u64) -> Outcome {
+    async fn status(&self, req: &RequestFacts<'_>, now: u64) -> Outcome<'_> {
         let Some(zone) = self.status_zone(req) else {
-            return json(404, b"{\"error\":\"no zone on this host\"}".to_vec(), None);
+            return Outcome::Reply(no_zone());
         };
         let (zone, phase) = zone.at(now);
-        let check = self.check(zone, req, now);
-        let (label, status, set_cookie) = match (&check, zone.config.mode) {
-            _ if matches!(phase, crate::onsale::Phase::Ended(_)) => (
-                "status",
-                Status::without_place(zone, State::Ended, now),
-                None,
-            ),
-            (_, Mode::Closed) => (
-                "status",
-                Status::without_place(zone, State::Closed, now),
-                None,
-            ),
-            (TokenCheck::Access(_), _) | (_, Mode::Passthrough) => (
-                "status",
-                Status::without_place(zone, State::Admitted, now),
-                None,
-            ),
-            (TokenCheck::Visitor(claims), _) => match self.place(zone, claims, now).await {
-                Ok(Place::Admitted { token, .. }) => (
-                    "claim",
-                    Status::without_place(zone, State::Admitted, now),
-                    Some(token),
-                ),
-                Ok(Place::Waiting(status)) => ("status", status, None),
-                Ok(Place::Ended) => (
-                    "status",
-                    Status::without_place(zone, State::NotQueued, now),
-                    None,
-                ),
-                Err(_) => ("status", Status::degraded(zone, now), None),
-            },
-            (TokenCheck::Missing | TokenCheck::Rejected(_), _) => (
-                "status",
-                Status::without_place(zone, State::NotQueued, now),
-                None,
-            ),
-        };
-        self.requests.inc(zone.index, label);
-        json(200, self.with_draw(zone, status).to_json(), set_cookie)
+        let token = self.check(zone, req, now);
+        let decision = self.decide(zone, phase, &token, false, now);
+        let seen = self.look(zone, &token, decision, now, true).await;
+        self.requests.inc(zone.index, seen.label);
+        let status = self.with_draw(zone, seen.status);
+        json(200, status.to_json(), seen.set_cookie)
+    }
+
+    /// Opens an event stream for the visitor of `req`, or says why not (no such zone).
+    fn events(&self, req: &RequestFacts<'_>) -> Result<super::EventStream<'_>, Reply> {
+        let zone = self.status_zone(req).ok_or_else(no_zone)?;
+        let now = self.clock.now_ms();
+        let (at, _) = zone.at(now);
+        let token = self.check(at, req, now);
+        self.requests.inc(zone.index, "events");
+        Ok(super::EventStream::open(
+            self,
+            zone,
+            token,
+            req.last_event_id,
+            now,
+        ))
     }
 }
 
@@ -177,6 +199,35 @@ mod tests {
             };
             assert_eq!(reply.status, 404, "{unknown}");
             assert_eq!(reply.cache_control, "no-store");
+        }
+    }
+
+    #[test]
+    fn every_reserved_path_has_one_endpoint() {
+        assert_eq!(Endpoint::of("/_usher/status"), Some(Endpoint::Status));
+        assert_eq!(Endpoint::of("/_usher/events"), Some(Endpoint::Events));
+        assert_eq!(Endpoint::of("/_usher/jwks.json"), Some(Endpoint::Jwks));
+        assert_eq!(Endpoint::of("/_usher/health"), Some(Endpoint::Health));
+        assert_eq!(
+            Endpoint::of("/_usher/assets/page.0.css"),
+            Some(Endpoint::Asset("page.0.css"))
+        );
+        for unknown in [
+            "/_usher",
+            "/_usher/nope",
+            "/_usher/status/x",
+            "/_usher/assets",
+        ] {
+            assert_eq!(Endpoint::of(unknown), Some(Endpoint::Unknown), "{unknown}");
+        }
+        for outside in [
+            "/",
+            "/_ushers",
+            "/_usherx/status",
+            "/checkout",
+            "/x/_usher/status",
+        ] {
+            assert_eq!(Endpoint::of(outside), None, "{outside}");
         }
     }
 

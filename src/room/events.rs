@@ -11,15 +11,10 @@
 //! ahead of the rest, which would push everyone behind them down by one. The stream keeps the
 //! best position it (or, through `Last-Event-ID`, the previous connection) showed.
 
-use super::places::Place;
-use super::status::{State, Status};
-use super::{Reply, RequestFacts, Room};
-use crate::config::Mode;
+use super::Room;
 use crate::gate::TokenCheck;
-use crate::onsale::Standing;
-use crate::token::Claims;
+use crate::page::{State, Status};
 use crate::zone::Zone;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -31,7 +26,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 pub struct EventStream<'r> {
     room: &'r Room,
     zone: &'r Zone,
-    visitor: Option<Arc<Claims>>,
+    /// What the visitor's cookie held when the stream opened.
+    token: TokenCheck,
     wake: watch::Receiver<u64>,
     /// Best position shown so far (0: none yet).
     best: u64,
@@ -45,38 +41,38 @@ pub struct EventStream<'r> {
     done: bool,
 }
 
-impl Room {
-    /// Opens an event stream for the visitor of `req`, or says why not (no such zone).
-    /// `last_event_id` is the `Last-Event-ID` header of a reconnecting `EventSource`.
-    pub fn events<'r>(
-        &'r self,
-        req: &RequestFacts<'_>,
+impl std::fmt::Debug for EventStream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("zone", &self.zone.config.name)
+            .field("best", &self.best)
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl<'r> EventStream<'r> {
+    /// A stream for the holder of `token` in `zone`; `last_event_id` is the `Last-Event-ID`
+    /// header of a reconnecting `EventSource`.
+    pub(super) fn open(
+        room: &'r Room,
+        zone: &'r Zone,
+        token: TokenCheck,
         last_event_id: Option<&str>,
-    ) -> Result<EventStream<'r>, Reply> {
-        let Some(zone) = self.status_zone(req) else {
-            return Err(super::endpoints::json_reply(
-                404,
-                b"{\"error\":\"no zone on this host\"}".to_vec(),
-            ));
-        };
-        let now = self.clock.now_ms();
-        let visitor = match self.check(zone, req, now) {
-            TokenCheck::Visitor(claims) => Some(claims),
-            _ => None,
-        };
-        self.requests.inc(zone.index, "events");
-        Ok(EventStream {
-            room: self,
+        now: u64,
+    ) -> Self {
+        EventStream {
+            room,
             zone,
-            visitor,
-            wake: self.zone_changes(zone),
+            token,
+            wake: room.zone_changes(zone),
             best: last_event_id.and_then(shown_position).unwrap_or(0),
             last_id: None,
             // The page load that opened the stream just refreshed the place.
             touched_at: now,
             due: true,
             done: false,
-        })
+        }
     }
 }
 
@@ -139,49 +135,18 @@ impl EventStream<'_> {
         (self.zone.config.limits.abandon_after / 3).max(Duration::from_secs(1))
     }
 
-    /// The visitor's status now, computed from the edge cache and the position index.
+    /// The visitor's status now: the gate's decision on the edge cache, seen without joining.
     async fn status(&mut self) -> Status {
         let room = self.room;
         let now = room.clock.now_ms();
         let (zone, phase) = self.zone.at(now);
-        if let crate::onsale::Phase::Ended(_) = phase {
-            return Status::without_place(zone, State::Ended, now);
-        }
-        if zone.config.mode == Mode::Closed {
-            return Status::without_place(zone, State::Closed, now);
-        }
-        let Some(claims) = &self.visitor else {
-            return Status::without_place(zone, State::NotQueued, now);
-        };
-        let Standing::Queued(key) = room.standing(zone, claims, now) else {
-            // A pre-queue member: a countdown, or taking their drawn place.
-            return match room.place(zone, claims, now).await {
-                Ok(Place::Waiting(status)) => status,
-                _ => Status::degraded(zone, now),
-            };
-        };
-        let passed = key <= room.cursor(zone);
+        let decision = room.decide(zone, phase, &self.token, false, now);
         let touch = self.touch_in().is_zero();
-        let result = if passed {
-            // Their turn: claim the slot now (a second claim by the same visitor, the page's
-            // navigation, gets the same session), or learn that it lapsed and wait again.
-            room.place(zone, claims, now).await
-        } else if touch {
-            room.wait_in_line(zone, key, claims.rank, now).await
-        } else {
-            room.waiting_status(zone, key, claims.rank, now)
-                .await
-                .map(Place::Waiting)
-        };
-        if passed || touch {
+        let seen = room.look(zone, &self.token, decision, now, touch).await;
+        if seen.touched {
             self.touched_at = now;
         }
-        match result {
-            Ok(Place::Admitted { .. }) => Status::without_place(zone, State::Admitted, now),
-            Ok(Place::Waiting(status)) => status,
-            Ok(Place::Ended) => Status::without_place(zone, State::NotQueued, now),
-            Err(_) => Status::degraded(zone, now),
-        }
+        seen.status
     }
 
     /// Turns a status into an event, unless it says nothing new.

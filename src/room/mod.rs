@@ -1,30 +1,43 @@
 //! The room: carries out the gate's decisions. It owns the zone table, the token service, the
-//! store handle, the exchanger and the edge cache (zone states and revocations), and turns a request's facts into an
-//! [`Outcome`]: forward (with headers and cookies to add) or reply (waiting page, status JSON).
-//! It never sees a Pingora type; `proxy` only extracts facts and renders outcomes.
+//! store handle, the exchanger and the edge cache (zone states and revocations), and turns a
+//! request's facts into an [`Outcome`]: forward (with headers and cookies to add), reply (waiting
+//! page, status JSON) or an event stream. It never sees a Pingora type; `proxy` only extracts
+//! facts and renders outcomes.
+//!
+//! Files: `endpoints` (every `/_usher/` path: the one router), `visit` (a request to a zone:
+//! carries out [`gate::decide`]), `look` (the same decision seen by `/_usher/status` and
+//! `/_usher/events`, which never join anyone), `events` (the stream), `places` (joins, claims,
+//! renewals, releases), `origin` (a forward the origin never answered), `status` (statuses of a
+//! zone for the page). It may import everything below it: gate, zone, token, store, exchanger,
+//! page.
 
 mod endpoints;
 mod events;
-pub use events::EventStream;
-pub mod page;
+mod look;
+mod origin;
 mod places;
-pub mod status;
+mod status;
+mod visit;
+
+pub use endpoints::Endpoint;
+pub use events::EventStream;
+pub use origin::ErrorAudience;
 
 #[cfg(test)]
 mod tests;
 
-use crate::admission::{VisitorId, ZoneState};
+use crate::admission::{QueueKey, VisitorId, ZoneState};
 use crate::clock::SharedClock;
 use crate::config::{Config, StoreErrorPolicy};
 use crate::exchanger::Exchanger;
-use crate::gate::{self, Decision, TokenCheck};
+use crate::gate::{self, Decision, Facts, TokenCheck};
 use crate::metrics::{Metrics, RequestCounters};
 use crate::onsale::Phase;
+use crate::page::{self, State, Status, Strings};
 use crate::store::{Change, Store, StoreError};
 use crate::token::{cookie, Tokens};
 use crate::zone::{Zone, ZoneTable};
 use dashmap::DashMap;
-use status::{State, Status};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,24 +45,44 @@ use std::time::Duration;
 /// unless the config sets one (`store.timeout` of the CQL store).
 pub const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The facts of a request the room needs; nothing transport-specific.
-#[derive(Debug, Clone, Copy)]
+/// The facts of a request the room needs, in canonical form ([`crate::request::View`]);
+/// nothing transport-specific.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct RequestFacts<'a> {
-    /// Normalized host (lower case, no port).
-    pub host: &'a str,
-    /// Path without the query.
+    /// The canonical host; `None` when the request named none.
+    pub host: Option<&'a str>,
+    /// The canonical path.
     pub path: &'a str,
     /// The query string, if any.
     pub query: Option<&'a str>,
-    /// The `Cookie` header, if any.
-    pub cookie: Option<&'a str>,
+    /// Every `Cookie` field line, joined with `; `, as bytes.
+    pub cookie: Option<&'a [u8]>,
     /// Whether the client asked for JSON (`Accept: application/json`).
     pub wants_json: bool,
     /// Whether the client can show a waiting page: a GET or HEAD that is not a WebSocket upgrade
     /// or a script's request. Others get the status JSON with the zone's `no_page_status`.
     pub shows_pages: bool,
+    /// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
+    pub preflight: bool,
     /// The `Accept-Language` header, if any: picks the waiting page's language.
     pub accept_language: Option<&'a str>,
+    /// The `Last-Event-ID` header of a reconnecting event stream.
+    pub last_event_id: Option<&'a str>,
+}
+
+/// A visitor's session, as a forward carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The zone's name.
+    pub zone: String,
+    /// The visitor.
+    pub visitor: VisitorId,
+    /// Their arrival (the rank in their tokens).
+    pub rank: u64,
+    /// When they were admitted.
+    pub admitted_at_ms: u64,
+    /// The second their slot expires in now (after any claim or renewal of this request).
+    pub bucket: u64,
 }
 
 /// Forward the request upstream.
@@ -57,12 +90,24 @@ pub struct RequestFacts<'a> {
 pub struct Forward {
     /// Upstream name.
     pub upstream: String,
-    /// The zone and visitor, when the request passed the gate with a session.
-    pub session: Option<(String, VisitorId)>,
+    /// The visitor's session, when the request passed the gate with one.
+    pub session: Option<Session>,
     /// Milliseconds the visitor waited in line (for the `Usher-Queue-Time` header).
     pub queue_ms: Option<u64>,
     /// A `Set-Cookie` to add to the response (new or renewed access token).
     pub set_cookie: Option<String>,
+}
+
+impl Forward {
+    /// A forward without a session.
+    fn plain(upstream: &str) -> Self {
+        Forward {
+            upstream: upstream.to_string(),
+            session: None,
+            queue_ms: None,
+            set_cookie: None,
+        }
+    }
 }
 
 /// `Cache-Control` of answers made for one visitor at one moment.
@@ -103,12 +148,14 @@ impl Reply {
 }
 
 /// What to do with a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+#[derive(Debug)]
+pub enum Outcome<'r> {
     /// Proxy it.
     Forward(Forward),
     /// Answer it.
     Reply(Reply),
+    /// Stream the visitor's status (`/_usher/events`).
+    Events(EventStream<'r>),
 }
 
 /// The waiting room of one usher node.
@@ -129,6 +176,8 @@ pub struct Room {
     cookie_secure: bool,
     visitor_ttl: Duration,
     store_timeout: Duration,
+    /// Texts of usher's pages outside any zone.
+    strings: Arc<Strings>,
 }
 
 impl Room {
@@ -178,6 +227,7 @@ impl Room {
                 .scylla
                 .as_ref()
                 .map_or(STORE_TIMEOUT, |s| s.timeout),
+            strings: config.strings.clone(),
         }
     }
 
@@ -217,7 +267,7 @@ impl Room {
     }
 
     /// Wakes when the zone's cached state changes (event streams wait on it).
-    pub(super) fn zone_changes(&self, zone: &Zone) -> tokio::sync::watch::Receiver<u64> {
+    fn zone_changes(&self, zone: &Zone) -> tokio::sync::watch::Receiver<u64> {
         self.changes[zone.index].subscribe()
     }
 
@@ -306,41 +356,51 @@ impl Room {
         result
     }
 
-    /// Decides and carries out what happens to a request.
-    pub async fn handle(&self, req: &RequestFacts<'_>) -> Outcome {
+    /// Decides and carries out what happens to a request: a reserved `/_usher/` path, a request
+    /// to a zone, or a request outside every zone (forwarded untouched).
+    pub async fn handle(&self, req: &RequestFacts<'_>) -> Outcome<'_> {
         let now = self.clock.now_ms();
-        if let Some(endpoint) = req.path.strip_prefix("/_usher/") {
+        if let Some(endpoint) = Endpoint::of(req.path) {
             return self.endpoint(endpoint, req, now).await;
         }
         let Some(zone) = self.zones.find(req.host, req.path) else {
-            return Outcome::Forward(Forward {
-                upstream: self.default_upstream.clone(),
-                session: None,
-                queue_ms: None,
-                set_cookie: None,
-            });
+            return Outcome::Forward(Forward::plain(&self.default_upstream));
         };
-        let (zone, phase) = zone.at(now);
-        let check = self.check(zone, req, now);
-        if let Some((label, outcome)) = self.off_sale(zone, phase, &check, req, now) {
-            self.requests.inc(zone.index, label);
-            return outcome;
-        }
-        let cursor = self.cursor(zone);
-        let decision = gate::decide(&zone.config, &check, cursor, now);
-        let (label, outcome) = self.carry_out(zone, decision, &check, req, now).await;
+        let (label, outcome) = self.visit(zone, req, now).await;
         self.requests.inc(zone.index, label);
         outcome
     }
 
     /// The zone's cursor as this node knows it.
-    pub(super) fn cursor(&self, zone: &Zone) -> crate::admission::QueueKey {
+    fn cursor(&self, zone: &Zone) -> QueueKey {
         self.cached(&zone.config.name)
             .map(|s| s.cursor)
             .unwrap_or_default()
     }
 
-    pub(super) fn check(&self, zone: &Zone, req: &RequestFacts<'_>, now: u64) -> TokenCheck {
+    /// The gate's decision for `token` in `zone` (as it runs in `phase`), from the edge cache.
+    fn decide(
+        &self,
+        zone: &Zone,
+        phase: Phase<'_>,
+        token: &TokenCheck,
+        preflight: bool,
+        now: u64,
+    ) -> Decision {
+        let state = self.cached(&zone.config.name);
+        gate::decide(&Facts {
+            zone: &zone.config,
+            phase,
+            token,
+            cursor: state.as_ref().map(|s| s.cursor).unwrap_or_default(),
+            draw: state.as_ref().and_then(|s| s.draw.as_ref()),
+            preflight,
+            now_ms: now,
+        })
+    }
+
+    /// What the zone's cookie in `req` holds; refused tokens are counted by reason.
+    fn check(&self, zone: &Zone, req: &RequestFacts<'_>, now: u64) -> TokenCheck {
         let raw = req.cookie.and_then(|c| cookie::find(c, &zone.cookie));
         let check = gate::check_token(
             &self.tokens,
@@ -359,121 +419,6 @@ impl Room {
         check
     }
 
-    /// Before a scheduled sale (the pre-queue) and after it ended, visitors without a session
-    /// get the countdown or the "sale ended" page instead of the zone's own mode; newcomers to
-    /// the pre-queue get their place (a token; nothing is stored until the draw). `None`: the
-    /// gate decides as usual.
-    fn off_sale(
-        &self,
-        zone: &Zone,
-        phase: Phase<'_>,
-        check: &TokenCheck,
-        req: &RequestFacts<'_>,
-        now: u64,
-    ) -> Option<(&'static str, Outcome)> {
-        match (phase, check) {
-            (_, TokenCheck::Access(_)) => None,
-            (Phase::Ended(_), _) => {
-                let status = Status::without_place(zone, State::Ended, now);
-                Some(("ended", self.reply(zone, req, 503, &status, None)))
-            }
-            (Phase::Prequeue(_), TokenCheck::Missing | TokenCheck::Rejected(_)) => {
-                let (_, cookie) = self.mint_place(zone, now);
-                let status = Status::without_place(zone, State::Prequeue, now);
-                let code = zone.config.waiting_status;
-                Some((
-                    "prequeue",
-                    self.reply(zone, req, code, &status, Some(cookie)),
-                ))
-            }
-            _ => None,
-        }
-    }
-
-    async fn carry_out(
-        &self,
-        zone: &Zone,
-        decision: Decision,
-        check: &TokenCheck,
-        req: &RequestFacts<'_>,
-        now: u64,
-    ) -> (&'static str, Outcome) {
-        let forward = |session, queue_ms, set_cookie| {
-            Outcome::Forward(Forward {
-                upstream: zone.config.upstream.clone(),
-                session,
-                queue_ms,
-                set_cookie,
-            })
-        };
-        let result = match decision {
-            Decision::Passthrough => return ("passthrough", forward(None, None, None)),
-            Decision::Closed => {
-                let status = Status::without_place(zone, State::Closed, now);
-                return ("closed", self.reply(zone, req, 503, &status, None));
-            }
-            Decision::Forward { renew } => {
-                let TokenCheck::Access(claims) = check else {
-                    return ("forward", forward(None, None, None));
-                };
-                let set_cookie = if renew {
-                    self.renew(zone, claims, now).await
-                } else {
-                    None
-                };
-                let queue_ms = claims.adm.map(|adm| adm.saturating_sub(claims.rank));
-                return (
-                    "forward",
-                    forward(
-                        Some((zone.config.name.clone(), claims.vid)),
-                        queue_ms,
-                        set_cookie,
-                    ),
-                );
-            }
-            Decision::Claim(_) | Decision::Wait(_) => {
-                let TokenCheck::Visitor(claims) = check else {
-                    return self.join(zone, req, now, false).await;
-                };
-                match self.place(zone, claims, now).await {
-                    Ok(places::Place::Admitted {
-                        token,
-                        queue_ms,
-                        visitor,
-                    }) => Ok((
-                        "claim",
-                        forward(
-                            Some((zone.config.name.clone(), visitor)),
-                            Some(queue_ms),
-                            Some(token),
-                        ),
-                    )),
-                    Ok(places::Place::Waiting(status)) => Ok((
-                        "wait",
-                        self.reply(zone, req, zone.config.waiting_status, &status, None),
-                    )),
-                    // Their session was released: this place is used up, they start again.
-                    Ok(places::Place::Ended) => {
-                        let may_enter = zone.config.mode == crate::config::Mode::Auto;
-                        return self.join(zone, req, now, may_enter).await;
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            Decision::AdmitOrJoin => return self.join(zone, req, now, true).await,
-            Decision::Join => return self.join(zone, req, now, false).await,
-        };
-        result.unwrap_or_else(|_| {
-            // A visitor who has a place keeps it; anyone else gets one now, stamped with their
-            // arrival, so a store outage costs nobody their turn.
-            let place = match check {
-                TokenCheck::Visitor(_) => None,
-                _ => Some(self.mint_place(zone, now).1),
-            };
-            self.store_failed(zone, req, now, place)
-        })
-    }
-
     /// The zone's `on_store_error` policy, for a request whose store call failed. `place` is a
     /// new visitor-token cookie to hand out with the degraded waiting page.
     fn store_failed(
@@ -482,31 +427,27 @@ impl Room {
         req: &RequestFacts<'_>,
         now: u64,
         place: Option<String>,
-    ) -> (&'static str, Outcome) {
+    ) -> (&'static str, Outcome<'_>) {
         match zone.config.on_store_error {
             StoreErrorPolicy::FailOpen => (
                 "fail_open",
-                Outcome::Forward(Forward {
-                    upstream: zone.config.upstream.clone(),
-                    session: None,
-                    queue_ms: None,
-                    set_cookie: None,
-                }),
+                Outcome::Forward(Forward::plain(&zone.config.upstream)),
             ),
-            StoreErrorPolicy::FailClosed => {
-                let mut status =
-                    Status::waiting(zone, State::Waiting, 0, Default::default(), now, now);
-                status.degraded = true;
-                (
-                    "fail_closed",
-                    self.reply(zone, req, zone.config.waiting_status, &status, place),
-                )
-            }
+            StoreErrorPolicy::FailClosed => (
+                "fail_closed",
+                self.reply(
+                    zone,
+                    req,
+                    zone.config.waiting_status,
+                    &status::degraded(zone, now),
+                    place,
+                ),
+            ),
         }
     }
 
     /// Adds the published lottery seed to the status of a zone whose pre-queue was drawn.
-    pub(super) fn with_draw(&self, zone: &Zone, mut status: Status) -> Status {
+    fn with_draw(&self, zone: &Zone, mut status: Status) -> Status {
         if let Some(info) = status.event.as_mut() {
             let draw = self.cached(&zone.config.name).and_then(|s| s.draw.clone());
             if let Some(draw) = draw.filter(|d| d.event == info.name) {
@@ -525,7 +466,7 @@ impl Room {
         status_code: u16,
         status: &Status,
         set_cookie: Option<String>,
-    ) -> Outcome {
+    ) -> Outcome<'_> {
         let status = &self.with_draw(zone, status.clone());
         let in_line = matches!(
             status.state,
@@ -552,7 +493,7 @@ impl Room {
             });
         }
         let lang = page::negotiate(req.accept_language);
-        let html = page::render(&zone.config, status, lang);
+        let html = page::render(status::look(zone), status, lang);
         Outcome::Reply(Reply {
             set_cookie,
             vary: Some("Accept-Language"),

@@ -3,27 +3,55 @@
 //! release. Slots change only through the store's per-visitor operations; the zone state only
 //! through the exchanger.
 
-use super::status::{State, Status};
-use super::{Forward, Outcome, RequestFacts, Room};
+use super::status;
+use super::{Forward, Outcome, RequestFacts, Room, Session};
 use crate::admission::{bucket_of, eta, Claim, QueueKey, VisitorId};
 use crate::config::Mode;
 use crate::exchanger::Via;
-use crate::onsale::{self, Standing};
+use crate::page::{State, Status};
 use crate::store::StoreError;
 use crate::token::{cookie, Claims, TokenKind};
 use crate::zone::Zone;
 
+/// A visitor whose turn came and who now holds a session.
+#[derive(Debug)]
+pub(super) struct Admitted {
+    /// `Set-Cookie` value with the access token.
+    pub cookie: String,
+    /// The visitor.
+    pub visitor: VisitorId,
+    /// Their arrival.
+    pub rank: u64,
+    /// When they were admitted.
+    pub admitted_at_ms: u64,
+    /// The second their slot expires.
+    pub bucket: u64,
+}
+
+impl Admitted {
+    /// Milliseconds they waited.
+    pub fn queue_ms(&self) -> u64 {
+        self.admitted_at_ms.saturating_sub(self.rank)
+    }
+
+    /// The session to forward with, and the cookie to set.
+    pub fn into_session(self, zone: &Zone) -> (Session, String) {
+        let session = Session {
+            zone: zone.config.name.clone(),
+            visitor: self.visitor,
+            rank: self.rank,
+            admitted_at_ms: self.admitted_at_ms,
+            bucket: self.bucket,
+        };
+        (session, self.cookie)
+    }
+}
+
 /// Where a visitor with a visitor token stands after asking.
+#[derive(Debug)]
 pub(super) enum Place {
-    /// Their turn came: here is their access token cookie.
-    Admitted {
-        /// `Set-Cookie` value with the access token.
-        token: String,
-        /// Milliseconds they waited.
-        queue_ms: u64,
-        /// The visitor.
-        visitor: VisitorId,
-    },
+    /// Their turn came: here is their session.
+    Admitted(Admitted),
     /// Still in line.
     Waiting(Status),
     /// Their session was released: the place is used up.
@@ -31,13 +59,23 @@ pub(super) enum Place {
 }
 
 impl Room {
-    fn access_cookie(&self, zone: &Zone, base: &Claims, bucket: u64, adm: u64, now: u64) -> String {
+    /// The `Set-Cookie` of an access token for `visitor` (arrived at `rank`, admitted at `adm`)
+    /// whose slot expires at second `bucket`.
+    pub(super) fn access_cookie(
+        &self,
+        zone: &Zone,
+        visitor: VisitorId,
+        rank: u64,
+        bucket: u64,
+        adm: u64,
+        now: u64,
+    ) -> String {
         let claims = Claims {
             iss: self.tokens.issuer().to_string(),
             typ: TokenKind::Access,
             zone: zone.config.name.clone(),
-            vid: base.vid,
-            rank: base.rank,
+            vid: visitor,
+            rank,
             iat: now / 1_000,
             exp: bucket,
             adm: Some(adm),
@@ -51,47 +89,39 @@ impl Room {
         )
     }
 
-    /// Where the holder of a visitor token stands in the schedule: in the queue (at their
-    /// arrival, or at their drawn place after a pre-queue lottery), or still in the pre-queue.
-    pub(super) fn standing<'z>(&self, zone: &'z Zone, claims: &Claims, now: u64) -> Standing<'z> {
-        let draw = self.cached(&zone.config.name).and_then(|s| s.draw.clone());
-        let phase = onsale::phase(&zone.schedule, now);
-        onsale::standing(phase, claims.queue_key(), draw.as_ref(), now)
-    }
-
-    /// Where the holder of a valid visitor token stands; claims their slot if their turn came.
-    pub(super) async fn place(
+    /// A pre-queue member whose place was just drawn takes it now (a heartbeat at the drawn
+    /// key); positions are shown once everyone had the chance.
+    pub(super) async fn take_drawn(
         &self,
         zone: &Zone,
+        key: QueueKey,
         claims: &Claims,
         now: u64,
     ) -> Result<Place, StoreError> {
-        let key = match self.standing(zone, claims, now) {
-            Standing::Queued(key) => key,
-            Standing::Prequeue(_) => {
-                let status = Status::without_place(zone, State::Prequeue, now);
-                return Ok(Place::Waiting(status.waited_since(claims.rank, now)));
-            }
-            // Drawn: take the place now; positions are shown once everyone had the chance.
-            Standing::Drawn { key, .. } => {
-                let name = zone.config.name.as_str();
-                self.call(name, "touch", self.store.touch(name, key, now))
-                    .await?;
-                let status = Status::without_place(zone, State::Prequeue, now);
-                return Ok(Place::Waiting(status.waited_since(claims.rank, now)));
-            }
-        };
-        if key <= self.cursor(zone) {
-            if let Some(place) = self.claim(zone, claims, now).await? {
-                return Ok(place);
-            }
+        let name = zone.config.name.as_str();
+        self.call(name, "touch", self.store.touch(name, key, now))
+            .await?;
+        let status = status::without_place(zone, State::Prequeue, now);
+        Ok(Place::Waiting(status.waited_since(claims.rank, now)))
+    }
+
+    /// A visitor the cursor passed claims their slot; if none was reserved for them (it lapsed,
+    /// they were away, or their join landed after the tick that passed them) they wait again,
+    /// first in line.
+    pub(super) async fn claim_or_wait(
+        &self,
+        zone: &Zone,
+        key: QueueKey,
+        claims: &Claims,
+        now: u64,
+    ) -> Result<Place, StoreError> {
+        if let Some(place) = self.claim(zone, claims, now).await? {
+            return Ok(place);
         }
         self.wait_in_line(zone, key, claims.rank, now).await
     }
 
-    /// Claims the slot of a visitor the cursor passed. `None`: no slot was reserved for them
-    /// (it lapsed, they were away, or their join landed after the tick), so they wait again,
-    /// first in line.
+    /// Claims the slot of a visitor the cursor passed. `None`: no slot was reserved for them.
     async fn claim(
         &self,
         zone: &Zone,
@@ -107,11 +137,20 @@ impl Room {
             Claim::Granted {
                 bucket,
                 admitted_at_ms,
-            } => Some(Place::Admitted {
-                token: self.access_cookie(zone, claims, bucket, admitted_at_ms, now),
-                queue_ms: admitted_at_ms.saturating_sub(claims.rank),
+            } => Some(Place::Admitted(Admitted {
+                cookie: self.access_cookie(
+                    zone,
+                    claims.vid,
+                    claims.rank,
+                    bucket,
+                    admitted_at_ms,
+                    now,
+                ),
                 visitor: claims.vid,
-            }),
+                rank: claims.rank,
+                admitted_at_ms,
+                bucket,
+            })),
             Claim::Ended => Some(Place::Ended),
             Claim::NotReserved => None,
         })
@@ -154,7 +193,7 @@ impl Room {
         } else {
             State::Waiting
         };
-        Ok(Status::waiting(
+        Ok(status::waiting(
             zone,
             state,
             ahead,
@@ -200,7 +239,7 @@ impl Room {
         req: &RequestFacts<'_>,
         now: u64,
         may_enter: bool,
-    ) -> (&'static str, Outcome) {
+    ) -> (&'static str, Outcome<'_>) {
         let name = zone.config.name.as_str();
         let (claims, token) = self.mint_place(zone, now);
         let key = claims.queue_key();
@@ -226,14 +265,13 @@ impl Room {
                 }
             }
             if key <= self.cursor(zone) {
-                if let Ok(Some(Place::Admitted { token, visitor, .. })) =
-                    self.claim(zone, &claims, now).await
-                {
+                if let Ok(Some(Place::Admitted(admitted))) = self.claim(zone, &claims, now).await {
+                    let (session, cookie) = admitted.into_session(zone);
                     let forward = Outcome::Forward(Forward {
                         upstream: zone.config.upstream.clone(),
-                        session: Some((zone.config.name.clone(), visitor)),
+                        session: Some(session),
                         queue_ms: Some(0),
-                        set_cookie: Some(token),
+                        set_cookie: Some(cookie),
                     });
                     return ("admit", forward);
                 }
@@ -248,13 +286,23 @@ impl Room {
         }
     }
 
-    /// Extends an active session: moves its slot and returns the new access cookie.
-    pub(super) async fn renew(&self, zone: &Zone, claims: &Claims, now: u64) -> Option<String> {
+    /// Extends an active session: moves its slot and returns the new access cookie and the
+    /// second the slot now expires.
+    pub(super) async fn renew(
+        &self,
+        zone: &Zone,
+        claims: &Claims,
+        now: u64,
+    ) -> Option<(String, u64)> {
         let name = zone.config.name.as_str();
         let to = bucket_of(now + zone.config.limits.session_ttl.as_millis() as u64);
         let renew = self.store.renew(name, claims.vid, claims.exp, to, now);
         match self.call(name, "renew", renew).await {
-            Ok(true) => Some(self.access_cookie(zone, claims, to, claims.adm.unwrap_or(now), now)),
+            Ok(true) => {
+                let adm = claims.adm.unwrap_or(now);
+                let cookie = self.access_cookie(zone, claims.vid, claims.rank, to, adm, now);
+                Some((cookie, to))
+            }
             // Already renewed by a parallel request, or the store is down: keep the old token.
             _ => None,
         }

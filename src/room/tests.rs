@@ -62,23 +62,26 @@ struct Visitor {
 }
 
 impl Visitor {
-    async fn get(&mut self, h: &Harness, path: &str) -> Outcome {
+    async fn get<'h>(&mut self, h: &'h Harness, path: &str) -> Outcome<'h> {
         let (path, query) = path
             .split_once('?')
             .map_or((path, None), |(p, q)| (p, Some(q)));
         let facts = RequestFacts {
-            host: "shop.test",
+            host: Some("shop.test"),
             path,
             query,
-            cookie: self.cookie.as_deref(),
+            cookie: self.cookie.as_deref().map(str::as_bytes),
             wants_json: false,
             shows_pages: true,
             accept_language: None,
+            preflight: false,
+            last_event_id: None,
         };
         let outcome = h.room.handle(&facts).await;
         let set = match &outcome {
             Outcome::Forward(f) => f.set_cookie.clone(),
             Outcome::Reply(r) => r.set_cookie.clone(),
+            Outcome::Events(_) => None,
         };
         if let Some(set) = set {
             self.cookie = set.split(';').next().map(str::to_string);
@@ -104,7 +107,7 @@ impl Visitor {
     }
 }
 
-fn forwarded(outcome: &Outcome) -> bool {
+fn forwarded(outcome: &Outcome<'_>) -> bool {
     matches!(outcome, Outcome::Forward(f) if f.session.is_some())
 }
 
@@ -263,13 +266,15 @@ async fn sessions_renew_while_active_and_keep_one_slot() {
 async fn json_clients_get_the_status_instead_of_the_page() {
     let h = harness("mode = \"queue_all\"");
     let facts = RequestFacts {
-        host: "shop.test",
+        host: Some("shop.test"),
         path: "/checkout",
         query: None,
         cookie: None,
         wants_json: true,
         shows_pages: true,
         accept_language: None,
+        preflight: false,
+        last_event_id: None,
     };
     let Outcome::Reply(reply) = h.room.handle(&facts).await else {
         panic!("queued");
@@ -285,13 +290,15 @@ async fn json_clients_get_the_status_instead_of_the_page() {
 async fn requests_that_cannot_show_a_page_get_json_with_retry_after_and_still_a_place() {
     let h = harness("mode = \"queue_all\"\nrefresh_interval = \"1500ms\"");
     let post = RequestFacts {
-        host: "shop.test",
+        host: Some("shop.test"),
         path: "/checkout",
         query: None,
         cookie: None,
         wants_json: false,
         shows_pages: false,
         accept_language: None,
+        preflight: false,
+        last_event_id: None,
     };
     let Outcome::Reply(reply) = h.room.handle(&post).await else {
         panic!("queued");
@@ -345,13 +352,15 @@ async fn the_change_feed_wakes_the_edge_cache() {
         async move { room.follow(feed).await }
     });
     let facts = RequestFacts {
-        host: "h",
+        host: Some("h"),
         path: "/checkout",
         query: None,
         cookie: None,
         wants_json: false,
         shows_pages: true,
         accept_language: None,
+        preflight: false,
+        last_event_id: None,
     };
     room.handle(&facts).await;
     // The exchanger commits to the store; only the feed brings the state to the cache.
@@ -465,13 +474,15 @@ fn broken_room(policy: &str, hang: bool) -> (Room, tempfile::TempDir) {
 }
 
 const NEWCOMER: RequestFacts<'static> = RequestFacts {
-    host: "shop.test",
+    host: Some("shop.test"),
     path: "/checkout",
     query: None,
     cookie: None,
     wants_json: true,
     shows_pages: true,
     accept_language: None,
+    preflight: false,
+    last_event_id: None,
 };
 
 #[tokio::test]
@@ -518,17 +529,22 @@ async fn a_hanging_store_times_out_instead_of_hanging_the_request() {
 }
 
 /// The event stream `v` would open from its page, as the proxy opens it.
-fn events<'h>(h: &'h Harness, v: &Visitor, last_event_id: Option<&str>) -> EventStream<'h> {
+async fn events<'h>(h: &'h Harness, v: &Visitor, last_event_id: Option<&str>) -> EventStream<'h> {
     let facts = RequestFacts {
-        host: "shop.test",
+        host: Some("shop.test"),
         path: "/_usher/events",
         query: None,
-        cookie: v.cookie.as_deref(),
+        cookie: v.cookie.as_deref().map(str::as_bytes),
         wants_json: false,
         shows_pages: true,
         accept_language: None,
+        preflight: false,
+        last_event_id,
     };
-    h.room.events(&facts, last_event_id).expect("a stream")
+    match h.room.handle(&facts).await {
+        Outcome::Events(stream) => stream,
+        other => panic!("not a stream: {other:?}"),
+    }
 }
 
 /// The status JSON of an SSE event (`None` for a heartbeat).
@@ -555,7 +571,7 @@ async fn the_event_stream_pushes_positions_then_the_turn_and_ends() {
         v.get(&h, "/checkout").await;
         visitors.push(v);
     }
-    let mut stream = events(&h, &visitors[2], None);
+    let mut stream = events(&h, &visitors[2], None).await;
     assert!(stream.preamble().starts_with("retry: "));
     let first = event_status(&stream.next().await.expect("event")).expect("status");
     assert_eq!(
@@ -588,7 +604,7 @@ async fn an_idle_stream_sends_heartbeats_and_no_repeats() {
     let h = harness("mode = \"queue_all\"");
     let mut v = Visitor::default();
     v.get(&h, "/checkout").await;
-    let mut stream = events(&h, &v, None);
+    let mut stream = events(&h, &v, None).await;
     assert!(event_status(&stream.next().await.expect("event")).is_some());
     let started = tokio::time::Instant::now();
     let next = stream.next().await.expect("heartbeat");
@@ -610,7 +626,7 @@ async fn a_reconnecting_stream_never_shows_a_higher_position() {
         visitors.push(v);
     }
     // The previous connection showed position 2 (say, before someone came back ahead).
-    let mut stream = events(&h, &visitors[2], Some("2.w.3.0"));
+    let mut stream = events(&h, &visitors[2], Some("2.w.3.0")).await;
     let status = event_status(&stream.next().await.expect("event")).expect("status");
     assert_eq!(
         (status["position"].as_u64(), status["ahead"].as_u64()),
@@ -622,7 +638,7 @@ async fn a_reconnecting_stream_never_shows_a_higher_position() {
 async fn a_stream_without_a_place_says_so_once_and_ends() {
     let h = harness("");
     let stranger = Visitor::default();
-    let mut stream = events(&h, &stranger, None);
+    let mut stream = events(&h, &stranger, None).await;
     let status = event_status(&stream.next().await.expect("event")).expect("status");
     assert_eq!(status["state"], "not_queued");
     assert!(stream.next().await.is_none());
@@ -641,10 +657,10 @@ fn event_toml(open: u64, start: u64, end: u64, extra: &str) -> String {
     )
 }
 
-fn reply_of(outcome: &Outcome) -> &Reply {
+fn reply_of<'o>(outcome: &'o Outcome<'_>) -> &'o Reply {
     match outcome {
         Outcome::Reply(reply) => reply,
-        Outcome::Forward(f) => panic!("forwarded: {f:?}"),
+        other => panic!("not a reply: {other:?}"),
     }
 }
 

@@ -21,15 +21,21 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use std::sync::Arc;
 
-/// The proxy listener's socket buffers: no read buffer, Pingora's default write buffer.
-/// Pingora puts a 64 KiB read buffer in front of every accepted connection for the sake of TLS,
-/// which reads in small records; usher speaks plain HTTP (TLS ends in front of it), and Pingora's
-/// HTTP/1 code reads headers and bodies into buffers of its own, so that buffer only added a copy
-/// and about 12 KiB of resident memory per connection: a third of what an open event stream
-/// costs (benches/README.md, "Concurrent SSE visitors").
+/// The proxy listener's socket buffers: none.
+///
+/// Read: Pingora puts a 64 KiB read buffer in front of every accepted connection for the sake of
+/// TLS, which reads in small records; usher speaks plain HTTP (TLS ends in front of it), and
+/// Pingora's HTTP/1 code reads headers and bodies into buffers of its own, so that buffer only
+/// added a copy and about 12 KiB of resident memory per connection: a third of what an open
+/// event stream costs (benches/README.md, "Concurrent SSE visitors").
+///
+/// Write: Pingora's default 1,460-byte write buffer is flushed only when full or at the end of a
+/// response with a `Content-Length`, so an origin sending such a response slowly reached the
+/// visitor only in 1,460-byte steps (2.25 s to the first byte where the origin took 2 ms).
+/// Without it, bytes go out as they arrive.
 const PLAIN_HTTP_BUFFERS: L4BufferSettings = L4BufferSettings {
     read: Some(0),
-    write: None,
+    write: Some(0),
 };
 
 /// Why a node could not start.
@@ -41,6 +47,39 @@ pub enum StartError {
     /// The store could not be opened.
     #[error("opening the store: {0}")]
     Store(#[from] StoreError),
+    /// The embedded store's directory cannot be used.
+    #[error("opening the store in {}: {source}", .dir.display())]
+    DataDir {
+        /// `store.data_dir`.
+        dir: std::path::PathBuf,
+        /// Why.
+        source: StoreError,
+    },
+    /// A listener's address cannot be bound (in use, not this machine's, no permission).
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Which listener (`server.listen`, `metrics.listen`).
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Binds every listener's address once and lets go, so that an address in use is one clear
+/// error at start instead of Pingora's retries and panic.
+fn check_listeners(config: &Config) -> Result<(), StartError> {
+    let listeners = std::iter::once(("server.listen", config.server.listen))
+        .chain(config.metrics.listen.map(|addr| ("metrics.listen", addr)));
+    for (what, addr) in listeners {
+        std::net::TcpListener::bind(addr).map_err(|source| StartError::Listen {
+            addr,
+            what,
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// The parts of a node, built from a config before any listener opens.
@@ -65,8 +104,14 @@ impl Node {
         let (store, feed, embedded): (Arc<dyn Store>, Arc<dyn ChangeFeed>, _) =
             match &config.store.scylla {
                 None => {
-                    let store =
-                        Arc::new(EmbeddedStore::open(&config.store.data_dir, clock.now_ms())?);
+                    let dir = &config.store.data_dir;
+                    let store = EmbeddedStore::open(dir, clock.now_ms()).map_err(|source| {
+                        StartError::DataDir {
+                            dir: dir.clone(),
+                            source,
+                        }
+                    })?;
+                    let store = Arc::new(store);
                     (store.clone(), store.clone(), Some(store))
                 }
                 Some(scylla) => {
@@ -124,6 +169,7 @@ fn open_cql(config: &ScyllaConfig, clock: SharedClock) -> Result<Arc<CqlStore>, 
 
 /// Builds the Pingora server for `config`: proxy, metrics listener, background work.
 pub fn build_server(config: &Config, clock: SharedClock) -> Result<Server, StartError> {
+    check_listeners(config)?;
     let node = Node::open(config, clock.clone())?;
     let conf = ServerConf {
         threads: config.server.threads,
@@ -134,11 +180,7 @@ pub fn build_server(config: &Config, clock: SharedClock) -> Result<Server, Start
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let proxy = UsherProxy::new(
-        node.room.clone(),
-        config.upstreams.values().cloned(),
-        &config.tokens.cookie_prefix,
-    );
+    let proxy = UsherProxy::new(node.room.clone(), config);
     let mut proxy_service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "usher proxy");
     proxy_service.add_listener(
@@ -173,6 +215,7 @@ pub fn build_server(config: &Config, clock: SharedClock) -> Result<Server, Start
         proxy = %config.server.listen,
         metrics = ?config.metrics.listen,
         zones = ?config.zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>(),
+        data_dir = %config.store.data_dir.display(),
         "usher is ready to listen"
     );
     Ok(server)

@@ -1,7 +1,8 @@
-//! Where shared state lives (DESIGN §5). [`Store`] and [`ChangeFeed`] are the seams a second
-//! backend (ScyllaDB) implements; [`embedded`] is the single-node backend. Everything a store does
-//! is an async call the caller bounds with a timeout; decisions that must be exact (the zone
-//! compare-and-set) go to the store, while the change feed only keeps caches warm.
+//! Where shared state lives (`docs/architecture.md`, "State and the exchanger"). [`Store`] and
+//! [`ChangeFeed`] are the seams a second backend (ScyllaDB) implements; [`embedded`] is the
+//! single-node backend. Everything a store does is an async call the caller bounds with a
+//! timeout; decisions that must be exact (the zone compare-and-set) go to the store, while the
+//! change feed only keeps caches warm.
 
 pub mod cql;
 pub mod embedded;

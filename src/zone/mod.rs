@@ -1,8 +1,12 @@
-//! The zone table: which zone (if any) a request for (host, path) belongs to. The longest
-//! matching path prefix wins; for equal prefixes a zone naming the host beats one for every host.
+//! The zone table: which zone (if any) a request belongs to, decided on its canonical host and
+//! path ([`crate::request`]). Prefixes match on segment boundaries; the longest matching prefix
+//! wins; for equal prefixes a zone naming the host beats one for every host. A request whose
+//! host no zone names (or that names none) is taken to be for `[server] default_host`, or, without
+//! one, is matched against every zone, host-scoped ones included: it fails closed.
 
 use crate::config::{Config, Event, Mode, ZoneConfig};
 use crate::onsale::{self, Phase};
+use crate::request::path;
 use std::sync::Arc;
 
 /// A zone as the request path sees it: its config and precomputed cookie name.
@@ -76,30 +80,26 @@ impl Zone {
 #[derive(Debug, Clone)]
 pub struct ZoneTable {
     zones: Vec<Zone>,
+    /// Every host some zone names.
+    named_hosts: Vec<String>,
+    /// `[server] default_host`.
+    default_host: Option<String>,
 }
 
-/// The host part of a `Host` header, lower-cased, without port (borrowed when already so).
-pub fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
-    let host = host.trim();
-    let without_port = if host.starts_with('[') {
-        host.split(']')
-            .next()
-            .map_or(host, |h| h)
-            .trim_start_matches('[')
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h)
-    };
-    if without_port.bytes().any(|b| b.is_ascii_uppercase()) {
-        std::borrow::Cow::Owned(without_port.to_ascii_lowercase())
-    } else {
-        std::borrow::Cow::Borrowed(without_port)
-    }
+/// Which zones a request's host selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hosts<'a> {
+    /// A host some zone names: zones for it and zones for every host.
+    Named(&'a str),
+    /// No host, or one no zone names, and no `default_host`: every zone, host-scoped ones too,
+    /// so the request fails closed (a single-site origin serves any host as the shop).
+    Any,
 }
 
 impl ZoneTable {
     /// Builds the table from a validated config.
     pub fn new(config: &Config) -> Self {
-        let zones = config
+        let zones: Vec<Zone> = config
             .zones
             .iter()
             .enumerate()
@@ -108,25 +108,66 @@ impl ZoneTable {
                 Zone::new(index, z.clone(), cookie)
             })
             .collect();
-        ZoneTable { zones }
+        let mut named_hosts: Vec<String> = zones
+            .iter()
+            .flat_map(|z| z.config.hosts.iter().cloned())
+            .collect();
+        named_hosts.sort();
+        named_hosts.dedup();
+        ZoneTable {
+            zones,
+            named_hosts,
+            default_host: config.server.default_host.clone(),
+        }
     }
 
-    /// The zone for a request to `host` (already normalized) and `path`.
-    pub fn find(&self, host: &str, path: &str) -> Option<&Zone> {
-        let mut best: Option<(&Zone, usize, bool)> = None;
-        for zone in &self.zones {
-            let host_specific = !zone.config.hosts.is_empty();
-            if host_specific && !zone.config.hosts.iter().any(|h| h == host) {
-                continue;
+    /// The rule for `host` (canonical, `None` when the request named none).
+    fn hosts<'a>(&'a self, host: Option<&'a str>) -> Hosts<'a> {
+        let named = |h: &&str| self.named_hosts.iter().any(|n| n == h);
+        match host.filter(named).or(self.default_host.as_deref()) {
+            Some(host) => Hosts::Named(host),
+            None => Hosts::Any,
+        }
+    }
+
+    fn serves(zone: &Zone, hosts: Hosts<'_>) -> bool {
+        match hosts {
+            Hosts::Any => true,
+            Hosts::Named(host) => {
+                zone.config.hosts.is_empty() || zone.config.hosts.iter().any(|h| h == host)
             }
+        }
+    }
+
+    /// The zone for a request to canonical `host` and canonical `path`
+    /// ([`crate::request::View`]): the longest prefix wins; for equal prefixes a zone that
+    /// names the host beats one for every host.
+    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Zone> {
+        let hosts = self.hosts(host);
+        // Folded once, and only if a zone compares so (borrowed when nothing changes).
+        let folded = path::fold(path);
+        let mut best: Option<(&Zone, usize, bool)> = None;
+        for zone in self.zones.iter().filter(|z| Self::serves(z, hosts)) {
+            let host_specific = !zone.config.hosts.is_empty();
+            let compared = if zone.config.case_sensitive {
+                path
+            } else {
+                folded.as_ref()
+            };
             for prefix in &zone.config.paths {
-                if !path.starts_with(prefix.as_str()) {
+                if !path::has_prefix(compared, prefix) {
                     continue;
                 }
+                // On a tie, the zone that names the host wins; for a host no zone names, the
+                // zone for every host (the request was never shown to be for the named one).
+                let prefer_specific = matches!(hosts, Hosts::Named(_));
                 let better = match best {
                     None => true,
                     Some((_, len, specific)) => {
-                        prefix.len() > len || (prefix.len() == len && host_specific && !specific)
+                        prefix.len() > len
+                            || (prefix.len() == len
+                                && host_specific != specific
+                                && host_specific == prefer_specific)
                     }
                 };
                 if better {
@@ -142,11 +183,10 @@ impl ZoneTable {
         self.zones.iter().find(|z| z.config.name == name)
     }
 
-    /// Zones that serve `host` (host-specific ones and those for every host).
-    pub fn for_host<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Zone> + 'a {
-        self.zones
-            .iter()
-            .filter(move |z| z.config.hosts.is_empty() || z.config.hosts.iter().any(|h| h == host))
+    /// Zones that serve canonical `host`, by the same rule as [`ZoneTable::find`].
+    pub fn for_host<'a>(&'a self, host: Option<&'a str>) -> impl Iterator<Item = &'a Zone> + 'a {
+        let hosts = self.hosts(host);
+        self.zones.iter().filter(move |z| Self::serves(z, hosts))
     }
 
     /// The zone at `index` (its [`Zone::index`]).
@@ -161,61 +201,4 @@ impl ZoneTable {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn table() -> ZoneTable {
-        let text = r#"
-            [upstreams.shop]
-            addrs = ["127.0.0.1:9000"]
-            [tokens]
-            signing_key = { kid = "k", env = "UNUSED" }
-            [zones.checkout]
-            paths = ["/checkout"]
-            capacity = 1
-            admit_per_minute = 1
-            [zones.express]
-            paths = ["/checkout/express"]
-            capacity = 1
-            admit_per_minute = 1
-            [zones.vip]
-            hosts = ["VIP.example.com"]
-            paths = ["/checkout"]
-            capacity = 1
-            admit_per_minute = 1
-        "#;
-        let config = crate::config::parse(text, std::path::Path::new(".")).expect("valid");
-        ZoneTable::new(&config)
-    }
-
-    #[test]
-    fn longest_prefix_then_specific_host_wins() {
-        let t = table();
-        let name = |host: &str, path: &str| t.find(host, path).map(|z| z.config.name.clone());
-        assert_eq!(
-            name("shop.example.com", "/checkout/cart").as_deref(),
-            Some("checkout")
-        );
-        assert_eq!(
-            name("shop.example.com", "/checkout/express/1").as_deref(),
-            Some("express")
-        );
-        assert_eq!(name("vip.example.com", "/checkout").as_deref(), Some("vip"));
-        assert_eq!(
-            name("vip.example.com", "/checkout/express").as_deref(),
-            Some("express")
-        );
-        assert_eq!(name("shop.example.com", "/"), None);
-        assert_eq!(
-            t.by_name("vip").map(|z| z.cookie.as_str()),
-            Some("usher_vip")
-        );
-    }
-
-    #[test]
-    fn host_normalization_drops_port_and_case() {
-        assert_eq!(normalize_host("Shop.Example.com:8080"), "shop.example.com");
-        assert_eq!(normalize_host("[::1]:8080"), "::1");
-        assert_eq!(normalize_host("localhost"), "localhost");
-    }
-}
+mod tests;

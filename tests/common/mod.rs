@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod crowd;
+pub mod origins;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -52,12 +53,24 @@ impl Usher {
     /// Starts usher in `dir` with `zones` (TOML for `[zones.*]` and anything else) in front of
     /// `origin`. Listen and metrics ports are fresh.
     pub fn start(dir: &Path, origin: SocketAddr, zones: &str) -> Usher {
+        Usher::start_with(dir, origin, "", "", zones)
+    }
+
+    /// [`Usher::start`] with extra lines for `[server]` and `[upstreams.shop]` (such as
+    /// `trusted_proxies = [...]` or `read_timeout = "1s"`).
+    pub fn start_with(
+        dir: &Path,
+        origin: SocketAddr,
+        server: &str,
+        upstream: &str,
+        zones: &str,
+    ) -> Usher {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let key = ensure_key(dir);
         let text = format!(
-            "[server]\nlisten = \"{addr}\"\ngrace_period = \"1s\"\n\
-             [upstreams.shop]\naddrs = [\"{origin}\"]\n\
+            "[server]\nlisten = \"{addr}\"\ngrace_period = \"1s\"\n{server}\n\
+             [upstreams.shop]\naddrs = [\"{origin}\"]\n{upstream}\n\
              [tokens]\nsigning_key = {{ kid = \"test\", file = \"{key}\" }}\n\
              [metrics]\nlisten = \"{metrics}\"\n{zones}\n"
         );

@@ -1,5 +1,5 @@
 //! Positions in line without counting the queue on every page view: each node keeps an index of
-//! the queue after the cursor (DESIGN §5's edge-cache "queue index for positions").
+//! the queue after the cursor (the edge cache of `docs/architecture.md`).
 //!
 //! The index is a sorted scan of every shard plus this node's own joins since; a position is two
 //! binary searches. When it is older than [`INDEX_AGE`], the next position asked reads only the

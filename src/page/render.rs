@@ -6,11 +6,10 @@ use super::assets;
 use super::format;
 use super::i18n::Lang;
 use super::keys::Key;
+use super::status::{State, Status};
 use super::strings::Strings;
 use super::template::{script_safe, Template};
 use super::vars::Var;
-use crate::config::ZoneConfig;
-use crate::room::status::{State, Status};
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
@@ -73,10 +72,19 @@ impl View {
     }
 }
 
-/// The waiting page of `zone` for `status`, in `lang`.
-pub fn render(zone: &ZoneConfig, status: &Status, lang: Lang) -> String {
-    let template = zone.template.as_deref().unwrap_or(builtin());
-    let strings: &Strings = &zone.strings;
+/// How a zone's pages look: its template (`None`: the built-in one) and its texts.
+#[derive(Debug, Clone, Copy)]
+pub struct Look<'a> {
+    /// The zone's own template, if it has one.
+    pub template: Option<&'a Template>,
+    /// The texts in every language, with overrides applied.
+    pub strings: &'a Strings,
+}
+
+/// The waiting page for `status`, in `lang`, as `look` says.
+pub fn render(look: Look<'_>, status: &Status, lang: Lang) -> String {
+    let template = look.template.unwrap_or(builtin());
+    let strings: &Strings = look.strings;
     let view = View::of(status);
     let (headline, message) = view.texts();
     let refresh_s = status.refresh_ms.div_ceil(1_000).max(1);

@@ -75,11 +75,19 @@ pub enum Key {
     Countdown,
     /// In the pre-queue after the start, while places are drawn.
     Drawing,
+    /// Headline when the shop did not answer (usher's 502 page).
+    UnreachableHeadline,
+    /// Explanation when the shop did not answer.
+    UnreachableMessage,
+    /// Headline when the shop took too long to answer (usher's 504 page).
+    TimeoutHeadline,
+    /// Explanation when the shop took too long.
+    TimeoutMessage,
 }
 
 impl Key {
     /// Every key.
-    pub const ALL: [Key; 35] = [
+    pub const ALL: [Key; 39] = [
         Key::WaitingHeadline,
         Key::WaitingMessage,
         Key::PausedHeadline,
@@ -115,6 +123,10 @@ impl Key {
         Key::UpdatedMinutes,
         Key::Countdown,
         Key::Drawing,
+        Key::UnreachableHeadline,
+        Key::UnreachableMessage,
+        Key::TimeoutHeadline,
+        Key::TimeoutMessage,
     ];
 
     /// The key's name in config and in the page's script.
@@ -155,6 +167,10 @@ impl Key {
             Key::UpdatedMinutes => "updated_minutes",
             Key::Countdown => "countdown",
             Key::Drawing => "drawing",
+            Key::UnreachableHeadline => "unreachable_headline",
+            Key::UnreachableMessage => "unreachable_message",
+            Key::TimeoutHeadline => "timeout_headline",
+            Key::TimeoutMessage => "timeout_message",
         }
     }
 
@@ -183,7 +199,14 @@ impl Key {
     pub(super) fn live(self) -> bool {
         !matches!(
             self,
-            Key::PositionLabel | Key::EtaLabel | Key::ProgressLabel | Key::KeepOpen
+            Key::PositionLabel
+                | Key::EtaLabel
+                | Key::ProgressLabel
+                | Key::KeepOpen
+                | Key::UnreachableHeadline
+                | Key::UnreachableMessage
+                | Key::TimeoutHeadline
+                | Key::TimeoutMessage
         )
     }
 }

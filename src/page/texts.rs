@@ -43,6 +43,10 @@ const EN: Table = &[
     (Key::UpdatedMinutes, "Updated {n} min ago"),
     (Key::Countdown, "The sale starts in {time}."),
     (Key::Drawing, "The sale has started. Places in line are being drawn, one moment."),
+    (Key::UnreachableHeadline, "The shop is not answering"),
+    (Key::UnreachableMessage, "Your place is kept. We will try again in a moment."),
+    (Key::TimeoutHeadline, "The shop is taking too long"),
+    (Key::TimeoutMessage, "Your place is kept. We will try again in a moment."),
 ];
 
 #[rustfmt::skip]
@@ -82,6 +86,10 @@ const DE: Table = &[
     (Key::UpdatedMinutes, "Vor {n} min aktualisiert"),
     (Key::Countdown, "Der Verkauf beginnt in {time}."),
     (Key::Drawing, "Der Verkauf hat begonnen. Die Plätze in der Warteschlange werden gerade ausgelost, einen Moment."),
+    (Key::UnreachableHeadline, "Der Shop antwortet nicht"),
+    (Key::UnreachableMessage, "Ihr Platz bleibt erhalten. Wir versuchen es gleich noch einmal."),
+    (Key::TimeoutHeadline, "Der Shop braucht zu lange"),
+    (Key::TimeoutMessage, "Ihr Platz bleibt erhalten. Wir versuchen es gleich noch einmal."),
 ];
 
 #[rustfmt::skip]
@@ -121,6 +129,10 @@ const FR: Table = &[
     (Key::UpdatedMinutes, "Mis à jour il y a {n} min"),
     (Key::Countdown, "La vente commence dans {time}."),
     (Key::Drawing, "La vente a commencé. Les places dans la file sont en cours de tirage, un instant."),
+    (Key::UnreachableHeadline, "La boutique ne répond pas"),
+    (Key::UnreachableMessage, "Votre place est conservée. Nous réessayons dans un instant."),
+    (Key::TimeoutHeadline, "La boutique met trop de temps à répondre"),
+    (Key::TimeoutMessage, "Votre place est conservée. Nous réessayons dans un instant."),
 ];
 
 #[rustfmt::skip]
@@ -160,6 +172,10 @@ const ES: Table = &[
     (Key::UpdatedMinutes, "Actualizado hace {n} min"),
     (Key::Countdown, "La venta empieza en {time}."),
     (Key::Drawing, "La venta ha empezado. Se están sorteando los lugares en la fila, un momento."),
+    (Key::UnreachableHeadline, "La tienda no responde"),
+    (Key::UnreachableMessage, "Conserva su lugar. Lo intentaremos de nuevo en un momento."),
+    (Key::TimeoutHeadline, "La tienda tarda demasiado"),
+    (Key::TimeoutMessage, "Conserva su lugar. Lo intentaremos de nuevo en un momento."),
 ];
 
 fn table(lang: Lang) -> Table {
@@ -180,7 +196,7 @@ pub(super) fn builtin(lang: Lang, key: Key) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::room::page::strings::unknown_placeholders;
+    use crate::page::strings::unknown_placeholders;
 
     #[test]
     fn every_language_has_every_text_once_with_valid_placeholders() {

@@ -3,9 +3,7 @@
 
 use super::*;
 use crate::admission::Eta;
-use crate::config::Config;
-use crate::room::status::{EventInfo, State, Status};
-use crate::zone::ZoneTable;
+use crate::config::{Config, ZoneConfig};
 
 const NOW: u64 = 1_800_000_000_000;
 
@@ -19,9 +17,21 @@ fn config(zone_extra: &str, top: &str, dir: &std::path::Path) -> Config {
     crate::config::parse(&text, dir).expect("valid config")
 }
 
+fn look(zone: &ZoneConfig) -> Look<'_> {
+    Look {
+        template: zone.template.as_deref(),
+        strings: &zone.strings,
+    }
+}
+
 fn status_of(config: &Config, state: State) -> Status {
-    let zones = ZoneTable::new(config);
-    let zone = zones.iter().next().expect("a zone");
+    let zone = &config.zones[0];
+    let heading = Heading {
+        zone: zone.name.clone(),
+        title: zone.title.clone(),
+        refresh_ms: zone.refresh_interval.as_millis() as u64,
+        event: None,
+    };
     match state {
         State::Waiting | State::Paused => {
             let eta = Eta {
@@ -29,15 +39,15 @@ fn status_of(config: &Config, state: State) -> Status {
                 low: 200,
                 high: 350,
             };
-            Status::waiting(zone, state, 41, eta, NOW - 100_000, NOW)
+            Status::waiting(heading, state, 41, eta, NOW - 100_000, NOW)
         }
-        _ => Status::without_place(zone, state, NOW),
+        _ => Status::without_place(heading, state, NOW),
     }
 }
 
 fn page(state: State, lang: Lang) -> String {
     let config = config("", "", std::path::Path::new("."));
-    render(&config.zones[0], &status_of(&config, state), lang)
+    render(look(&config.zones[0]), &status_of(&config, state), lang)
 }
 
 /// The text of the element with `id`, up to its closing tag.
@@ -144,7 +154,7 @@ fn paused_degraded_and_prequeue_say_what_they_are() {
     let config = config("", "", std::path::Path::new("."));
     let mut degraded = status_of(&config, State::Waiting);
     degraded.degraded = true;
-    let html = render(&config.zones[0], &degraded, Lang::En);
+    let html = render(look(&config.zones[0]), &degraded, Lang::En);
     assert!(html.contains("data-state=\"waiting\" data-view=\"degraded\""));
     assert!(element(&html, "message").contains("You keep your place"));
 
@@ -158,7 +168,7 @@ fn paused_degraded_and_prequeue_say_what_they_are() {
         draw_seed: None,
         drawn_at_ms: None,
     });
-    let html = render(&config.zones[0], &prequeue, Lang::De);
+    let html = render(look(&config.zones[0]), &prequeue, Lang::De);
     assert_eq!(
         element(&html, "countdown"),
         "Der Verkauf beginnt in 1:02:03."
@@ -173,7 +183,7 @@ fn paused_degraded_and_prequeue_say_what_they_are() {
     if let Some(event) = prequeue.event.as_mut() {
         event.starts_at_ms = NOW - 1_000;
     }
-    let html = render(&config.zones[0], &prequeue, Lang::En);
+    let html = render(look(&config.zones[0]), &prequeue, Lang::En);
     assert_eq!(
         element(&html, "countdown"),
         "The sale has started. Places in line are being drawn, one moment."
@@ -210,7 +220,7 @@ fn the_pages_data_is_json_that_cannot_end_its_script_block() {
     let config = config("", "", std::path::Path::new("."));
     let mut status = status_of(&config, State::Waiting);
     status.title = "</script><script>alert(1)</script>".into();
-    let html = render(&config.zones[0], &status, Lang::En);
+    let html = render(look(&config.zones[0]), &status, Lang::En);
     assert_eq!(
         html.matches("</script>").count(),
         2,
@@ -255,12 +265,12 @@ fn a_zones_own_template_and_texts_are_used() {
     );
     let zone = &config.zones[0];
     let status = status_of(&config, State::Waiting);
-    let de = render(zone, &status, Lang::De);
+    let de = render(look(zone), &status, Lang::De);
     assert!(de.starts_with("<html lang=\"de\"><head><noscript>"), "{de}");
     assert!(de.contains(
         "<b id=\"position\">42</b><i>Bleiben Sie &lt;hier&gt;</i><u>Big &lt;Show&gt;</u>"
     ));
-    let en = render(zone, &status, Lang::En);
+    let en = render(look(zone), &status, Lang::En);
     assert!(
         en.contains("<i>Stay right here</i>"),
         "the file's override reaches the zone"
@@ -276,7 +286,7 @@ fn the_built_in_page_is_small() {
 
 #[test]
 fn the_docs_list_every_variable_and_text() {
-    let docs = include_str!("../../../docs/waiting-page.md");
+    let docs = include_str!("../../docs/waiting-page.md");
     for var in Var::ALL {
         let row = format!("| `{{{{{}}}}}` |", var.name());
         assert!(docs.contains(&row), "docs/waiting-page.md lacks {row}");

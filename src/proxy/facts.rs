@@ -1,0 +1,147 @@
+//! A Pingora request header read into usher's plain types: the raw parts for the canonical
+//! [`crate::request::View`], and the [`RequestFacts`] the room decides on.
+
+use crate::request::Raw;
+use crate::room::RequestFacts;
+use pingora::http::RequestHeader;
+use std::borrow::Cow;
+
+/// Every value of header `name`, as bytes.
+pub(super) fn values<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a [u8]> {
+    req.headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect()
+}
+
+/// All values of header `name` joined with "; " (HTTP/2 may split `Cookie`), as bytes,
+/// borrowed in the common case of a single line.
+pub(super) fn joined<'a>(req: &'a RequestHeader, name: &str) -> Option<Cow<'a, [u8]>> {
+    let mut all = req.headers.get_all(name).iter().map(|v| v.as_bytes());
+    let first = all.next()?;
+    let Some(second) = all.next() else {
+        return Some(Cow::Borrowed(first));
+    };
+    let mut joined = [first, b"; ", second].concat();
+    for more in all {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(more);
+    }
+    Some(Cow::Owned(joined))
+}
+
+/// A header's value as text, if it is text.
+pub(super) fn text<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The request line and `Host` lines, for [`crate::request::view`].
+pub(super) fn raw<'a>(req: &'a RequestHeader, hosts: &'a [&'a [u8]]) -> Raw<'a> {
+    Raw {
+        method: req.method.as_str(),
+        http10: req.version < http::Version::HTTP_11,
+        target: req.raw_path(),
+        hosts,
+    }
+}
+
+/// Whether the client can show a waiting page: a GET or HEAD that is neither a WebSocket (or
+/// other protocol) upgrade nor a script's request (`X-Requested-With: XMLHttpRequest`, which
+/// jQuery-era and many app clients send; `fetch` calls that ask for JSON are `wants_json`).
+pub(super) fn shows_pages(req: &RequestHeader) -> bool {
+    let page_method = req.method == http::Method::GET || req.method == http::Method::HEAD;
+    let script =
+        text(req, "x-requested-with").is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"));
+    page_method && !is_upgrade(req) && !script
+}
+
+/// A protocol upgrade (WebSocket).
+pub(super) fn is_upgrade(req: &RequestHeader) -> bool {
+    req.headers.contains_key("upgrade")
+}
+
+/// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`. Browsers
+/// never send cookies on one, so it must not be taken for a newcomer.
+pub(super) fn is_preflight(req: &RequestHeader) -> bool {
+    req.method == http::Method::OPTIONS
+        && req.headers.contains_key("origin")
+        && req.headers.contains_key("access-control-request-method")
+}
+
+/// The facts the room decides on, from the canonical `host` and `path` and the header.
+pub(super) fn facts<'a>(
+    req: &'a RequestHeader,
+    host: Option<&'a str>,
+    path: &'a str,
+    query: Option<&'a str>,
+    cookie: Option<&'a [u8]>,
+) -> RequestFacts<'a> {
+    let wants_json = text(req, "accept")
+        .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
+    RequestFacts {
+        host,
+        path,
+        query,
+        cookie,
+        wants_json,
+        shows_pages: shows_pages(req),
+        preflight: is_preflight(req),
+        accept_language: text(req, "accept-language"),
+        last_event_id: text(req, "last-event-id"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, headers: &[(&'static str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build(method, b"/checkout", None).expect("request");
+        for (name, value) in headers {
+            req.append_header(*name, *value).expect("header");
+        }
+        req
+    }
+
+    #[test]
+    fn only_plain_page_loads_can_show_the_waiting_page() {
+        assert!(shows_pages(&request("GET", &[])));
+        assert!(shows_pages(&request("HEAD", &[("accept", "text/html")])));
+        assert!(!shows_pages(&request("POST", &[])), "a form or API post");
+        assert!(!shows_pages(&request("DELETE", &[])));
+        assert!(!shows_pages(&request(
+            "GET",
+            &[("connection", "upgrade"), ("upgrade", "websocket")]
+        )));
+        assert!(!shows_pages(&request(
+            "GET",
+            &[("x-requested-with", "XMLHttpRequest")]
+        )));
+    }
+
+    #[test]
+    fn preflights_are_options_with_origin_and_a_requested_method() {
+        let preflight = [
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "POST"),
+        ];
+        assert!(is_preflight(&request("OPTIONS", &preflight)));
+        assert!(!is_preflight(&request("OPTIONS", &preflight[..1])));
+        assert!(!is_preflight(&request("OPTIONS", &[])));
+        assert!(!is_preflight(&request("GET", &preflight)));
+    }
+
+    #[test]
+    fn cookie_lines_are_joined_as_bytes() {
+        let mut req = request("GET", &[("cookie", "a=1")]);
+        assert_eq!(joined(&req, "cookie").as_deref(), Some(&b"a=1"[..]));
+        req.append_header(
+            "cookie",
+            http::HeaderValue::from_bytes(b"b=\xff").expect("value"),
+        )
+        .expect("header");
+        assert_eq!(joined(&req, "cookie").as_deref(), Some(&b"a=1; b=\xff"[..]));
+        assert_eq!(joined(&req, "x-none"), None);
+    }
+}

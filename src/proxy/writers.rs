@@ -1,0 +1,77 @@
+//! Writing usher's own answers: a [`Reply`] in one piece, and an event stream piece by piece.
+//! HTTP/1.0 clients never get a chunked body: an event stream to them ends with the connection.
+
+use crate::room::{EventStream, Reply};
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+/// How long a write to an event stream may block before the visitor is taken for gone.
+const SSE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Writes `reply` whole.
+pub(super) async fn reply(session: &mut Session, reply: Reply, http10: bool) -> Result<()> {
+    let mut header = ResponseHeader::build(reply.status, Some(6))?;
+    header.insert_header("content-type", reply.content_type)?;
+    header.insert_header("content-length", reply.body.len().to_string())?;
+    header.insert_header("cache-control", reply.cache_control)?;
+    if let Some(vary) = reply.vary {
+        header.insert_header("vary", vary)?;
+    }
+    if let Some(cookie) = reply.set_cookie {
+        header.insert_header("set-cookie", cookie)?;
+    }
+    if let Some(seconds) = reply.retry_after {
+        header.insert_header("retry-after", seconds.to_string())?;
+    }
+    if http10 {
+        header.insert_header("connection", "close")?;
+        session.set_keepalive(None);
+    }
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    session
+        .write_response_body(Some(Bytes::from(reply.body)), true)
+        .await?;
+    Ok(())
+}
+
+/// Streams `/_usher/events` until the stream ends or the visitor goes away (a write fails).
+pub(super) async fn events(
+    session: &mut Session,
+    mut events: EventStream<'_>,
+    http10: bool,
+) -> Result<()> {
+    let mut header = ResponseHeader::build(200, Some(5))?;
+    header.insert_header("content-type", "text/event-stream")?;
+    header.insert_header("cache-control", "no-store")?;
+    // nginx and similar buffer responses unless told not to.
+    header.insert_header("x-accel-buffering", "no")?;
+    if http10 {
+        // No chunks in HTTP/1.0: the body runs until the connection closes.
+        header.insert_header("connection", "close")?;
+        session.set_keepalive(None);
+    } else {
+        header.insert_header("transfer-encoding", "chunked")?;
+    }
+    // An open stream never reads again; the default read timeout would cut it after 60 s.
+    session.set_read_timeout(None);
+    // A visitor whose browser stopped reading must not hold the connection forever.
+    session.set_write_timeout(Some(SSE_WRITE_TIMEOUT));
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    let preamble = events.preamble();
+    session
+        .write_response_body(Some(Bytes::from(preamble)), false)
+        .await?;
+    while let Some(chunk) = events.next().await {
+        session
+            .write_response_body(Some(Bytes::from(chunk)), false)
+            .await?;
+    }
+    session.write_response_body(None, true).await?;
+    Ok(())
+}
