@@ -189,3 +189,22 @@ fn a_visitor_closing_the_page_is_not_an_error() {
         "a closed page is the normal end of a stream, not an error:\n{log}"
     );
 }
+
+#[test]
+fn an_http10_client_gets_the_stream_unchunked_until_the_connection_closes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let usher = Usher::start(dir.path(), origin(), ZONE);
+    // A holder of a session: one event, `admitted`, and the stream is over.
+    let inside = usher.client().get("/checkout", &[]).cookie().expect("in");
+    let request =
+        format!("GET /_usher/events HTTP/1.0\r\nHost: shop.test\r\nCookie: {inside}\r\n\r\n");
+    let r = common::origins::exchange(usher.addr, request.as_bytes(), Duration::from_secs(10))
+        .expect("the stream ends and the connection closes");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("transfer-encoding"), None, "no chunks in HTTP/1.0");
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    let body = r.text();
+    assert!(body.starts_with("retry: 2000\n\n"), "{body:?}");
+    assert!(body.contains("\"state\":\"admitted\""), "{body:?}");
+    assert!(!body.contains("\r\n"), "no chunk framing: {body:?}");
+}

@@ -3,11 +3,18 @@
 
 use crate::request::Raw;
 use crate::room::RequestFacts;
+use http::header::{self, HeaderName};
 use pingora::http::RequestHeader;
 use std::borrow::Cow;
 
+/// Header names looked up on every request, built once: a lookup by `&str` parses the name
+/// each time.
+pub(super) const X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
+/// `Last-Event-ID`, sent by a reconnecting `EventSource`.
+pub(super) const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+
 /// Every value of header `name`, as bytes.
-pub(super) fn values<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a [u8]> {
+pub(super) fn values<'a>(req: &'a RequestHeader, name: &HeaderName) -> Vec<&'a [u8]> {
     req.headers
         .get_all(name)
         .iter()
@@ -17,7 +24,7 @@ pub(super) fn values<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a [u8]> {
 
 /// All values of header `name` joined with "; " (HTTP/2 may split `Cookie`), as bytes,
 /// borrowed in the common case of a single line.
-pub(super) fn joined<'a>(req: &'a RequestHeader, name: &str) -> Option<Cow<'a, [u8]>> {
+pub(super) fn joined<'a>(req: &'a RequestHeader, name: &HeaderName) -> Option<Cow<'a, [u8]>> {
     let mut all = req.headers.get_all(name).iter().map(|v| v.as_bytes());
     let first = all.next()?;
     let Some(second) = all.next() else {
@@ -32,7 +39,7 @@ pub(super) fn joined<'a>(req: &'a RequestHeader, name: &str) -> Option<Cow<'a, [
 }
 
 /// A header's value as text, if it is text.
-pub(super) fn text<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+pub(super) fn text<'a>(req: &'a RequestHeader, name: &HeaderName) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -52,21 +59,23 @@ pub(super) fn raw<'a>(req: &'a RequestHeader, hosts: &'a [&'a [u8]]) -> Raw<'a> 
 pub(super) fn shows_pages(req: &RequestHeader) -> bool {
     let page_method = req.method == http::Method::GET || req.method == http::Method::HEAD;
     let script =
-        text(req, "x-requested-with").is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"));
+        text(req, &X_REQUESTED_WITH).is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"));
     page_method && !is_upgrade(req) && !script
 }
 
 /// A protocol upgrade (WebSocket).
 pub(super) fn is_upgrade(req: &RequestHeader) -> bool {
-    req.headers.contains_key("upgrade")
+    req.headers.contains_key(header::UPGRADE)
 }
 
 /// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`. Browsers
 /// never send cookies on one, so it must not be taken for a newcomer.
 pub(super) fn is_preflight(req: &RequestHeader) -> bool {
     req.method == http::Method::OPTIONS
-        && req.headers.contains_key("origin")
-        && req.headers.contains_key("access-control-request-method")
+        && req.headers.contains_key(header::ORIGIN)
+        && req
+            .headers
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 /// The facts the room decides on, from the canonical `host` and `path` and the header.
@@ -77,7 +86,7 @@ pub(super) fn facts<'a>(
     query: Option<&'a str>,
     cookie: Option<&'a [u8]>,
 ) -> RequestFacts<'a> {
-    let wants_json = text(req, "accept")
+    let wants_json = text(req, &header::ACCEPT)
         .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
     RequestFacts {
         host,
@@ -87,8 +96,8 @@ pub(super) fn facts<'a>(
         wants_json,
         shows_pages: shows_pages(req),
         preflight: is_preflight(req),
-        accept_language: text(req, "accept-language"),
-        last_event_id: text(req, "last-event-id"),
+        accept_language: text(req, &header::ACCEPT_LANGUAGE),
+        last_event_id: text(req, &LAST_EVENT_ID),
     }
 }
 
@@ -135,13 +144,16 @@ mod tests {
     #[test]
     fn cookie_lines_are_joined_as_bytes() {
         let mut req = request("GET", &[("cookie", "a=1")]);
-        assert_eq!(joined(&req, "cookie").as_deref(), Some(&b"a=1"[..]));
+        assert_eq!(joined(&req, &header::COOKIE).as_deref(), Some(&b"a=1"[..]));
         req.append_header(
             "cookie",
             http::HeaderValue::from_bytes(b"b=\xff").expect("value"),
         )
         .expect("header");
-        assert_eq!(joined(&req, "cookie").as_deref(), Some(&b"a=1; b=\xff"[..]));
-        assert_eq!(joined(&req, "x-none"), None);
+        assert_eq!(
+            joined(&req, &header::COOKIE).as_deref(),
+            Some(&b"a=1; b=\xff"[..])
+        );
+        assert_eq!(joined(&req, &LAST_EVENT_ID), None);
     }
 }

@@ -35,7 +35,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use watchdog::Watchdog;
+use watchdog::{Watchdog, Watchdogs};
 
 /// An upstream's addresses with a round-robin cursor.
 struct Upstream {
@@ -51,6 +51,8 @@ pub struct UsherProxy {
     trusted: TrustedProxies,
     /// `[server] default_host`: the `Host` sent for a request that named none (HTTP/1.0).
     default_host: Option<String>,
+    /// The first-byte deadlines of requests on their way to the origin.
+    watchdogs: Arc<Watchdogs>,
 }
 
 /// Per-request state, from the gate's forward to the end of the response.
@@ -94,6 +96,7 @@ impl UsherProxy {
             cookie_prefix: config.tokens.cookie_prefix.clone(),
             trusted: config.server.trusted_proxies.clone(),
             default_host: config.server.default_host.clone(),
+            watchdogs: Arc::default(),
         }
     }
 
@@ -194,12 +197,12 @@ impl ProxyHttp for UsherProxy {
     /// or an event stream ends the request here.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let req = session.req_header();
-        let hosts = facts::values(req, "host");
+        let hosts = facts::values(req, &http::header::HOST);
         let view = match request::view(facts::raw(req, &hosts)) {
             Ok(view) => view,
             Err(refusal) => return self.refuse(session, refusal).await,
         };
-        let cookie = facts::joined(req, "cookie");
+        let cookie = facts::joined(req, &http::header::COOKIE);
         let facts = facts::facts(
             req,
             view.host.as_deref(),
@@ -277,7 +280,7 @@ impl ProxyHttp for UsherProxy {
     ) -> Result<()> {
         let timeout = self.upstream(ctx)?.config.read_timeout;
         ctx.watchdog = None;
-        ctx.watchdog = Watchdog::arm(fd, timeout, ctx.timed_out.clone());
+        ctx.watchdog = self.watchdogs.arm(fd, timeout, ctx.timed_out.clone());
         Ok(())
     }
 
@@ -289,7 +292,7 @@ impl ProxyHttp for UsherProxy {
         _end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        if let Some(watchdog) = &ctx.watchdog {
+        if let Some(watchdog) = &mut ctx.watchdog {
             watchdog.extend();
         }
         Ok(())

@@ -6,6 +6,7 @@
 use crate::request::client::{forwarded_for, TrustedProxies};
 use crate::room::Forward;
 use crate::token::cookie;
+use http::header::{self, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use std::net::IpAddr;
@@ -17,14 +18,19 @@ fn is_own_header(name: &str) -> bool {
         && matches!(name.as_bytes()[5], b'-' | b'_')
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
 /// Headers a client could use to pass as someone else, dropped unless the peer is trusted.
-const CLIENT_CLAIMS: [&str; 5] = [
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "forwarded",
-    "x-real-ip",
-];
+fn is_client_claim(name: &HeaderName) -> bool {
+    *name == X_FORWARDED_FOR
+        || *name == X_FORWARDED_PROTO
+        || *name == X_FORWARDED_HOST
+        || *name == header::FORWARDED
+        || *name == X_REAL_IP
+}
 
 /// Rewrites `upstream` (a copy of the client's request) for the origin. `peer` is the socket
 /// peer, `host` the host the request was for (as the client wrote it).
@@ -37,40 +43,29 @@ pub(super) fn rewrite(
     host: Option<&str>,
 ) -> Result<()> {
     strip_own_cookies(upstream, cookie_prefix)?;
-    let own: Vec<String> = upstream
-        .headers
-        .keys()
-        .map(|name| name.as_str())
-        .filter(|name| is_own_header(name))
-        .map(str::to_string)
-        .collect();
-    for name in own {
-        upstream.remove_header(&name);
-    }
     let from_proxy = peer.is_some_and(|ip| trusted.trusts(ip));
-    let xff = super::facts::values(upstream, "x-forwarded-for")
-        .into_iter()
-        .map(<[u8]>::to_vec)
-        .collect::<Vec<_>>();
-    let proto = upstream
-        .headers
-        .get("x-forwarded-proto")
-        .filter(|_| from_proxy)
-        .cloned();
-    let forwarded_host = upstream
-        .headers
-        .get("x-forwarded-host")
-        .filter(|_| from_proxy)
-        .cloned();
-    if !from_proxy {
-        for name in CLIENT_CLAIMS {
-            if upstream.headers.contains_key(name) {
-                upstream.remove_header(name);
+    // One pass over the headers: what to drop, and the forwarding headers a proxy sent.
+    let mut drop: Vec<HeaderName> = Vec::new();
+    let mut xff: Vec<HeaderValue> = Vec::new();
+    let (mut proto, mut forwarded_host) = (None, None);
+    for (name, value) in upstream.headers.iter() {
+        if is_own_header(name.as_str()) || (!from_proxy && is_client_claim(name)) {
+            if !drop.contains(name) {
+                drop.push(name.clone());
             }
+        } else if *name == X_FORWARDED_FOR {
+            xff.push(value.clone());
+        } else if *name == X_FORWARDED_PROTO {
+            proto = Some(value.clone());
+        } else if *name == X_FORWARDED_HOST {
+            forwarded_host = Some(value.clone());
         }
     }
+    for name in &drop {
+        upstream.remove_header(name);
+    }
     if let Some(peer) = peer {
-        let lines: Vec<&[u8]> = xff.iter().map(Vec::as_slice).collect();
+        let lines: Vec<&[u8]> = xff.iter().map(HeaderValue::as_bytes).collect();
         upstream.insert_header("x-forwarded-for", forwarded_for(peer, &lines, trusted))?;
     }
     match proto {
@@ -97,17 +92,16 @@ pub(super) fn rewrite(
 /// Removes usher's cookies from `Cookie`, keeping every other cookie byte for byte. Rewrites
 /// only when one of usher's is there (requests outside every zone usually carry none).
 fn strip_own_cookies(upstream: &mut RequestHeader, prefix: &str) -> Result<()> {
-    let Some(header) = super::facts::joined(upstream, "cookie") else {
+    let Some(cookies) = super::facts::joined(upstream, &header::COOKIE) else {
         return Ok(());
     };
-    if !cookie::has_own(&header, prefix) {
+    let Some(kept) = cookie::strip(&cookies, prefix) else {
         return Ok(());
-    }
-    let kept = cookie::strip(&header, prefix);
-    upstream.remove_header("cookie");
+    };
+    upstream.remove_header(&header::COOKIE);
     if let Some(kept) = kept {
-        let value = http::HeaderValue::from_bytes(&kept)
-            .or_err(ErrorType::InvalidHTTPHeader, "cookie header")?;
+        let value =
+            HeaderValue::from_bytes(&kept).or_err(ErrorType::InvalidHTTPHeader, "cookie header")?;
         upstream.insert_header("cookie", value)?;
     }
     Ok(())
