@@ -281,5 +281,16 @@ fn start_up_problems_are_one_clear_line_and_exit_1() {
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert!(stderr.contains("opening the store in"), "{stderr}");
+
+    // A key that cannot be read.
+    std::fs::remove_file(dir.path().join("data")).expect("remove");
+    std::fs::remove_file(dir.path().join("key.pem")).expect("remove key");
+    let (code, stderr) = run_to_end(&["run", "--config", &config]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("tokens.signing_key.file: cannot read"),
+        "{stderr}"
+    );
     drop(busy);
 }
