@@ -24,6 +24,16 @@ pub enum TokenCheck {
     Access(Arc<Claims>),
 }
 
+impl TokenCheck {
+    /// The claims of a valid token (a place or a session), if the cookie held one.
+    pub fn claims(&self) -> Option<&Arc<Claims>> {
+        match self {
+            TokenCheck::Visitor(claims) | TokenCheck::Access(claims) => Some(claims),
+            TokenCheck::Missing | TokenCheck::Rejected(_) => None,
+        }
+    }
+}
+
 /// Verifies the zone cookie `raw` for `zone` at `now_ms`. `is_revoked` (the node's cache of
 /// releases) tells released sessions apart.
 pub fn check_token(

@@ -62,7 +62,7 @@ pub struct RequestCtx {
     forward: Option<Forward>,
     /// Who an error page would be for.
     audience: Option<ErrorAudience>,
-    /// The host the request was for, as the client wrote it (for `X-Forwarded-Host`).
+    /// The canonical host the request was for (for `X-Forwarded-Host`).
     host: Option<String>,
     /// The client speaks HTTP/1.0: no chunked bodies.
     http10: bool,
@@ -120,7 +120,6 @@ impl UsherProxy {
             .with_label_values(&[refusal.reason()])
             .inc();
         tracing::debug!(reason = %refusal, "request refused");
-        session.set_keepalive(None);
         let reply = crate::room::Reply::fresh(
             400,
             "text/plain; charset=utf-8",
@@ -157,20 +156,17 @@ fn private_cache_control(origin: Option<&str>) -> String {
         .filter(|d| !d.is_empty())
         .collect();
     let strict = |d: &&str| d.eq_ignore_ascii_case("private") || d.eq_ignore_ascii_case("no-store");
-    if directives.iter().any(strict) {
-        // Drop only what speaks to shared caches.
-        let kept: Vec<&str> = directives
-            .into_iter()
-            .filter(|d| {
-                !d.eq_ignore_ascii_case("public") && !d.to_ascii_lowercase().starts_with("s-maxage")
-            })
-            .collect();
-        return kept.join(", ");
+    // What speaks to shared caches goes; the rest of the origin's word stands.
+    let shared = |d: &&str| {
+        d.eq_ignore_ascii_case("public")
+            || d.get(..8)
+                .is_some_and(|p| p.eq_ignore_ascii_case("s-maxage"))
+    };
+    let mut kept: Vec<&str> = Vec::with_capacity(directives.len() + 1);
+    if !directives.iter().any(strict) {
+        kept.push("private");
     }
-    let mut kept = vec!["private"];
-    kept.extend(directives.into_iter().filter(|d| {
-        !d.eq_ignore_ascii_case("public") && !d.to_ascii_lowercase().starts_with("s-maxage")
-    }));
+    kept.extend(directives.iter().filter(|d| !shared(d)));
     kept.join(", ")
 }
 
@@ -198,7 +194,9 @@ impl ProxyHttp for UsherProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let req = session.req_header();
         let hosts = facts::values(req, &http::header::HOST);
-        let view = match request::view(facts::raw(req, &hosts)) {
+        let raw = facts::raw(req, &hosts);
+        ctx.http10 = raw.http10;
+        let view = match request::view(raw) {
             Ok(view) => view,
             Err(refusal) => return self.refuse(session, refusal).await,
         };
@@ -210,7 +208,7 @@ impl ProxyHttp for UsherProxy {
             view.query,
             cookie.as_deref(),
         );
-        ctx.http10 = req.version < http::Version::HTTP_11;
+
         let upgrade = facts::is_upgrade(req);
         let audience = ErrorAudience::of(&facts);
         let host = view.host.as_deref().map(str::to_string);
@@ -279,7 +277,6 @@ impl ProxyHttp for UsherProxy {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         let timeout = self.upstream(ctx)?.config.read_timeout;
-        ctx.watchdog = None;
         ctx.watchdog = self.watchdogs.arm(fd, timeout, ctx.timed_out.clone());
         Ok(())
     }
@@ -459,8 +456,7 @@ impl ProxyHttp for UsherProxy {
             }
         };
         let code = reply.status;
-        session.set_keepalive(None);
-        if let Err(write) = writers::reply(session, reply, ctx.http10).await {
+        if let Err(write) = writers::reply(session, reply, true).await {
             tracing::debug!(error = %write, "could not write the error answer");
         }
         no_reuse(code)

@@ -33,7 +33,7 @@ fn is_client_claim(name: &HeaderName) -> bool {
 }
 
 /// Rewrites `upstream` (a copy of the client's request) for the origin. `peer` is the socket
-/// peer, `host` the host the request was for (as the client wrote it).
+/// peer, `host` the canonical host the request was for (lower case, no port, as nginx's `$host`).
 pub(super) fn rewrite(
     upstream: &mut RequestHeader,
     forward: Option<&Forward>,

@@ -10,8 +10,9 @@ use pingora::proxy::Session;
 /// How long a write to an event stream may block before the visitor is taken for gone.
 const SSE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Writes `reply` whole.
-pub(super) async fn reply(session: &mut Session, reply: Reply, http10: bool) -> Result<()> {
+/// Writes `reply` whole; `close`: the connection ends after it (an HTTP/1.0 client, or one
+/// whose connection cannot be trusted any more).
+pub(super) async fn reply(session: &mut Session, reply: Reply, close: bool) -> Result<()> {
     let mut header = ResponseHeader::build(reply.status, Some(6))?;
     header.insert_header("content-type", reply.content_type)?;
     header.insert_header("content-length", reply.body.len().to_string())?;
@@ -25,7 +26,7 @@ pub(super) async fn reply(session: &mut Session, reply: Reply, http10: bool) -> 
     if let Some(seconds) = reply.retry_after {
         header.insert_header("retry-after", seconds.to_string())?;
     }
-    if http10 {
+    if close {
         header.insert_header("connection", "close")?;
         session.set_keepalive(None);
     }

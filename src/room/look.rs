@@ -42,10 +42,7 @@ impl Room {
             touched: false,
         };
         let plain = |state: State| seen(status::without_place(zone, state, now));
-        let claims: Option<&Claims> = match token {
-            TokenCheck::Visitor(claims) | TokenCheck::Access(claims) => Some(claims),
-            TokenCheck::Missing | TokenCheck::Rejected(_) => None,
-        };
+        let claims: Option<&Claims> = token.claims().map(|c| &**c);
         let placed = match (decision, claims) {
             (Decision::Passthrough | Decision::Forward { .. }, _) => return plain(State::Admitted),
             (Decision::Closed, _) => return plain(State::Closed),

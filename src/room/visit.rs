@@ -5,7 +5,7 @@ use super::places::Place;
 use super::status;
 use super::{Forward, Outcome, RequestFacts, Room, Session};
 use crate::config::Mode;
-use crate::gate::{Decision, TokenCheck};
+use crate::gate::Decision;
 use crate::page::State;
 use crate::store::StoreError;
 use crate::zone::Zone;
@@ -29,10 +29,7 @@ impl Room {
                 set_cookie,
             })
         };
-        let claims = match &token {
-            TokenCheck::Visitor(claims) | TokenCheck::Access(claims) => Some(claims.clone()),
-            TokenCheck::Missing | TokenCheck::Rejected(_) => None,
-        };
+        let claims = token.claims().cloned();
         let placed: Result<Place, StoreError> = match (decision, claims) {
             (Decision::Preflight, _) => return ("preflight", forward(None, None, None)),
             (Decision::Passthrough, _) => return ("passthrough", forward(None, None, None)),
