@@ -16,6 +16,7 @@ pub mod config;
 pub mod demo;
 pub mod exchanger;
 pub mod gate;
+pub mod lifecycle;
 pub mod metrics;
 pub mod onsale;
 pub mod page;

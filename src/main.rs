@@ -22,6 +22,20 @@ enum Command {
         /// The TOML config (see conf/usher.example.toml).
         #[arg(short, long)]
         config: PathBuf,
+        /// Take over from a running usher: wait on the upgrade socket for its listening
+        /// sockets (it is sent SIGQUIT), then for its data directory. `usher upgrade` does it.
+        #[arg(long)]
+        upgrade: bool,
+    },
+    /// Replace the running usher without downtime: start a new process with `run --upgrade`,
+    /// send the running one SIGQUIT, wait until the new one is ready.
+    Upgrade {
+        /// The config the new process runs with.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The running process (default: the PID in the data directory's lock file).
+        #[arg(long)]
+        pid: Option<u32>,
     },
     /// Validate config files and their keys; list every problem with its path; exit 1 on any.
     Check {
@@ -116,15 +130,55 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
-fn run(path: &Path) -> ExitCode {
+fn run(path: &Path, upgrade: bool) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match usher::service::build_server(&config, clock::system()) {
-        Ok(server) => server.run_forever(),
+    match usher::service::build_server(&config, clock::system(), upgrade) {
+        Ok(node) => {
+            node.run();
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("usher: cannot start: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn upgrade(path: &Path, pid: Option<u32>) -> ExitCode {
+    use usher::service::upgrade;
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(old_pid) = pid.or_else(|| upgrade::holder_pid(&config.store.data_dir)) else {
+        eprintln!(
+            "usher: no running usher found (no PID in {}); give it with --pid",
+            config.store.data_dir.join("lock").display()
+        );
+        return ExitCode::FAILURE;
+    };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("usher: cannot find this program's path: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match upgrade::upgrade(&exe, path, &config, old_pid) {
+        Ok(done) => {
+            println!(
+                "upgraded: PID {} -> PID {}, ready {} ms after the handover began",
+                done.old_pid,
+                done.new_pid,
+                done.took.as_millis()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("usher: upgrade failed: {e}");
             ExitCode::FAILURE
         }
     }
@@ -357,16 +411,17 @@ fn demo(path: &Path) -> ExitCode {
     }
     println!("  Open the protected URL in a few private windows to see the queue. Ctrl-C stops.");
     println!();
-    run(path)
+    run(path, false)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => {
+        Command::Run { config, upgrade } => {
             init_logs();
-            run(&config)
+            run(&config, upgrade)
         }
+        Command::Upgrade { config, pid } => upgrade(&config, pid),
         Command::Check { config } => check(&config),
         Command::Keygen {
             out,

@@ -54,6 +54,15 @@ pub struct ServerConfig {
     pub default_host: Option<String>,
     /// Peers whose `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host` are believed.
     pub trusted_proxies: TrustedProxies,
+    /// How long a client connection may stay idle between requests (whole seconds).
+    pub keepalive_timeout: Duration,
+    /// Open client connections this node serves at most; beyond it a connection gets a short
+    /// 503 (the health and readiness endpoints still answer). `None`: derived from the
+    /// open-file limit at start.
+    pub max_connections: Option<u32>,
+    /// The Unix socket a new process receives the listening sockets on during an upgrade
+    /// (default: `upgrade.sock` in the data directory).
+    pub upgrade_sock: std::path::PathBuf,
 }
 
 /// `[upstreams.NAME]`

@@ -41,6 +41,9 @@ pub struct RawServer {
     pub grace_period: Option<String>,
     pub default_host: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub keepalive_timeout: Option<String>,
+    pub max_connections: Option<i64>,
+    pub upgrade_sock: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }

@@ -179,6 +179,23 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
     let tokens = tokens(&mut c, &raw.tokens, base);
 
     let store = store(&mut c, &raw.store, base);
+    let server = ServerConfig {
+        upgrade_sock: match &raw.server.upgrade_sock {
+            Some(path) => base.join(path),
+            None => store.data_dir.join("upgrade.sock"),
+        },
+        ..server
+    };
+    // A Unix socket path is at most 107 bytes long.
+    if server.upgrade_sock.as_os_str().len() > 107 {
+        c.problem(
+            "server.upgrade_sock",
+            format!(
+                "`{}` is longer than a Unix socket path may be (107 bytes); set a shorter one",
+                server.upgrade_sock.display()
+            ),
+        );
+    }
 
     c.unknown_keys("metrics", &raw.metrics.extra);
     let metrics = MetricsConfig {
@@ -312,6 +329,22 @@ fn server(
             })
             .collect(),
     );
+    let keepalive_timeout = c.duration(
+        "server.keepalive_timeout".into(),
+        &raw.keepalive_timeout,
+        "60s",
+    );
+    if keepalive_timeout < Duration::from_secs(1) {
+        c.problem("server.keepalive_timeout", "must be at least 1s");
+    }
+    let max_connections = raw.max_connections.map(|_| {
+        c.positive(
+            "server.max_connections".into(),
+            raw.max_connections,
+            false,
+            1,
+        )
+    });
     ServerConfig {
         listen,
         threads,
@@ -319,6 +352,10 @@ fn server(
         grace_period,
         default_host,
         trusted_proxies,
+        keepalive_timeout,
+        max_connections,
+        // Resolved against the data directory once `[store]` is read.
+        upgrade_sock: std::path::PathBuf::new(),
     }
 }
 

@@ -3,8 +3,8 @@
 //! never from visitors, so cardinality stays bounded.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Every metric family usher exports.
@@ -36,6 +36,13 @@ pub struct Metrics {
     /// `usher_feed_lag_seconds`: how long the last change this node heard of took to reach it
     /// through the change feed (0 on the embedded store).
     pub feed_lag: Gauge,
+    /// `usher_connections_open`: client connections open on the proxy listener.
+    pub connections_open: IntGauge,
+    /// `usher_connections_refused_total`: connections answered 503 because the node was at
+    /// `server.max_connections`.
+    pub connections_refused: IntCounter,
+    /// `usher_ready`: 1 while `/_usher/ready` would answer 200.
+    pub ready: IntGauge,
 }
 
 impl Metrics {
@@ -113,6 +120,28 @@ impl Metrics {
         registry
             .register(Box::new(feed_lag.clone()))
             .expect("unique metric");
+        let connections_open = IntGauge::new(
+            "usher_connections_open",
+            "Client connections open on the proxy listener.",
+        )
+        .expect("valid metric");
+        let connections_refused = IntCounter::new(
+            "usher_connections_refused_total",
+            "Client connections answered 503 because the node was at server.max_connections.",
+        )
+        .expect("valid metric");
+        let ready = IntGauge::new(
+            "usher_ready",
+            "1 while the node takes new visitors (/_usher/ready answers 200).",
+        )
+        .expect("valid metric");
+        for metric in [
+            Box::new(connections_open.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connections_refused.clone()),
+            Box::new(ready.clone()),
+        ] {
+            registry.register(metric).expect("unique metric");
+        }
         for reason in crate::token::Rejection::ALL {
             rejections.with_label_values(&[reason.as_str()]);
         }
@@ -132,6 +161,9 @@ impl Metrics {
             upstream_errors,
             tick_seconds,
             feed_lag,
+            connections_open,
+            connections_refused,
+            ready,
         }
     }
 

@@ -63,6 +63,24 @@ pub(super) fn shows_pages(req: &RequestHeader) -> bool {
     page_method && !is_upgrade(req) && !script
 }
 
+/// Where a client sent back to retry goes: the target as it sent it when that is a plain
+/// path, else the canonical one (never an absolute URL: the retry stays on this host).
+pub(super) fn retry_target(req: &RequestHeader, path: &str, query: Option<&str>) -> String {
+    match req.uri.path_and_query() {
+        Some(original)
+            if req.uri.scheme().is_none()
+                && original.as_str().starts_with('/')
+                && !original.as_str().starts_with("//") =>
+        {
+            original.as_str().to_string()
+        }
+        _ => match query {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_string(),
+        },
+    }
+}
+
 /// A protocol upgrade (WebSocket).
 pub(super) fn is_upgrade(req: &RequestHeader) -> bool {
     req.headers.contains_key(header::UPGRADE)

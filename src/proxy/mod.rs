@@ -16,17 +16,23 @@
 //!
 //! The origin receives the request target exactly as the client sent it; usher decided on the
 //! canonical form.
+//!
+//! Around every connection, [`connections::Connections`] counts it and answers beyond the
+//! node's connection limit. The [`Lifecycle`] decides what a request may do while the node
+//! starts, drains or hands over to a new process: wait for the store, or be sent to retry.
 
+mod connections;
 mod facts;
 mod upstream_headers;
 mod watchdog;
 mod writers;
 
 use crate::config::{Config, UpstreamConfig};
+use crate::lifecycle::{Lifecycle, RequestGuard};
 use crate::page::OriginError;
 use crate::request::client::TrustedProxies;
 use crate::request::{self, Refusal};
-use crate::room::{ErrorAudience, Forward, Outcome, Room};
+use crate::room::{Endpoint, ErrorAudience, Forward, Outcome, Room};
 use crate::token::cookie;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -35,7 +41,10 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use watchdog::{Watchdog, Watchdogs};
+
+pub use connections::Connections;
 
 /// An upstream's addresses with a round-robin cursor.
 struct Upstream {
@@ -53,6 +62,12 @@ pub struct UsherProxy {
     default_host: Option<String>,
     /// The first-byte deadlines of requests on their way to the origin.
     watchdogs: Arc<Watchdogs>,
+    /// Starting, serving, draining or handed over.
+    lifecycle: Arc<Lifecycle>,
+    /// `[server] keepalive_timeout`, in whole seconds.
+    keepalive_secs: u64,
+    /// How long a request waits for a store that is not open yet (an upgrade).
+    store_wait: Duration,
 }
 
 /// Per-request state, from the gate's forward to the end of the response.
@@ -72,11 +87,13 @@ pub struct RequestCtx {
     timed_out: Arc<AtomicBool>,
     /// The first-byte deadline of the current upstream connection.
     watchdog: Option<Watchdog>,
+    /// Counts the request as open until it ends (a shutdown waits for it).
+    open: Option<RequestGuard>,
 }
 
 impl UsherProxy {
     /// The proxy of `room` for `config`: its upstreams, cookie prefix and `[server]` settings.
-    pub fn new(room: Arc<Room>, config: &Config) -> Self {
+    pub fn new(room: Arc<Room>, config: &Config, lifecycle: Arc<Lifecycle>) -> Self {
         let upstreams = config
             .upstreams
             .values()
@@ -97,6 +114,9 @@ impl UsherProxy {
             trusted: config.server.trusted_proxies.clone(),
             default_host: config.server.default_host.clone(),
             watchdogs: Arc::default(),
+            lifecycle,
+            keepalive_secs: config.server.keepalive_timeout.as_secs().max(1),
+            store_wait: config.server.grace_period + STORE_WAIT_MARGIN,
         }
     }
 
@@ -128,6 +148,23 @@ impl UsherProxy {
         writers::reply(session, reply, true).await?;
         Ok(true)
     }
+}
+
+/// How much longer than the previous process's grace period a request waits for the store
+/// during an upgrade (the successor opens it once the predecessor closed it).
+const STORE_WAIT_MARGIN: Duration = Duration::from_secs(10);
+
+/// `/_usher/ready`: 200 when this node takes new visitors, else 503 with the reason (a load
+/// balancer stops sending new visitors; `/_usher/health` only says the process answers).
+fn readiness(lifecycle: &Lifecycle, store_healthy: bool) -> crate::room::Reply {
+    let (status, body) = match lifecycle.readiness(store_healthy) {
+        Ok(()) => (200, "{\"ready\":true}".to_string()),
+        Err(why) => (
+            503,
+            format!("{{\"ready\":false,\"reason\":\"{}\"}}", why.reason()),
+        ),
+    };
+    crate::room::Reply::fresh(status, "application/json", body.into_bytes())
 }
 
 /// What kind of origin failure `e` is, or `None` when the origin is not to blame.
@@ -180,12 +217,14 @@ impl ProxyHttp for UsherProxy {
 
     /// HTTP/1.1 pipelining: requests sent back to back on one connection are answered in order
     /// (Pingora otherwise answers the first and closes the connection).
-    async fn early_request_filter(
-        &self,
-        session: &mut Session,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()> {
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
         session.as_downstream_mut().set_pipelining_enabled(true);
+        ctx.open = Some(self.lifecycle.request());
+        // HTTP/1.1 keeps a connection open for good unless told otherwise; Pingora turns
+        // keep-alive off by itself for HTTP/1.0 and once the node drains.
+        if session.as_downstream().get_keepalive().is_some() {
+            session.set_keepalive(Some(self.keepalive_secs));
+        }
         Ok(())
     }
 
@@ -212,7 +251,31 @@ impl ProxyHttp for UsherProxy {
         let upgrade = facts::is_upgrade(req);
         let audience = ErrorAudience::of(&facts);
         let host = view.host.as_deref().map(str::to_string);
-        match self.room.handle(&facts).await {
+        let endpoint = Endpoint::of(&view.path);
+        if endpoint == Some(Endpoint::Ready) {
+            let reply = readiness(&self.lifecycle, self.room.store_healthy());
+            writers::reply(session, reply, ctx.http10).await?;
+            return Ok(true);
+        }
+        if endpoint != Some(Endpoint::Health)
+            && !self.lifecycle.is_store_open()
+            && !self.lifecycle.wait_for_store(self.store_wait).await
+        {
+            let reply = readiness(&self.lifecycle, false);
+            writers::reply(session, reply, true).await?;
+            return Ok(true);
+        }
+        let Some(deciding) = self.lifecycle.decision() else {
+            // This process handed the store to its successor: the client asks again on a
+            // fresh connection, which the successor accepts.
+            let target = facts::retry_target(req, &view.path, view.query);
+            writers::retry_elsewhere(session, &target).await?;
+            return Ok(true);
+        };
+        let outcome = self.room.handle(&facts).await;
+        // The store work is done (an event stream ends before a handover closes the store).
+        drop(deciding);
+        match outcome {
             Outcome::Forward(forward) => {
                 ctx.forward = Some(forward);
                 ctx.audience = Some(audience);
@@ -235,7 +298,7 @@ impl ProxyHttp for UsherProxy {
                 // Every stream but the admitted visitor's ends with a failed write: the page
                 // was closed. These are the visitor's; `suppress_error_log` keeps them out of
                 // the error log.
-                writers::events(session, events, http10)
+                writers::events(session, events, http10, &self.lifecycle)
                     .await
                     .map_err(|e| e.into_down())?;
                 Ok(true)

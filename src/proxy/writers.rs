@@ -1,6 +1,7 @@
 //! Writing usher's own answers: a [`Reply`] in one piece, and an event stream piece by piece.
 //! HTTP/1.0 clients never get a chunked body: an event stream to them ends with the connection.
 
+use crate::lifecycle::Lifecycle;
 use crate::room::{EventStream, Reply};
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -39,11 +40,30 @@ pub(super) async fn reply(session: &mut Session, reply: Reply, close: bool) -> R
     Ok(())
 }
 
-/// Streams `/_usher/events` until the stream ends or the visitor goes away (a write fails).
+/// Sends the client to ask again for `target` on a new connection: `307` keeps the method and
+/// body, and `Connection: close` makes the next try a new connection (which the process that
+/// took over the listening socket accepts).
+pub(super) async fn retry_elsewhere(session: &mut Session, target: &str) -> Result<()> {
+    let mut header = ResponseHeader::build(307, Some(5))?;
+    header.insert_header("location", target)?;
+    header.insert_header("retry-after", "0")?;
+    header.insert_header("cache-control", "no-store")?;
+    header.insert_header("content-length", "0")?;
+    header.insert_header("connection", "close")?;
+    session.set_keepalive(None);
+    session
+        .write_response_header(Box::new(header), true)
+        .await?;
+    Ok(())
+}
+
+/// Streams `/_usher/events` until the stream ends, the visitor goes away (a write fails) or
+/// the node drains (the browser reconnects, to the successor during an upgrade).
 pub(super) async fn events(
     session: &mut Session,
     mut events: EventStream<'_>,
     http10: bool,
+    lifecycle: &Lifecycle,
 ) -> Result<()> {
     let mut header = ResponseHeader::build(200, Some(5))?;
     header.insert_header("content-type", "text/event-stream")?;
@@ -68,7 +88,14 @@ pub(super) async fn events(
     session
         .write_response_body(Some(Bytes::from(preamble)), false)
         .await?;
-    while let Some(chunk) = events.next().await {
+    let drained = lifecycle.drained();
+    tokio::pin!(drained);
+    loop {
+        let chunk = tokio::select! {
+            chunk = events.next() => chunk,
+            _ = &mut drained => None,
+        };
+        let Some(chunk) = chunk else { break };
         session
             .write_response_body(Some(Bytes::from(chunk)), false)
             .await?;

@@ -1,7 +1,7 @@
 //! The reserved `/_usher/` paths on every host, routed in one place ([`Endpoint::of`]):
 //! `status` (JSON, and the token swap when the visitor's turn came, so a page that polls it can
 //! go on), `events` (the same as Server-Sent Events), `jwks.json` (public keys, so the origin can
-//! verify access tokens itself), `assets/*` (the waiting page's CSS and JS) and `health`.
+//! verify access tokens itself), `assets/*` (the waiting page's CSS and JS), `health` and `ready`.
 
 use super::{Outcome, Reply, RequestFacts, Room};
 use crate::page::assets;
@@ -17,8 +17,11 @@ pub enum Endpoint<'a> {
     Events,
     /// `/_usher/jwks.json`
     Jwks,
-    /// `/_usher/health`
+    /// `/_usher/health`: the process answers (liveness).
     Health,
+    /// `/_usher/ready`: the node takes new visitors (readiness; answered by the proxy, which
+    /// knows the node's phase).
+    Ready,
     /// `/_usher/assets/NAME`
     Asset(&'a str),
     /// Any other path under `/_usher`.
@@ -37,6 +40,7 @@ impl<'a> Endpoint<'a> {
             "events" => Endpoint::Events,
             "jwks.json" => Endpoint::Jwks,
             "health" => Endpoint::Health,
+            "ready" => Endpoint::Ready,
             _ => match rest.strip_prefix("assets/") {
                 Some(name) => Endpoint::Asset(name),
                 None => Endpoint::Unknown,
@@ -105,6 +109,15 @@ impl Room {
                 None,
             ),
             Endpoint::Health => json(200, b"{\"ok\":true}".to_vec(), None),
+            // The proxy answers it with the node's phase; on its own the room knows the store.
+            Endpoint::Ready if self.store_healthy() => {
+                json(200, b"{\"ready\":true}".to_vec(), None)
+            }
+            Endpoint::Ready => json(
+                503,
+                b"{\"ready\":false,\"reason\":\"store cannot write\"}".to_vec(),
+                None,
+            ),
             Endpoint::Asset(name) => asset(name),
             Endpoint::Unknown => json(
                 404,

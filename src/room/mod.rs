@@ -241,7 +241,12 @@ impl Room {
         &self.tokens
     }
 
-    /// The metrics.
+    /// Whether the store can write now (readiness).
+    pub fn store_healthy(&self) -> bool {
+        self.store.healthy()
+    }
+
+    /// The metrics registry.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }

@@ -1,25 +1,32 @@
 //! The composition root: turns a validated [`Config`] into a running Pingora server with the
-//! proxy service, the metrics listener and the node's background work. The only place besides
-//! `proxy` that imports Pingora.
+//! proxy service, the metrics listener and the node's background work, and the signals that
+//! stop or upgrade it. The only place besides `proxy` that imports Pingora.
 
 mod background;
+mod limits;
 mod metrics_app;
+mod signals;
+pub mod upgrade;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, Problem};
 use crate::config::{ScyllaConfig, SyncMode};
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
-use crate::proxy::UsherProxy;
+use crate::proxy::{Connections, UsherProxy};
 use crate::room::Room;
 use crate::store::cql::CqlStore;
+use crate::store::deferred::Deferred;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{ChangeFeed, Store, StoreError};
 use crate::token::{Keyring, Tokens};
-use background::NodeWork;
+use background::{NodeWork, Takeover};
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
-use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
-use std::sync::Arc;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server};
+use signals::{ListenFdsCapture, Signals};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 /// The proxy listener's socket buffers: none.
 ///
@@ -91,18 +98,23 @@ pub struct Node {
     /// How this node hears about changes, its own and other nodes'.
     pub feed: Arc<dyn ChangeFeed>,
     /// The embedded store, which also needs snapshots; `None` for the CQL store.
-    pub embedded: Option<Arc<EmbeddedStore>>,
+    pub embedded: Option<Arc<Deferred>>,
     /// The metrics registry.
     pub metrics: Metrics,
 }
 
 impl Node {
-    /// Opens the store and loads the keys for `config`.
-    pub fn open(config: &Config, clock: SharedClock) -> Result<Node, StartError> {
+    /// Opens the store and loads the keys for `config`. `upgrade`: the embedded store is held
+    /// by the process being replaced, and is opened later (by the background work).
+    pub fn open(config: &Config, clock: SharedClock, upgrade: bool) -> Result<Node, StartError> {
         let keyring = Keyring::load(&config.tokens).map_err(StartError::Keys)?;
         let tokens = Tokens::new(keyring, &config.tokens.issuer, config.tokens.cache_size);
         let (store, feed, embedded): (Arc<dyn Store>, Arc<dyn ChangeFeed>, _) =
             match &config.store.scylla {
+                None if upgrade => {
+                    let store = Arc::new(Deferred::default());
+                    (store.clone(), store.clone(), Some(store))
+                }
                 None => {
                     let dir = &config.store.data_dir;
                     let store = EmbeddedStore::open(dir, clock.now_ms()).map_err(|source| {
@@ -111,7 +123,7 @@ impl Node {
                             source,
                         }
                     })?;
-                    let store = Arc::new(store);
+                    let store = Arc::new(Deferred::opened(Arc::new(store)));
                     (store.clone(), store.clone(), Some(store))
                 }
                 Some(scylla) => {
@@ -167,38 +179,96 @@ fn open_cql(config: &ScyllaConfig, clock: SharedClock) -> Result<Arc<CqlStore>, 
     Ok(store)
 }
 
+/// A node ready to run: the Pingora server and the signal handling to run it with.
+pub struct Built {
+    /// The server, with every service added.
+    pub server: Server,
+    /// What the main loop waits on (SIGTERM, SIGQUIT, SIGINT; SIGHUP ignored).
+    pub signals: Signals,
+}
+
+impl Built {
+    /// Runs until a signal stops the node (the background work exits the process once it has
+    /// drained; this returns only after a fast shutdown or Pingora's own grace period).
+    pub fn run(self) {
+        self.server.run(RunArgs {
+            shutdown_signal: Box::new(self.signals),
+        });
+    }
+}
+
 /// Builds the Pingora server for `config`: proxy, metrics listener, background work.
-pub fn build_server(config: &Config, clock: SharedClock) -> Result<Server, StartError> {
-    check_listeners(config)?;
-    let node = Node::open(config, clock.clone())?;
+/// `upgrade`: take the listening sockets and the data directory over from a running usher
+/// (which is sent `SIGQUIT`, see `usher upgrade`).
+pub fn build_server(
+    config: &Config,
+    clock: SharedClock,
+    upgrade: bool,
+) -> Result<Built, StartError> {
+    if !upgrade {
+        check_listeners(config)?;
+    }
+    let open_files = limits::raise_open_files();
+    let max_connections = config
+        .server
+        .max_connections
+        .map_or_else(|| limits::max_connections(open_files), |n| n as usize);
+    let node = Node::open(config, clock.clone(), upgrade)?;
+    let lifecycle = Arc::new(Lifecycle::default());
+    let grace = config.server.grace_period;
     let conf = ServerConf {
         threads: config.server.threads,
-        grace_period_seconds: Some(config.server.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(config.server.grace_period.as_secs().max(1)),
+        // The background work exits as soon as the drain is done; Pingora's own wait is only
+        // the backstop.
+        grace_period_seconds: Some(grace.as_secs() + 5),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: config.server.upgrade_sock.display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    // During an upgrade: blocks until the running usher sends its listening sockets.
     server.bootstrap();
 
-    let proxy = UsherProxy::new(node.room.clone(), config);
+    let proxy = UsherProxy::new(node.room.clone(), config, lifecycle.clone());
+    let proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
+    let proxy = Connections::new(
+        proxy,
+        lifecycle.clone(),
+        node.metrics.clone(),
+        max_connections,
+    );
     let mut proxy_service =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "usher proxy");
+        pingora::services::listening::Service::new("usher proxy".to_string(), proxy);
     proxy_service.add_listener(
         ListenerConfig::tcp(config.server.listen.to_string()).l4_buffer(PLAIN_HTTP_BUFFERS),
     );
     proxy_service.threads = Some(config.server.threads);
 
+    let takeover = (upgrade && node.embedded.is_some()).then(|| Takeover {
+        dir: config.store.data_dir.clone(),
+        wait: grace + Duration::from_secs(10),
+    });
     let work = NodeWork {
         room: node.room.clone(),
         feed: node.feed.clone(),
         embedded: node.embedded.clone(),
+        upgrade_marker: upgrade.then(|| signals::taken_marker(&config.server.upgrade_sock)),
+        takeover,
+        lifecycle: lifecycle.clone(),
+        clock,
         tick: config.store.tick,
         snapshot_every: config.store.snapshot_every,
+        grace_period: grace,
     };
     let background = pingora::services::background::background_service("usher node", work);
     let background_handle = server.add_service(background);
     let proxy_handle = server.add_service(proxy_service);
-    // The proxy starts only once the cache is warm and the exchanger is running.
+    // The proxy starts only once the cache is warm and the exchanger is running (during an
+    // upgrade: at once, holding requests until the store is open).
     proxy_handle.add_dependency(&background_handle);
 
     if let Some(listen) = config.metrics.listen {
@@ -211,12 +281,23 @@ pub fn build_server(config: &Config, clock: SharedClock) -> Result<Server, Start
         metrics_service.add_tcp(&listen.to_string());
         server.add_service(metrics_service);
     }
+    let fds = Arc::new(OnceLock::new());
+    server.add_service(ListenFdsCapture { fds: fds.clone() });
     tracing::info!(
         proxy = %config.server.listen,
         metrics = ?config.metrics.listen,
         zones = ?config.zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>(),
         data_dir = %config.store.data_dir.display(),
+        max_connections,
+        upgrade,
         "usher is ready to listen"
     );
-    Ok(server)
+    Ok(Built {
+        server,
+        signals: Signals {
+            fds,
+            upgrade_sock: config.server.upgrade_sock.clone(),
+            lifecycle,
+        },
+    })
 }

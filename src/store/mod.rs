@@ -5,6 +5,7 @@
 //! change feed only keeps caches warm.
 
 pub mod cql;
+pub mod deferred;
 pub mod embedded;
 
 #[cfg(test)]
@@ -145,6 +146,13 @@ pub trait Store: Send + Sync + 'static {
         zone: &str,
         now_ms: u64,
     ) -> Result<Vec<(VisitorId, u64)>, StoreError>;
+
+    /// Whether this node can write its state now (false: a full disk, a failed snapshot), for
+    /// the readiness endpoint. A store whose health is not local (CQL) is always healthy here:
+    /// its errors follow each zone's store-error policy.
+    fn healthy(&self) -> bool {
+        true
+    }
 }
 
 /// A stream of [`Change`]s: at-least-once, possibly reordered across zones. Consumers apply

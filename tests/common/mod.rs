@@ -68,8 +68,14 @@ impl Usher {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let key = ensure_key(dir);
+        // A test that sets its own grace period keeps it.
+        let grace = if server.contains("grace_period") {
+            ""
+        } else {
+            "grace_period = \"1s\"\n"
+        };
         let text = format!(
-            "[server]\nlisten = \"{addr}\"\ngrace_period = \"1s\"\n{server}\n\
+            "[server]\nlisten = \"{addr}\"\n{grace}{server}\n\
              [upstreams.shop]\naddrs = [\"{origin}\"]\n{upstream}\n\
              [tokens]\nsigning_key = {{ kid = \"test\", file = \"{key}\" }}\n\
              [metrics]\nlisten = \"{metrics}\"\n{zones}\n"
@@ -115,6 +121,30 @@ impl Usher {
     /// What usher logged.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` (`"TERM"`, `"QUIT"`, `"HUP"`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// `kill -9`.

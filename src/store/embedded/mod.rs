@@ -419,3 +419,29 @@ impl ChangeFeed for EmbeddedStore {
         self.feed.subscribe()
     }
 }
+
+// INTERIM (replaced by the data_dir lock on branch store-truth).
+impl EmbeddedStore {
+    /// Opens the store once no other process holds it.
+    pub fn open_waiting(
+        dir: &Path,
+        now_ms: u64,
+        wait: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        let deadline = std::time::Instant::now() + wait;
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        loop {
+            match Self::open(dir, now_ms) {
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Writes the final snapshot for a successor.
+    pub fn close(&self) -> Result<(), StoreError> {
+        self.snapshot()
+    }
+}

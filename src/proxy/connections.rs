@@ -1,0 +1,138 @@
+//! Every client connection, counted: beyond `[server] max_connections` a new connection gets
+//! a short `503` with `Retry-After` and is closed, so a flood of idle or slow connections cannot
+//! take the node's last file descriptors (the store, `/metrics` and the origin connections
+//! need them too). `/_usher/health` and `/_usher/ready` are still answered on such a
+//! connection, so probes see a full node as alive but not ready.
+//!
+//! It also keeps idle keep-alive connections open through a drain (see `cleanup`).
+
+use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How long an over-limit connection is given to send its request line.
+const OVER_LIMIT_READ: Duration = Duration::from_millis(500);
+
+/// A server app (the proxy) behind a connection counter and limit.
+pub struct Connections<A> {
+    app: Arc<A>,
+    lifecycle: Arc<Lifecycle>,
+    metrics: Metrics,
+    max: usize,
+}
+
+impl<A> Connections<A> {
+    /// `app` serving at most `max` connections at once.
+    pub fn new(app: A, lifecycle: Arc<Lifecycle>, metrics: Metrics, max: usize) -> Self {
+        Connections {
+            app: Arc::new(app),
+            lifecycle,
+            metrics,
+            max,
+        }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for Connections<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let _open = self.lifecycle.connection();
+        self.metrics.connections_open.inc();
+        let reused = if self.lifecycle.connections() > self.max {
+            self.metrics.connections_refused.inc();
+            over_limit(stream, self.lifecycle.readiness(true).is_ok()).await;
+            None
+        } else {
+            self.app.process_new(stream, shutdown).await
+        };
+        self.metrics.connections_open.dec();
+        reused
+    }
+
+    /// Pingora's proxy drops every keep-alive connection waiting for its next request when
+    /// the listener stops; a client sending that request at that moment gets a reset, a
+    /// failed request. Left alone, such a connection carries its next request, answered with
+    /// `Connection: close`, and the drain waits for it (`service::background`).
+    async fn cleanup(&self) {}
+}
+
+/// The answer on a connection beyond the limit, from its request line alone.
+async fn over_limit(mut stream: Stream, serving: bool) {
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(OVER_LIMIT_READ, stream.read(&mut buf)).await;
+    let line = match read {
+        Ok(Ok(n)) => &buf[..n],
+        _ => &[][..],
+    };
+    let answer = over_limit_answer(line, serving);
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.flush().await;
+    let _ = stream.shutdown().await;
+}
+
+/// What a connection beyond the limit is told, given the start of its request.
+fn over_limit_answer(request: &[u8], serving: bool) -> String {
+    let path = request
+        .strip_prefix(b"GET ")
+        .and_then(|rest| rest.split(|b| *b == b' ').next())
+        .unwrap_or_default();
+    let (status, extra, body) = match path {
+        b"/_usher/health" => ("200 OK", "", "{\"ok\":true}"),
+        b"/_usher/ready" if serving => (
+            "503 Service Unavailable",
+            "",
+            "{\"ready\":false,\"reason\":\"connection limit\"}",
+        ),
+        b"/_usher/ready" => (
+            "503 Service Unavailable",
+            "",
+            "{\"ready\":false,\"reason\":\"draining\"}",
+        ),
+        _ => (
+            "503 Service Unavailable",
+            "Retry-After: 2\r\n",
+            "{\"error\":\"this node is at its connection limit; retry shortly\"}",
+        ),
+    };
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\n{extra}Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::over_limit_answer;
+
+    #[test]
+    fn over_the_limit_only_probes_get_a_real_answer() {
+        for (request, status) in [
+            (&b"GET /_usher/health HTTP/1.1\r\n"[..], "200"),
+            (b"GET /_usher/ready HTTP/1.1\r\n", "503"),
+            (b"GET /checkout HTTP/1.1\r\n", "503"),
+            (b"POST /_usher/health HTTP/1.1\r\n", "503"),
+            (b"GET /_usher/healthz HTTP/1.1\r\n", "503"),
+            (b"", "503"),
+            (b"\xff\xfe garbage", "503"),
+        ] {
+            let answer = over_limit_answer(request, true);
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status} ")),
+                "{request:?}: {answer}"
+            );
+            assert!(answer.contains("Connection: close\r\n"));
+        }
+        assert!(over_limit_answer(b"GET /x HTTP/1.1\r\n", true).contains("Retry-After: 2\r\n"));
+    }
+}

@@ -1,0 +1,433 @@
+//! A node's life against the real binary: SIGHUP does not end it, SIGTERM exits as soon as the
+//! open requests are done, `usher upgrade` replaces it under load without one failed request
+//! or one lost place, idle keep-alive connections are closed, and beyond `max_connections` a
+//! connection gets a 503 while the probes and `/metrics` still answer.
+
+mod common;
+
+use common::{start_origin, wait_until, Client, Usher};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use usher::demo::origin::OriginResponse;
+
+/// An origin whose `/slow` answers after 1.5 s; counts the slow requests it received.
+fn origin(slow_seen: Arc<AtomicUsize>) -> SocketAddr {
+    start_origin(move |req| {
+        let slow_seen = slow_seen.clone();
+        async move {
+            if req.path == "/slow" {
+                slow_seen.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+                return OriginResponse::html("slow done".into());
+            }
+            OriginResponse::html("shop".into())
+        }
+    })
+}
+
+const ZONE: &str = "[zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 2\nadmit_per_minute = 1\n\
+                    burst = 1\nmode = \"queue_all\"\n[store]\ndata_dir = \"data\"\ntick = \"100ms\"\n";
+
+#[test]
+fn sighup_is_ignored_and_sigterm_exits_once_the_open_request_is_done() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slow_seen = Arc::new(AtomicUsize::new(0));
+    let mut usher = Usher::start_with(
+        dir.path(),
+        origin(slow_seen.clone()),
+        "grace_period = \"20s\"",
+        "",
+        ZONE,
+    );
+    usher.signal("HUP");
+    wait_until("the SIGHUP to be logged", Duration::from_secs(5), || {
+        usher.log().contains("SIGHUP ignored")
+    });
+    assert!(
+        usher.child.try_wait().expect("wait").is_none(),
+        "SIGHUP ended usher"
+    );
+    assert_eq!(usher.client().get("/_usher/health", &[]).status, 200);
+
+    let addr = usher.addr;
+    let slow = std::thread::spawn(move || Client::connect(addr).get("/slow", &[]));
+    wait_until(
+        "the slow request at the origin",
+        Duration::from_secs(5),
+        || slow_seen.load(Ordering::SeqCst) == 1,
+    );
+    let signalled = Instant::now();
+    usher.signal("TERM");
+    let status = usher
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits well within the 20 s grace period");
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status}\n{}", usher.log());
+    let response = slow.join().expect("slow request");
+    assert_eq!(response.status, 200, "the open request was finished");
+    assert_eq!(response.text(), "slow done");
+    assert!(
+        took >= Duration::from_millis(1_000) && took < Duration::from_secs(5),
+        "exited {took:?} after SIGTERM: after the open request (about 1.5 s), not the grace period"
+    );
+}
+
+#[test]
+fn sigquit_without_a_new_process_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let usher = Usher::start(dir.path(), origin(Arc::default()), ZONE);
+    usher.signal("QUIT");
+    wait_until(
+        "the failed handover to be logged",
+        Duration::from_secs(20),
+        || usher.log().contains("still serving"),
+    );
+    let mut child = usher;
+    assert!(child.child.try_wait().expect("wait").is_none());
+    assert_eq!(child.client().get("/", &[]).text(), "shop");
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let usher = Usher::start_with(
+        dir.path(),
+        origin(Arc::default()),
+        "keepalive_timeout = \"1s\"",
+        "",
+        ZONE,
+    );
+    let mut stream = TcpStream::connect(usher.addr).expect("connect");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        .expect("request");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no close within 10 s: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("Connection: keep-alive") || text.contains("connection: keep-alive"),
+        "{text}"
+    );
+    let idle = started.elapsed();
+    assert!(
+        idle >= Duration::from_millis(900) && idle < Duration::from_secs(5),
+        "closed after {idle:?}; keepalive_timeout is 1s"
+    );
+}
+
+/// A connection that sent one request and stays open.
+fn idle_connection(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        .expect("request");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    stream
+}
+
+/// One request on a new connection; the raw response.
+fn one_shot(addr: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
+#[test]
+fn beyond_max_connections_a_connection_gets_503_and_the_probes_still_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let usher = Usher::start_with(
+        dir.path(),
+        origin(Arc::default()),
+        "max_connections = 3",
+        "",
+        ZONE,
+    );
+    let held: Vec<TcpStream> = (0..3).map(|_| idle_connection(usher.addr)).collect();
+    let refused = one_shot(usher.addr, "/checkout");
+    assert!(refused.starts_with("HTTP/1.1 503 "), "{refused}");
+    assert!(refused.contains("Retry-After: 2\r\n"), "{refused}");
+    let health = one_shot(usher.addr, "/_usher/health");
+    assert!(health.starts_with("HTTP/1.1 200 "), "{health}");
+    let ready = one_shot(usher.addr, "/_usher/ready");
+    assert!(ready.starts_with("HTTP/1.1 503 "), "{ready}");
+    assert!(ready.contains("connection limit"), "{ready}");
+    assert!(usher.metric("usher_connections_refused_total") >= 3.0);
+    assert_eq!(usher.metric("usher_connections_open"), 3.0);
+
+    drop(held);
+    wait_until(
+        "a connection to be served again",
+        Duration::from_secs(5),
+        || one_shot(usher.addr, "/").starts_with("HTTP/1.1 200 "),
+    );
+    let ready = one_shot(usher.addr, "/_usher/ready");
+    assert!(ready.starts_with("HTTP/1.1 200 "), "{ready}");
+}
+
+/// A keep-alive client that reconnects when told `Connection: close`; counts what failed.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failures: Arc<Mutex<Vec<String>>>,
+    slowest_ms: Arc<AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: SocketAddr, requests: Vec<(String, String)>) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let slowest_ms = Arc::new(AtomicU64::new(0));
+        let threads = requests
+            .into_iter()
+            .map(|(path, cookie)| {
+                let (stop, ok, failures, slowest_ms) = (
+                    stop.clone(),
+                    ok.clone(),
+                    failures.clone(),
+                    slowest_ms.clone(),
+                );
+                std::thread::spawn(move || {
+                    let mut conn: Option<BufReader<TcpStream>> = None;
+                    while !stop.load(Ordering::SeqCst) {
+                        let started = Instant::now();
+                        match exchange(addr, &mut conn, &path, &cookie) {
+                            Ok(status) if status < 400 => {
+                                ok.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Ok(status) => failures
+                                .lock()
+                                .expect("failures")
+                                .push(format!("{path}: {status}")),
+                            Err(e) => {
+                                conn = None;
+                                failures
+                                    .lock()
+                                    .expect("failures")
+                                    .push(format!("{path}: {e}"));
+                            }
+                        }
+                        let ms = started.elapsed().as_millis() as u64;
+                        slowest_ms.fetch_max(ms, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failures,
+            slowest_ms,
+            threads,
+        }
+    }
+
+    fn stop(self) -> (u64, Vec<String>, u64) {
+        self.stop.store(true, Ordering::SeqCst);
+        for thread in self.threads {
+            thread.join().expect("load thread");
+        }
+        let failures = self.failures.lock().expect("failures").clone();
+        (
+            self.ok.load(Ordering::SeqCst),
+            failures,
+            self.slowest_ms.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// One request on the kept connection (opened if needed); the status.
+fn exchange(
+    addr: SocketAddr,
+    conn: &mut Option<BufReader<TcpStream>>,
+    path: &str,
+    cookie: &str,
+) -> std::io::Result<u16> {
+    if conn.is_none() {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        *conn = Some(BufReader::new(stream));
+    }
+    let reader = conn.as_mut().expect("connected");
+    let cookie = if cookie.is_empty() {
+        String::new()
+    } else {
+        format!("Cookie: {cookie}\r\n")
+    };
+    write!(
+        reader.get_mut(),
+        "GET {path} HTTP/1.1\r\nHost: shop.test\r\n{cookie}\r\n"
+    )?;
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::other("closed before the response"));
+    }
+    let status: u16 = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let (mut length, mut close) = (0usize, false);
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header)?;
+        let header = header.trim_end().to_ascii_lowercase();
+        if header.is_empty() {
+            break;
+        }
+        if let Some(v) = header.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if header == "connection: close" {
+            close = true;
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body)?;
+    if close {
+        *conn = None;
+    }
+    Ok(status)
+}
+
+/// The process `usher upgrade` started, stopped when the test ends.
+struct Successor(u32);
+
+impl Drop for Successor {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-9")
+            .arg(self.0.to_string())
+            .status();
+    }
+}
+
+/// Runs `usher upgrade` for `usher`; the new process's PID.
+fn upgrade(usher: &Usher) -> Successor {
+    // The new process inherits stderr: a file, not a pipe the test would wait on.
+    let log = usher.dir.join("upgrade.log");
+    let output = Command::new(env!("CARGO_BIN_EXE_usher"))
+        .args(["upgrade", "--config"])
+        .arg(&usher.config)
+        .arg("--pid")
+        .arg(usher.child.id().to_string())
+        .env("RUST_LOG", "warn")
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .output()
+        .expect("run usher upgrade");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "usher upgrade failed: {stdout}\n{}\nold process:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        usher.log()
+    );
+    let pid = stdout
+        .split("-> PID ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|pid| pid.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no new PID in {stdout:?}"));
+    Successor(pid)
+}
+
+fn status_of(addr: SocketAddr, cookie: &str) -> serde_json::Value {
+    Client::connect(addr)
+        .get("/_usher/status", &[("Cookie", cookie)])
+        .json()
+}
+
+#[test]
+fn an_upgrade_under_load_fails_no_request_and_keeps_every_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut usher = Usher::start(dir.path(), origin(Arc::default()), ZONE);
+    // Five visitors wait in line (queue_all, one admission a minute).
+    let cookies: Vec<String> = (0..5)
+        .map(|_| {
+            usher
+                .client()
+                .get("/checkout", &[])
+                .cookie()
+                .expect("a visitor token")
+        })
+        .collect();
+    let ranks_before: Vec<u64> = cookies
+        .iter()
+        .map(|c| common::claims_of(c)["rank"].as_u64().expect("rank"))
+        .collect();
+
+    // Shoppers outside the zone, waiting visitors polling, newcomers joining (store writes).
+    let mut requests: Vec<(String, String)> = (0..3).map(|_| ("/".into(), String::new())).collect();
+    requests.extend(cookies.iter().map(|c| ("/_usher/status".into(), c.clone())));
+    requests.extend((0..2).map(|_| ("/checkout".into(), String::new())));
+    let load = Load::start(usher.addr, requests);
+    std::thread::sleep(Duration::from_millis(500));
+    let successor = upgrade(&usher);
+    let exited = usher
+        .wait_exit(Duration::from_secs(10))
+        .expect("the old process exits after the handover");
+    assert!(exited.success(), "{exited}\n{}", usher.log());
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, failures, slowest_ms) = load.stop();
+
+    assert!(ok > 100, "only {ok} requests answered");
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed during the upgrade, first: {:?}",
+        failures.len(),
+        ok + failures.len() as u64,
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        slowest_ms < 2_000,
+        "the slowest request took {slowest_ms} ms (the store handover pause)"
+    );
+    eprintln!("upgrade under load: {ok} requests, 0 failed, slowest {slowest_ms} ms");
+
+    // Every waiting visitor kept their place, in the same order.
+    let mut positions = Vec::new();
+    for cookie in &cookies {
+        let status = status_of(usher.addr, cookie);
+        assert!(
+            status["state"] == "waiting" || status["state"] == "admitted",
+            "a place was lost: {status}"
+        );
+        positions.push(status["position"].as_u64().unwrap_or(0));
+    }
+    let mut by_rank: Vec<(u64, u64)> = ranks_before.into_iter().zip(positions).collect();
+    by_rank.sort();
+    assert!(
+        by_rank.windows(2).all(|w| w[0].1 <= w[1].1),
+        "the line's order changed: {by_rank:?}"
+    );
+    drop(successor);
+}
