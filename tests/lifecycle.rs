@@ -331,8 +331,14 @@ impl Drop for Successor {
     }
 }
 
-/// Runs `usher upgrade` for `usher`; the new process's PID.
-fn upgrade(usher: &Usher) -> Successor {
+/// Runs `usher upgrade` for `usher` (as systemd's `ExecReload` would, with `$NOTIFY_SOCKET`
+/// set); the new process's PID, and what it told the service manager.
+fn upgrade(usher: &Usher) -> (Successor, String) {
+    let notify_path = usher.dir.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     // The new process inherits stderr: a file, not a pipe the test would wait on.
     let log = usher.dir.join("upgrade.log");
     let output = Command::new(env!("CARGO_BIN_EXE_usher"))
@@ -341,6 +347,7 @@ fn upgrade(usher: &Usher) -> Successor {
         .arg("--pid")
         .arg(usher.child.id().to_string())
         .env("RUST_LOG", "warn")
+        .env("NOTIFY_SOCKET", &notify_path)
         .stderr(std::fs::File::create(&log).expect("log file"))
         .output()
         .expect("run usher upgrade");
@@ -357,7 +364,12 @@ fn upgrade(usher: &Usher) -> Successor {
         .and_then(|rest| rest.split(',').next())
         .and_then(|pid| pid.trim().parse().ok())
         .unwrap_or_else(|| panic!("no new PID in {stdout:?}"));
-    Successor(pid)
+    let mut message = [0u8; 256];
+    let n = notify.recv(&mut message).expect("a notification");
+    (
+        Successor(pid),
+        String::from_utf8_lossy(&message[..n]).into_owned(),
+    )
 }
 
 fn status_of(addr: SocketAddr, cookie: &str) -> serde_json::Value {
@@ -391,7 +403,12 @@ fn an_upgrade_under_load_fails_no_request_and_keeps_every_place() {
     requests.extend((0..2).map(|_| ("/checkout".into(), String::new())));
     let load = Load::start(usher.addr, requests);
     std::thread::sleep(Duration::from_millis(500));
-    let successor = upgrade(&usher);
+    let (successor, notified) = upgrade(&usher);
+    assert_eq!(
+        notified,
+        format!("READY=1\nMAINPID={}\n", successor.0),
+        "systemd learns the new main process"
+    );
     let exited = usher
         .wait_exit(Duration::from_secs(10))
         .expect("the old process exits after the handover");

@@ -83,6 +83,7 @@ impl BackgroundService for NodeWork {
             self.lifecycle.store_opened();
             ready.notify_ready();
         }
+        super::notify::ready();
         self.start(shutdown).await;
     }
 

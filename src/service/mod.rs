@@ -5,6 +5,7 @@
 mod background;
 mod limits;
 mod metrics_app;
+mod notify;
 mod signals;
 pub mod upgrade;
 
