@@ -448,3 +448,31 @@ fn an_upgrade_under_load_fails_no_request_and_keeps_every_place() {
     );
     drop(successor);
 }
+
+#[test]
+fn wrk_sees_no_failed_request_during_an_upgrade() {
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: wrk is not installed (.ci/run installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut usher = Usher::start(dir.path(), origin(Arc::default()), ZONE);
+    // Newcomers joining the line: every request writes the store.
+    let wrk = Command::new("wrk")
+        .args(["-t1", "-c16", "-d4s", "--latency"])
+        .arg(format!("http://{}/checkout", usher.addr))
+        .output();
+    let wrk = std::thread::spawn(move || wrk);
+    std::thread::sleep(Duration::from_secs(1));
+    let (_successor, _) = upgrade(&usher);
+    let exited = usher.wait_exit(Duration::from_secs(10)).expect("old exits");
+    assert!(exited.success());
+    let out = wrk.join().expect("wrk thread").expect("wrk ran");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        !report.contains("Socket errors") && !report.contains("Non-2xx"),
+        "wrk saw failures during the upgrade:\n{report}"
+    );
+    eprintln!("{report}");
+}
