@@ -20,6 +20,8 @@ use tokio::sync::watch;
 /// The node's phase and its in-flight counters.
 #[derive(Debug)]
 pub struct Lifecycle {
+    /// Read on every request: an atomic, where `store_open` wakes the waiters.
+    open: AtomicBool,
     store_open: watch::Sender<bool>,
     draining: watch::Sender<bool>,
     /// Set once the store is being closed for a successor: no new gate decision may start.
@@ -33,6 +35,7 @@ pub struct Lifecycle {
 impl Default for Lifecycle {
     fn default() -> Self {
         Lifecycle {
+            open: AtomicBool::new(false),
             store_open: watch::channel(false).0,
             draining: watch::channel(false).0,
             closing: AtomicBool::new(false),
@@ -69,12 +72,13 @@ impl NotReady {
 impl Lifecycle {
     /// The store is open: requests waiting for it go on.
     pub fn store_opened(&self) {
+        self.open.store(true, Ordering::SeqCst);
         self.store_open.send_replace(true);
     }
 
     /// Whether the store is open.
     pub fn is_store_open(&self) -> bool {
-        *self.store_open.borrow()
+        self.open.load(Ordering::Relaxed)
     }
 
     /// Waits until the store is open, at most `limit`; true if it is.

@@ -209,8 +209,12 @@ impl NodeWork {
             return;
         };
         // Off the runtime's threads: a snapshot of a long queue writes for a while.
+        let started = std::time::Instant::now();
         match tokio::task::spawn_blocking(move || store.snapshot()).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                let took_ms = started.elapsed().as_millis() as u64;
+                tracing::debug!(took_ms, "snapshot written");
+            }
             Ok(Err(e)) => tracing::error!(error = %e, "writing the snapshot failed"),
             Err(e) => tracing::error!(error = %e, "writing the snapshot failed"),
         }
