@@ -476,3 +476,55 @@ fn wrk_sees_no_failed_request_during_an_upgrade() {
     );
     eprintln!("{report}");
 }
+
+#[test]
+fn event_streams_end_when_the_node_drains_and_the_process_does_not_wait_for_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut usher = Usher::start_with(
+        dir.path(),
+        origin(Arc::default()),
+        "grace_period = \"20s\"",
+        "",
+        ZONE,
+    );
+    let cookie = usher
+        .client()
+        .get("/checkout", &[])
+        .cookie()
+        .expect("a place");
+    let mut stream = TcpStream::connect(usher.addr).expect("connect");
+    write!(
+        stream,
+        "GET /_usher/events HTTP/1.1\r\nHost: shop.test\r\nAccept: text/event-stream\r\nCookie: {cookie}\r\n\r\n"
+    )
+    .expect("request");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut first = [0u8; 512];
+    let n = stream.read(&mut first).expect("the stream starts");
+    assert!(
+        String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    let signalled = Instant::now();
+    usher.signal("TERM");
+    let mut rest = Vec::new();
+    let ended = stream.read_to_end(&mut rest);
+    assert!(ended.is_ok(), "the stream ends cleanly: {ended:?}");
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.ends_with("0\r\n\r\n"),
+        "a complete chunked body: {text:?}"
+    );
+    let status = usher
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits without waiting for the stream");
+    assert!(status.success());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        signalled.elapsed()
+    );
+}
