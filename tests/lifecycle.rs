@@ -528,3 +528,55 @@ fn event_streams_end_when_the_node_drains_and_the_process_does_not_wait_for_them
         signalled.elapsed()
     );
 }
+
+/// A tmpfs mounted on a directory, unmounted on drop.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_makes_the_node_not_ready_until_it_can_write_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&data)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED a_full_disk_makes_the_node_not_ready: cannot mount a tmpfs (not root?)");
+        return;
+    }
+    let _mount = Mount(data.clone());
+    let usher = Usher::start(dir.path(), origin(Arc::default()), ZONE);
+    assert!(one_shot(usher.addr, "/_usher/ready").starts_with("HTTP/1.1 200 "));
+    // Fill the disk, then join until an append fails.
+    let ballast = data.join("ballast");
+    // Fails with ENOSPC once it has taken what was left, which is the point.
+    let _ = std::fs::write(&ballast, vec![0u8; 1024 * 1024]);
+    wait_until("an append to fail", Duration::from_secs(20), || {
+        let _ = one_shot(usher.addr, "/checkout");
+        one_shot(usher.addr, "/_usher/ready").contains("store cannot write")
+    });
+    assert_eq!(usher.metric("usher_ready"), 0.0);
+    assert_eq!(
+        one_shot(usher.addr, "/_usher/health")
+            .lines()
+            .next()
+            .unwrap_or_default(),
+        "HTTP/1.1 200 OK",
+        "alive, only not ready"
+    );
+    // Space comes back: the next join writes, and the node is ready again.
+    std::fs::remove_file(&ballast).expect("rm ballast");
+    wait_until("the node to be ready again", Duration::from_secs(10), || {
+        let _ = one_shot(usher.addr, "/checkout");
+        one_shot(usher.addr, "/_usher/ready").starts_with("HTTP/1.1 200 ")
+    });
+}
