@@ -492,14 +492,14 @@ fn a_snapshot_under_concurrent_writes_reopens_to_the_state_in_memory() {
         .worker_threads(2)
         .build()
         .expect("runtime");
-    let stop = Arc::new(AtomicBool::new(false));
+    const WRITES: u64 = 5_000;
     let writers: Vec<_> = (0..3u128)
         .map(|w| {
-            let (store, stop) = (store.clone(), stop.clone());
+            let store = store.clone();
             runtime.spawn(async move {
                 let mut i = 0u64;
                 let zone = format!("zone{w}");
-                while !stop.load(Ordering::Relaxed) {
+                while i < WRITES {
                     i += 1;
                     store
                         .touch(&zone, key(NOW + i, w * 1_000_000 + u128::from(i)), NOW)
@@ -520,15 +520,17 @@ fn a_snapshot_under_concurrent_writes_reopens_to_the_state_in_memory() {
             })
         })
         .collect();
-    for _ in 0..20 {
+    // Snapshots for as long as the writers write.
+    let mut snapshots = 0;
+    while snapshots < 3 || !writers.iter().all(|w| w.is_finished()) {
         store.snapshot().expect("snapshot");
+        snapshots += 1;
     }
-    stop.store(true, Ordering::Relaxed);
     let written: u64 = writers
         .into_iter()
         .map(|w| runtime.block_on(w).expect("writer"))
         .sum();
-    assert!(written > 0);
+    assert_eq!(written, 3 * WRITES);
     let expected = fingerprint(&store);
     drop(store);
     let store = EmbeddedStore::open(dir.path(), NOW).expect("reopen");

@@ -110,8 +110,11 @@ fn checked(line: &[u8]) -> Result<&[u8], String> {
     let (Some(crc), Some(b' ')) = (line.get(..8), line.get(8)) else {
         return Err("not a record (no checksum)".into());
     };
-    let expected = std::str::from_utf8(crc)
-        .ok()
+    // Lowercase hex only: any changed byte is damage, even one that would still parse.
+    let lowercase_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+    let expected = Some(crc)
+        .filter(|crc| crc.iter().all(lowercase_hex))
+        .and_then(|crc| std::str::from_utf8(crc).ok())
         .and_then(|hex| u32::from_str_radix(hex, 16).ok())
         .ok_or_else(|| "not a record (no checksum)".to_string())?;
     let json = &line[9..];
