@@ -410,7 +410,7 @@ fn store_repair(path: &Path) -> ExitCode {
         );
     }
     println!(
-        "kept {} records; the old files are in {}",
+        "kept {} record(s); the old files are in {}",
         repaired.kept_records,
         aside.display()
     );

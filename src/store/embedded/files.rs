@@ -160,7 +160,7 @@ pub(super) fn read_dir(dir: &Path) -> Result<Reading, StoreError> {
         records,
         stop: scan.stop,
         note: None,
-        lost_records: format::lines_in(lost),
+        lost_records: format::lines_in(lost, FileKind::Snapshot),
         lost_bytes: size - scan.good_len,
     });
     reading.records = scan.records;
@@ -254,7 +254,7 @@ pub(super) fn read_dir(dir: &Path) -> Result<Reading, StoreError> {
             records: scan.records.len() as u64,
             stop: scan.stop,
             note: None,
-            lost_records: format::lines_in(&bytes[scan.good_len as usize..]),
+            lost_records: format::lines_in(&bytes[scan.good_len as usize..], FileKind::Log),
             lost_bytes: size - scan.good_len,
         });
         reading.records.extend(scan.records);
@@ -282,7 +282,7 @@ fn report_unapplied(
         records: readable,
         stop: scan.stop,
         note: Some(why.into()),
-        lost_records: readable + format::lines_in(&bytes[scan.good_len as usize..]),
+        lost_records: readable + format::lines_in(&bytes[scan.good_len as usize..], kind),
         lost_bytes: bytes.len() as u64,
     });
     Ok(())
@@ -325,7 +325,7 @@ fn read_format_1(
                 what: "store format 1".into(),
             },
             note: None,
-            lost_records: format::lines_in(&bytes[good_len as usize..]),
+            lost_records: format::lines_in(&bytes[good_len as usize..], FileKind::Log),
             lost_bytes: size - good_len,
         });
         reading.records.extend(records);

@@ -634,3 +634,45 @@ fn utc_stamps_are_civil_dates() {
     assert_eq!(utc_stamp(1_795_968_383_000), "20261129T160623Z");
     assert_eq!(utc_stamp(951_782_400_000), "20000229T000000Z");
 }
+
+#[test]
+fn repair_of_a_damaged_snapshot_keeps_its_prefix_and_none_of_the_log_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    every_record_kind(dir.path());
+    let snapshot = dir.path().join("snapshot.jsonl");
+    let log = dir.path().join("wal-2.jsonl");
+    let log_size = fs::metadata(&log).expect("log").len();
+    // Header, tick, join, join, slots, trailer: damage the first join.
+    let (at, _) = line_starts(&snapshot)[2];
+    let mut bytes = fs::read(&snapshot).expect("read");
+    bytes[at as usize + 30] ^= 0x01;
+    fs::write(&snapshot, &bytes).expect("write");
+    let repaired = repair(dir.path(), NOW).expect("repair");
+    assert_eq!(repaired.kept_records, 1, "the tick");
+    let lost: Vec<_> = repaired
+        .files
+        .iter()
+        .map(|f| {
+            (
+                f.path.clone(),
+                f.lost_records,
+                f.lost_bytes,
+                f.note.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lost,
+        vec![
+            (snapshot.clone(), 3, bytes.len() as u64 - at, false),
+            (log.clone(), 4, log_size, true),
+        ],
+        "two joins and the slots (not the trailer); the whole log, which cannot be applied"
+    );
+    let store = EmbeddedStore::open(dir.path(), NOW).expect("open after repair");
+    assert_eq!(
+        block_on(store.load("z")).expect("load").map(|s| s.version),
+        Some(1)
+    );
+    assert_eq!(store.queue_len("z"), 0);
+}

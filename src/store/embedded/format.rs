@@ -329,9 +329,18 @@ pub(super) fn scan_format_1(bytes: &[u8]) -> (Vec<WalRecord>, u64) {
     (records, pos as u64)
 }
 
-/// How many lines `bytes` holds (a last one without a newline counts): the records lost with
-/// a cut-off part of a file, roughly.
-pub(super) fn lines_in(bytes: &[u8]) -> u64 {
+/// How many records the lines of `bytes` held (a last one without a newline counts, a
+/// snapshot's trailer does not): the records lost with a cut-off part of a file, roughly.
+pub(super) fn lines_in(bytes: &[u8], kind: FileKind) -> u64 {
     let newlines = bytes.iter().filter(|b| **b == b'\n').count() as u64;
-    newlines + u64::from(bytes.last().is_some_and(|b| *b != b'\n'))
+    let lines = newlines + u64::from(bytes.last().is_some_and(|b| *b != b'\n'));
+    let last = bytes
+        .strip_suffix(b"\n")
+        .unwrap_or(bytes)
+        .rsplit(|b| *b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let trailer = kind == FileKind::Snapshot
+        && checked(last).is_ok_and(|json| serde_json::from_slice::<Trailer>(json).is_ok());
+    lines - u64::from(trailer)
 }
