@@ -149,6 +149,9 @@ pub(super) fn read_dir(dir: &Path) -> Result<Reading, StoreError> {
     let size = bytes.len() as u64;
     let records = scan.records.len() as u64;
     let whole = scan.stop == Stop::End;
+    if let Some(h) = scan.header {
+        reading.highest = reading.highest.max(h.generation);
+    }
     if let Some(error) = stop_error(&snapshot_path, &scan.stop) {
         reading.fail(error);
     }

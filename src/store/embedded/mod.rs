@@ -35,7 +35,7 @@ use dashmap::DashMap;
 use format::WalRecord;
 use queue::Queue;
 use serde::Serialize;
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -73,7 +73,7 @@ impl ZoneData {
 struct ZoneCopy {
     name: Arc<str>,
     state: Option<ZoneState>,
-    keys: VecDeque<QueueKey>,
+    keys: Vec<QueueKey>,
     slots: Slots,
 }
 
@@ -333,6 +333,26 @@ impl EmbeddedStore {
         let next = current.max(self.first_generation) + 1;
         let log = Log::create(&self.dir, next)?;
         self.crash_point(Step::NewLog)?;
+        // Buffers for the queues, allocated and paged in before any zone is locked, so the
+        // copy under the locks is a plain memory copy (a million keys are 32 MB: faulting
+        // those pages in took longer than copying them).
+        let mut buffers: HashMap<Arc<str>, Vec<QueueKey>> = self
+            .zones
+            .iter()
+            .map(|e| {
+                let room = lock(e.value()).queue.len() + 4_096;
+                (
+                    e.key().clone(),
+                    vec![
+                        QueueKey {
+                            rank: 1,
+                            ..QueueKey::default()
+                        };
+                        room
+                    ],
+                )
+            })
+            .collect();
         let copies = {
             // No zone appears until the switch: one that did could have its first record in
             // the old log and yet be missing from this snapshot.
@@ -349,11 +369,18 @@ impl EmbeddedStore {
             let copies: Vec<ZoneCopy> = names
                 .into_iter()
                 .zip(&guards)
-                .map(|(name, data)| ZoneCopy {
-                    name,
-                    state: data.state.clone(),
-                    keys: data.queue.keys.clone(),
-                    slots: data.slots.clone(),
+                .map(|(name, data)| {
+                    let mut keys = buffers.remove(&name).unwrap_or_default();
+                    keys.clear();
+                    let (front, back) = data.queue.keys.as_slices();
+                    keys.extend_from_slice(front);
+                    keys.extend_from_slice(back);
+                    ZoneCopy {
+                        name,
+                        state: data.state.clone(),
+                        keys,
+                        slots: data.slots.clone(),
+                    }
                 })
                 .collect();
             // From here on records go to the new log, which follows the snapshot being written.
