@@ -406,9 +406,21 @@ fn a_second_open_of_one_directory_is_refused_naming_this_process() {
 }
 
 #[test]
+fn waiting_for_a_held_directory_gives_up_at_its_deadline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _held = EmbeddedStore::open(dir.path(), NOW).expect("open");
+    let started = std::time::Instant::now();
+    let waited = EmbeddedStore::open_waiting(dir.path(), NOW, Duration::from_millis(100));
+    assert!(
+        matches!(waited, Err(StoreError::Locked { pid: Some(pid), .. }) if pid == std::process::id())
+    );
+    assert!(started.elapsed() >= Duration::from_millis(100));
+}
+
+#[test]
 fn close_hands_the_directory_over_with_everything_in_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let expected = every_record_kind(dir.path());
+    every_record_kind(dir.path());
     let first = EmbeddedStore::open(dir.path(), NOW).expect("open");
     assert!(first.healthy());
     let waiting = {
@@ -416,11 +428,7 @@ fn close_hands_the_directory_over_with_everything_in_it() {
         std::thread::spawn(move || EmbeddedStore::open_waiting(&dir, NOW, Duration::from_secs(30)))
     };
     block_on(first.touch("z", key(NOW + 5, 12), NOW)).expect("touch");
-    let mut expected = expected;
-    expected = {
-        let _ = &mut expected;
-        fingerprint(&first)
-    };
+    let expected = fingerprint(&first);
     first.close().expect("close");
     assert!(!first.healthy());
     first
