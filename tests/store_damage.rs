@@ -129,8 +129,24 @@ fn copy_tree(from: &Path, to: &Path) {
 enum Start {
     /// Exited with this status and stderr.
     Exited(std::process::ExitStatus, String),
-    /// Listening; the child, its address and its metrics address.
-    Up(Child, SocketAddr),
+    /// Listening; the child and its metrics address.
+    Up(Running, SocketAddr),
+}
+
+/// A running child, killed when dropped (also when an assertion fails first).
+struct Running(Child);
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Writes `dir/usher.toml` with fresh ports and `data_dir`; returns its path and the addresses.
@@ -164,7 +180,7 @@ fn write_config(
 fn start(dir: &Path, origin: SocketAddr) -> Start {
     let (config, addr, metrics) = write_config(dir, origin, &dir.join("data"));
     let stderr = dir.join("stderr.txt");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_usher"))
+    let child = Command::new(env!("CARGO_BIN_EXE_usher"))
         .args(["run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")
@@ -172,9 +188,10 @@ fn start(dir: &Path, origin: SocketAddr) -> Start {
         .stderr(std::fs::File::create(&stderr).expect("stderr file"))
         .spawn()
         .expect("spawn usher");
+    let mut child = Running(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = child.0.try_wait() {
             return Start::Exited(status, std::fs::read_to_string(&stderr).unwrap_or_default());
         }
         if TcpStream::connect(addr).is_ok() && TcpStream::connect(metrics).is_ok() {
@@ -307,7 +324,7 @@ fn every_damaged_start_refuses_naming_the_offset_or_has_exactly_the_state_before
                 );
                 refused += 1;
             }
-            Start::Up(mut child, metrics) => {
+            Start::Up(child, metrics) => {
                 let joins = expected_joins.unwrap_or_else(|| {
                     panic!(
                         "{damage:?} of {}: usher opened a damaged store",
@@ -327,8 +344,7 @@ fn every_damaged_start_refuses_naming_the_offset_or_has_exactly_the_state_before
                     (8 - CAPACITY + joins) as f64,
                     "{damage:?}: the waiting visitors and the joins before the damage"
                 );
-                let _ = child.kill();
-                let _ = child.wait();
+                drop(child);
                 opened += 1;
             }
         }
@@ -347,7 +363,7 @@ fn every_damaged_start_refuses_naming_the_offset_or_has_exactly_the_state_before
 fn a_second_process_is_refused_naming_the_first_and_verify_and_repair_wait_their_turn() {
     let written = written_state();
     let origin = origin();
-    let Start::Up(mut first, _) = start(written.path(), origin) else {
+    let Start::Up(first, _) = start(written.path(), origin) else {
         panic!("the written state did not open");
     };
     // The same data directory, by absolute path, from a second config on other ports.
@@ -377,8 +393,7 @@ fn a_second_process_is_refused_naming_the_first_and_verify_and_repair_wait_their
             "{stderr}"
         );
     }
-    let _ = first.kill();
-    let _ = first.wait();
+    drop(first);
 }
 
 #[test]
@@ -435,7 +450,7 @@ fn verify_names_the_damage_and_repair_keeps_the_valid_prefix() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let Start::Up(mut child, metrics) = start(written.path(), origin()) else {
+    let Start::Up(child, metrics) = start(written.path(), origin()) else {
         panic!("the repaired store did not open");
     };
     wait_until("two ticks", Duration::from_secs(10), || {
@@ -446,8 +461,7 @@ fn verify_names_the_damage_and_repair_keeps_the_valid_prefix() {
         (8 - CAPACITY + 1) as f64,
         "the waiting visitors and the first extra join"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 }
 
 /// A tmpfs mounted on a directory, unmounted on drop.
