@@ -79,14 +79,21 @@ struct End {
     records: u64,
 }
 
-/// One line: checksum, space, JSON, newline.
+/// One line: checksum, space, JSON, newline. One allocation: the JSON is written after room
+/// for the checksum, which is filled in last.
 pub(super) fn encode(payload: &impl Serialize) -> Vec<u8> {
+    let mut line = Vec::with_capacity(128);
+    line.extend_from_slice(b"00000000 ");
     // Serializing our own records into memory cannot fail: no maps with non-string keys that
     // serde_json cannot write (the ledger's numeric keys become strings).
-    let json = serde_json::to_vec(payload).unwrap_or_default();
-    let mut line = Vec::with_capacity(json.len() + 10);
-    line.extend_from_slice(format!("{:08x} ", crc32fast::hash(&json)).as_bytes());
-    line.extend_from_slice(&json);
+    if serde_json::to_writer(&mut line, payload).is_err() {
+        line.truncate(9);
+    }
+    let crc = crc32fast::hash(&line[9..]);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, digit) in line[..8].iter_mut().enumerate() {
+        *digit = HEX[(crc >> (28 - 4 * i) & 0xf) as usize];
+    }
     line.push(b'\n');
     line
 }
