@@ -1,10 +1,12 @@
-//! The `usher` command line: run the proxy, check configs, make keys, inspect tokens, run the demo.
+//! The `usher` command line: run the proxy, check configs, make keys, inspect tokens, verify
+//! and repair the embedded store's files, run the demo.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use usher::clock::{self, Clock};
 use usher::config::{self, Config};
+use usher::store::embedded as store;
 use usher::token::{keys, Keyring, Tokens};
 
 /// A self-hosted virtual waiting room in front of any shop.
@@ -82,6 +84,11 @@ enum Command {
         #[arg(required = true)]
         visitors: Vec<String>,
     },
+    /// The embedded store's files (store.data_dir): check them, or repair them.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// The quick start: run a demo shop and usher in front of it (conf/demo.toml).
     Demo {
         /// The demo config.
@@ -97,6 +104,26 @@ enum TokenCommand {
         /// The token (the value of a `usher_<zone>` cookie).
         token: String,
         /// The config whose keys verify it.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Read every store file without changing any: format, records readable, where each stops
+    /// and why. Exit 0 if usher would open the store, 1 if not. Refused while usher runs.
+    Verify {
+        /// The config whose store.data_dir to read.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Keep the longest valid prefix of the state (a valid snapshot and the valid prefix of its
+    /// log), write it afresh, and move every replaced file into data_dir/damaged-<UTC time>/
+    /// (nothing is deleted). Prints what was lost. Also converts format 1 files. Refused while
+    /// usher runs.
+    Repair {
+        /// The config whose store.data_dir to repair.
         #[arg(short, long)]
         config: PathBuf,
     },
@@ -335,6 +362,115 @@ fn inspect(token: &str, path: &Path) -> ExitCode {
     }
 }
 
+/// The embedded store's data directory of the config at `path`.
+fn data_dir(path: &Path) -> Result<PathBuf, ExitCode> {
+    let config = load(path)?;
+    if config.store.scylla.is_some() {
+        eprintln!(
+            "usher: {} uses the CQL store; verify and repair are for the embedded store",
+            path.display()
+        );
+        return Err(ExitCode::FAILURE);
+    }
+    Ok(config.store.data_dir)
+}
+
+/// One line per file: what it holds, where reading stops and why.
+fn print_files(files: &[store::FileReport]) {
+    for file in files {
+        let format = match &file.header {
+            Some(h) => format!("format {}, generation {}", h.usher_store, h.generation),
+            None if matches!(file.stop, store::Stop::Unsupported { .. }) => "format 1".into(),
+            None => "no header".into(),
+        };
+        let status = match &file.stop {
+            store::Stop::End => "whole".to_string(),
+            store::Stop::Torn { offset, dropped } => format!(
+                "torn last record at byte {offset} ({dropped} bytes; cut off when usher opens the store)"
+            ),
+            store::Stop::Damaged { offset, what } => format!("stops at byte {offset}: {what}"),
+            store::Stop::Unsupported { what } => format!("not readable: {what}"),
+        };
+        println!(
+            "{}: {format}, {} bytes, {} records readable; {status}",
+            file.path.display(),
+            file.size,
+            file.records
+        );
+        if let Some(note) = &file.note {
+            println!("  {note}");
+        }
+    }
+}
+
+fn store_verify(path: &Path) -> ExitCode {
+    let dir = match data_dir(path) {
+        Ok(dir) => dir,
+        Err(code) => return code,
+    };
+    let verification = match store::verify(&dir) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("usher: cannot verify {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if verification.new {
+        println!(
+            "{}: no store files; usher would start a new, empty store",
+            dir.display()
+        );
+    }
+    print_files(&verification.files);
+    match &verification.problem {
+        None => {
+            println!("ok: usher would open this store");
+            ExitCode::SUCCESS
+        }
+        Some(problem) => {
+            println!("refused: {problem}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn store_repair(path: &Path) -> ExitCode {
+    let dir = match data_dir(path) {
+        Ok(dir) => dir,
+        Err(code) => return code,
+    };
+    let repaired = match store::repair(&dir, clock::SystemClock.now_ms()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("usher: cannot repair {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    print_files(&repaired.files);
+    let Some(aside) = &repaired.moved_to else {
+        println!("nothing to repair: usher opens this store as it is");
+        return ExitCode::SUCCESS;
+    };
+    if let Some(problem) = &repaired.problem {
+        println!("was: {problem}");
+    }
+    println!("lost:");
+    for file in &repaired.files {
+        println!(
+            "  {}: {} records, {} bytes",
+            file.path.display(),
+            file.lost_records,
+            file.lost_bytes
+        );
+    }
+    println!(
+        "kept {} record(s); the old files are in {}",
+        repaired.kept_records,
+        aside.display()
+    );
+    ExitCode::SUCCESS
+}
+
 fn demo(path: &Path) -> ExitCode {
     // The demo's key lives beside its config and is made on first run.
     let config_text = std::fs::read_to_string(path).unwrap_or_default();
@@ -438,6 +574,12 @@ fn main() -> ExitCode {
             seed,
             visitors,
         } => draw(&config, &zone, &event, &seed, &visitors),
+        Command::Store {
+            command: StoreCommand::Verify { config },
+        } => store_verify(&config),
+        Command::Store {
+            command: StoreCommand::Repair { config },
+        } => store_repair(&config),
         Command::Demo { config } => {
             init_logs();
             demo(&config)

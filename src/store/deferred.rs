@@ -136,6 +136,11 @@ impl Store for Deferred {
     ) -> Result<Vec<(VisitorId, u64)>, StoreError> {
         self.store()?.revocations(zone, now_ms).await
     }
+
+    /// The open store's health; before it opens, healthy (readiness says `starting` then).
+    fn healthy(&self) -> bool {
+        self.store.get().is_none_or(|store| store.healthy())
+    }
 }
 
 impl ChangeFeed for Deferred {

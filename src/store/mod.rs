@@ -13,6 +13,7 @@ pub(crate) mod contract;
 
 use crate::admission::{Claim, Grant, QueueKey, VisitorId, ZoneState};
 use async_trait::async_trait;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
@@ -28,6 +29,43 @@ pub enum StoreError {
     /// Local persistence failed.
     #[error("store io error: {0}")]
     Io(#[from] std::io::Error),
+    /// A store file is damaged (not just a torn last log record, which is cut off): nothing
+    /// was changed, and the store refuses to open until an operator decides.
+    #[error(
+        "{} is damaged at byte {offset}: {what}; nothing was changed. Run `usher store verify \
+         --config FILE`, then `usher store repair --config FILE` (it keeps the longest valid \
+         prefix and moves the damaged files aside)",
+        file.display()
+    )]
+    Damaged {
+        /// The file.
+        file: PathBuf,
+        /// Where the damage starts.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// A store file of a format this usher does not read.
+    #[error("{}: {what}", file.display())]
+    Unsupported {
+        /// The file.
+        file: PathBuf,
+        /// Which format, and what to do.
+        what: String,
+    },
+    /// Another process owns the data directory.
+    #[error(
+        "{} is in use by {}; stop it first, or replace it without downtime with `usher run \
+         --upgrade`",
+        dir.display(),
+        pid.map_or_else(|| "another usher process".to_string(), |pid| format!("usher PID {pid}"))
+    )]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// The PID written in its lock file, if readable.
+        pid: Option<u32>,
+    },
 }
 
 /// A state change, as the change feed delivers it.

@@ -1,24 +1,48 @@
 //! The embedded store: zones (state, queue, slots and ledger) in memory behind one mutex each,
-//! made durable by a write-ahead log that is folded into a snapshot now and then. Every change is appended to the log before the
-//! call returns, so `kill -9` loses nothing that was acknowledged (the log is written to the OS,
-//! not fsynced: a process crash keeps it, a power cut may not). The change feed is an in-process
-//! broadcast.
+//! made durable by a write-ahead log that is folded into a snapshot now and then (file format:
+//! `format.rs`; `docs/architecture.md`, "The embedded store's files"). Every change is appended
+//! to the log before the call returns, so `kill -9` loses nothing that was acknowledged (the log
+//! is written to the OS, not fsynced: a process crash keeps it, a power cut may not). The change
+//! feed is an in-process broadcast.
+//!
+//! Opening reads every file before it changes any: a torn last log record (a crash mid-write)
+//! is cut off with a warning, any other damage refuses to open ([`StoreError::Damaged`]). One
+//! process owns the data directory at a time ([`DirLock`]). A snapshot (`snapshot.rs`) copies
+//! the zones under their locks, switches to a fresh log generation, and writes outside them.
 
+mod files;
+mod format;
+mod lock;
+mod queue;
+mod repair;
+mod snapshot;
 mod wal;
 
 #[cfg(test)]
+mod files_tests;
+#[cfg(test)]
 mod tests;
+
+pub use files::FileReport;
+pub use format::{FileKind, Header, Stop, FORMAT};
+pub use lock::{DirLock, LOCK_FILE};
+pub use repair::{repair, utc_stamp, verify, Repair, Verification};
 
 use super::{Change, ChangeFeed, Store, StoreError};
 use crate::admission::slot::{self, Transition};
 use crate::admission::{Claim, Grant, QueueKey, Slot, SlotStatus, Slots, VisitorId, ZoneState};
 use async_trait::async_trait;
 use dashmap::DashMap;
-use std::collections::HashMap;
-use std::path::Path;
+use format::WalRecord;
+use queue::Queue;
+#[cfg(test)]
+use snapshot::Step;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::broadcast;
-use wal::{Wal, WalRecord};
+use wal::Log;
 
 /// One zone's data: the versioned state, the queue, and the slots with their ledger.
 #[derive(Debug, Default)]
@@ -46,78 +70,53 @@ impl ZoneData {
     }
 }
 
-/// The queue: keys in order (so a position is two binary searches, not a count) and when each
-/// was last seen. New arrivals have the highest ranks, so inserts are appends.
-#[derive(Debug, Default)]
-struct Queue {
-    keys: Vec<QueueKey>,
-    seen: HashMap<QueueKey, u64>,
+/// The log being appended to, and whether the store was closed.
+struct Wal {
+    /// `None` only until the first snapshot of `open`.
+    log: Option<Log>,
+    closed: bool,
 }
 
-impl Queue {
-    /// Adds `key` or refreshes its last-seen time; true if it was new.
-    fn touch(&mut self, key: QueueKey, now_ms: u64) -> bool {
-        if let Some(seen) = self.seen.get_mut(&key) {
-            *seen = (*seen).max(now_ms);
-            return false;
+impl Wal {
+    fn append(&mut self, record: &WalRecord) -> Result<(), StoreError> {
+        if self.closed {
+            return Err(closed());
         }
-        let at = self.keys.partition_point(|k| *k < key);
-        self.keys.insert(at, key);
-        self.seen.insert(key, now_ms);
-        true
+        let Some(log) = &mut self.log else {
+            return Err(StoreError::Unavailable("the store is not open yet".into()));
+        };
+        log.append(&format::encode(record))
     }
 
-    /// Index of the first key strictly after `key`.
-    fn after(&self, key: QueueKey) -> usize {
-        self.keys.partition_point(|k| *k <= key)
+    fn generation(&self) -> u64 {
+        self.log.as_ref().map_or(0, Log::generation)
     }
+}
 
-    /// Live keys at or below `cursor`, up to `limit`.
-    fn live_through(&self, cursor: QueueKey, seen_since_ms: u64, limit: usize) -> Vec<QueueKey> {
-        self.live(&self.keys[..self.after(cursor)], seen_since_ms, limit)
-    }
-
-    /// Live keys after `key`, up to `limit`.
-    fn live_after(&self, key: QueueKey, seen_since_ms: u64, limit: usize) -> Vec<QueueKey> {
-        self.live(&self.keys[self.after(key)..], seen_since_ms, limit)
-    }
-
-    fn live(&self, keys: &[QueueKey], seen_since_ms: u64, limit: usize) -> Vec<QueueKey> {
-        keys.iter()
-            .filter(|key| {
-                self.seen
-                    .get(key)
-                    .is_some_and(|seen| *seen >= seen_since_ms)
-            })
-            .take(limit)
-            .copied()
-            .collect()
-    }
-
-    /// Drops the keys after `from` up to `cursor`, and `admitted` ones at or below `from`.
-    fn forget(&mut self, from: QueueKey, cursor: QueueKey, admitted: &[QueueKey]) {
-        let (start, end) = (self.after(from), self.after(cursor));
-        for key in self.keys.drain(start..end.max(start)) {
-            self.seen.remove(&key);
-        }
-        for key in admitted.iter().filter(|k| **k <= from) {
-            if self.seen.remove(key).is_some() {
-                let at = self.keys.partition_point(|k| k < key);
-                self.keys.remove(at);
-            }
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.keys.len()
-    }
+fn closed() -> StoreError {
+    StoreError::Unavailable("the store was handed over/closed".into())
 }
 
 /// Single-node state on local disk.
 pub struct EmbeddedStore {
+    dir: PathBuf,
     zones: DashMap<Arc<str>, Arc<Mutex<ZoneData>>>,
     wal: Mutex<Wal>,
     feed: broadcast::Sender<Change>,
+    /// One snapshot (or close) at a time.
+    snapshotting: Mutex<()>,
+    /// Held to add a zone, and by a snapshot while it copies the zones.
+    creating: Mutex<()>,
+    closed: AtomicBool,
+    snapshot_failed: AtomicBool,
+    /// Held until [`EmbeddedStore::close`] or drop.
+    dir_lock: Mutex<Option<DirLock>>,
+    /// Tests only: the snapshot step after which a snapshot stops, as if the process died.
+    #[cfg(test)]
+    crash_after: Mutex<Option<Step>>,
+    /// Generation used by the first snapshot when there is no log yet (0, or above every
+    /// generation a repair moved aside).
+    first_generation: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -127,26 +126,80 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store in `dir`: loads the snapshot, replays the log, and compacts.
-    /// Restored queue entries count as seen at `now_ms`.
+    /// Opens (or creates) the store in `dir`: takes the directory's lock (failing at once with
+    /// [`StoreError::Locked`] if another process holds it), reads the snapshot and the logs,
+    /// cuts a torn last record off, and compacts. Restored queue entries count as seen at
+    /// `now_ms`. Damage anywhere else is [`StoreError::Damaged`], and no file is changed.
     pub fn open(dir: &Path, now_ms: u64) -> Result<Self, StoreError> {
-        let (wal, restored) = Wal::open(dir)?;
-        let store = EmbeddedStore {
-            zones: DashMap::new(),
-            wal: Mutex::new(wal),
-            feed: broadcast::channel(4_096).0,
-        };
-        for record in restored {
-            store.replay(record, now_ms);
+        EmbeddedStore::open_locked(DirLock::try_acquire(dir)?, now_ms)
+    }
+
+    /// [`EmbeddedStore::open`], waiting up to `wait` for the process holding the directory to
+    /// close its store (an upgrade's hand-over).
+    pub fn open_waiting(dir: &Path, now_ms: u64, wait: Duration) -> Result<Self, StoreError> {
+        EmbeddedStore::open_locked(DirLock::acquire_within(dir, wait)?, now_ms)
+    }
+
+    fn open_locked(dir_lock: DirLock, now_ms: u64) -> Result<Self, StoreError> {
+        let dir = dir_lock.dir().to_path_buf();
+        let reading = files::read_dir(&dir)?;
+        if let Some(error) = reading.error {
+            return Err(error);
         }
+        if reading.new {
+            tracing::info!(dir = %dir.display(), "no store files: starting a new, empty store");
+        }
+        // The whole state was read: only now change files.
+        for (file, offset, dropped) in &reading.torn {
+            tracing::warn!(file = %file.display(), offset, dropped,
+                "cutting off a torn last record (a crash while it was written; never acknowledged)");
+            let f = std::fs::OpenOptions::new().write(true).open(file)?;
+            f.set_len(*offset)?;
+            f.sync_all()?;
+        }
+        let store =
+            EmbeddedStore::from_records(dir_lock, reading.records, reading.generation, now_ms);
         store.snapshot()?;
         Ok(store)
+    }
+
+    /// A store holding `records` replayed, with no log yet: the first snapshot writes the files
+    /// of `generation + 1`.
+    fn from_records(
+        dir_lock: DirLock,
+        records: Vec<WalRecord>,
+        generation: u64,
+        now_ms: u64,
+    ) -> Self {
+        let store = EmbeddedStore {
+            dir: dir_lock.dir().to_path_buf(),
+            zones: DashMap::new(),
+            wal: Mutex::new(Wal {
+                log: None,
+                closed: false,
+            }),
+            feed: broadcast::channel(4_096).0,
+            snapshotting: Mutex::new(()),
+            creating: Mutex::new(()),
+            closed: AtomicBool::new(false),
+            snapshot_failed: AtomicBool::new(false),
+            dir_lock: Mutex::new(Some(dir_lock)),
+            first_generation: generation,
+            #[cfg(test)]
+            crash_after: Mutex::new(None),
+        };
+        for record in records {
+            store.replay(record, now_ms);
+        }
+        store
     }
 
     fn zone(&self, zone: &str) -> Arc<Mutex<ZoneData>> {
         if let Some(data) = self.zones.get(zone) {
             return data.clone();
         }
+        // Not while a snapshot lists and locks the zones (see `write_snapshot`).
+        let _creating = lock(&self.creating);
         self.zones.entry(Arc::from(zone)).or_default().clone()
     }
 
@@ -182,46 +235,31 @@ impl EmbeddedStore {
         lock(&self.wal).append(record)
     }
 
-    /// Writes every zone to a fresh snapshot and empties the log. Called at open, periodically,
-    /// and at shutdown.
-    pub fn snapshot(&self) -> Result<(), StoreError> {
-        let mut names: Vec<Arc<str>> = self.zones.iter().map(|e| e.key().clone()).collect();
-        names.sort();
-        let handles: Vec<_> = names.iter().map(|n| self.zone(n)).collect();
-        // Zone locks before the log lock, in name order: the same order writers use.
-        let guards: Vec<_> = handles.iter().map(|h| lock(h)).collect();
-        let mut records = Vec::new();
-        for (name, data) in names.iter().zip(&guards) {
-            // The state as a tick that admitted nobody and leaves the queue alone.
-            if let Some(state) = &data.state {
-                let grant = Grant {
-                    from: state.cursor,
-                    ..Grant::default()
-                };
-                records.push(WalRecord::Tick {
-                    zone: name.to_string(),
-                    state: Box::new(state.clone()),
-                    grant: Box::new(grant),
-                    reserved: Vec::new(),
-                });
-            }
-            for key in &data.queue.keys {
-                records.push(WalRecord::Join {
-                    zone: name.to_string(),
-                    key: *key,
-                });
-            }
-            records.push(WalRecord::Slots {
-                zone: name.to_string(),
-                slots: Box::new(data.slots.clone()),
-            });
+    fn check_open(&self) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed());
         }
-        lock(&self.wal).rewrite(&records)
+        Ok(())
+    }
+
+    /// Whether the store can take writes: false while the log cannot be written (a failed
+    /// append could not be cut back), after the last snapshot failed, and once closed. For a
+    /// readiness endpoint.
+    pub fn healthy(&self) -> bool {
+        let log_ok = lock(&self.wal).log.as_ref().is_some_and(Log::healthy);
+        log_ok
+            && !self.snapshot_failed.load(Ordering::Acquire)
+            && !self.closed.load(Ordering::Acquire)
     }
 
     /// Number of queue entries kept for `zone` (admitted ones are forgotten at each tick).
     pub fn queue_len(&self, zone: &str) -> usize {
         lock(&self.zone(zone)).queue.len()
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 }
 
@@ -234,6 +272,7 @@ impl EmbeddedStore {
         visitor: VisitorId,
         transition: impl FnOnce(Option<&Slot>) -> Transition<T>,
     ) -> Result<T, StoreError> {
+        self.check_open()?;
         let handle = self.zone(zone);
         let mut data = lock(&handle);
         let t = transition(data.slots.get(visitor));
@@ -252,6 +291,7 @@ impl EmbeddedStore {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn load(&self, zone: &str) -> Result<Option<ZoneState>, StoreError> {
+        self.check_open()?;
         Ok(lock(&self.zone(zone)).state.clone())
     }
 
@@ -262,6 +302,7 @@ impl Store for EmbeddedStore {
         state: &ZoneState,
         grant: &Grant,
     ) -> Result<Option<u32>, StoreError> {
+        self.check_open()?;
         let handle = self.zone(zone);
         let mut data = lock(&handle);
         if data.state.as_ref().map(|s| s.version) != expected {
@@ -292,6 +333,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn touch(&self, zone: &str, key: QueueKey, now_ms: u64) -> Result<(), StoreError> {
+        self.check_open()?;
         let handle = self.zone(zone);
         let mut data = lock(&handle);
         if data.queue.seen.contains_key(&key) {
@@ -314,6 +356,7 @@ impl Store for EmbeddedStore {
         seen_since_ms: u64,
         limit: usize,
     ) -> Result<Vec<QueueKey>, StoreError> {
+        self.check_open()?;
         Ok(lock(&self.zone(zone))
             .queue
             .live_after(after, seen_since_ms, limit))
@@ -326,6 +369,7 @@ impl Store for EmbeddedStore {
         seen_since_ms: u64,
         limit: usize,
     ) -> Result<Vec<QueueKey>, StoreError> {
+        self.check_open()?;
         let handle = self.zone(zone);
         let data = lock(&handle);
         let now = data.state.as_ref().map_or(0, |s| s.last_tick_ms);
@@ -337,17 +381,19 @@ impl Store for EmbeddedStore {
     }
 
     async fn ahead(&self, zone: &str, cursor: QueueKey, key: QueueKey) -> Result<u64, StoreError> {
+        self.check_open()?;
         if key <= cursor {
             return Ok(0);
         }
         let handle = self.zone(zone);
         let data = lock(&handle);
         let first = data.queue.after(cursor);
-        let mine = data.queue.keys.partition_point(|k| *k < key);
+        let mine = data.queue.before(key);
         Ok(mine.saturating_sub(first) as u64)
     }
 
     async fn waiting(&self, zone: &str, cursor: QueueKey) -> Result<u64, StoreError> {
+        self.check_open()?;
         let handle = self.zone(zone);
         let data = lock(&handle);
         Ok((data.queue.len() - data.queue.after(cursor)) as u64)
@@ -394,6 +440,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn active(&self, zone: &str, now_ms: u64) -> Result<u64, StoreError> {
+        self.check_open()?;
         Ok(lock(&self.zone(zone)).slots.ledger.active(now_ms))
     }
 
@@ -402,6 +449,7 @@ impl Store for EmbeddedStore {
         zone: &str,
         now_ms: u64,
     ) -> Result<Vec<(VisitorId, u64)>, StoreError> {
+        self.check_open()?;
         let handle = self.zone(zone);
         let data = lock(&handle);
         Ok(data
@@ -417,31 +465,5 @@ impl Store for EmbeddedStore {
 impl ChangeFeed for EmbeddedStore {
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.feed.subscribe()
-    }
-}
-
-// INTERIM (replaced by the data_dir lock on branch store-truth).
-impl EmbeddedStore {
-    /// Opens the store once no other process holds it.
-    pub fn open_waiting(
-        dir: &Path,
-        now_ms: u64,
-        wait: std::time::Duration,
-    ) -> Result<Self, StoreError> {
-        let deadline = std::time::Instant::now() + wait;
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        loop {
-            match Self::open(dir, now_ms) {
-                Err(_) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(10))
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// Writes the final snapshot for a successor.
-    pub fn close(&self) -> Result<(), StoreError> {
-        self.snapshot()
     }
 }

@@ -1,113 +1,188 @@
-//! The embedded store's files: `snapshot.jsonl` (the state at the last compaction) and `wal.jsonl`
-//! (every change since), both one JSON record per line. A torn last line (a crash mid-write) is
-//! ignored; a snapshot is replaced atomically (write, fsync, rename).
+//! Writing the embedded store's files: the log of the current generation (`wal-<N>.jsonl`),
+//! appended one record per `write` call, and the snapshot (`snapshot.jsonl`), replaced
+//! atomically (write a temporary file, fsync, rename, fsync the directory). A new log is made
+//! the same way, header first, so a log under its real name always has a whole header.
+//!
+//! A failed append is cut back off the file at once (`set_len` to the last good length), so no
+//! later record ever follows a partial one; if even the cut fails the log refuses appends until
+//! a later one manages the cut first.
 
 use super::super::StoreError;
-use crate::admission::{Grant, QueueKey, Slot, Slots, VisitorId, ZoneState};
-use serde::{Deserialize, Serialize};
+use super::format::{self, FileKind};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// One logged change.
-#[derive(Debug, Serialize, Deserialize)]
-// Externally tagged: internally tagged enums buffer their content, and a buffered map cannot
-// turn the JSON string keys of the ledger back into numbers.
-#[serde(rename_all = "snake_case")]
-pub(super) enum WalRecord {
-    /// A tick committed: the new zone state, its grant (which says which queue entries left),
-    /// and the visitors a slot was reserved for.
-    Tick {
-        zone: String,
-        state: Box<ZoneState>,
-        grant: Box<Grant>,
-        reserved: Vec<VisitorId>,
-    },
-    /// A queue entry added.
-    Join { zone: String, key: QueueKey },
-    /// A visitor's slot changed, with the ledger moves that went with it.
-    Slot {
-        zone: String,
-        visitor: VisitorId,
-        slot: Slot,
-        moves: Vec<(u64, i64)>,
-    },
-    /// A zone's slots and ledger as a whole (snapshots only).
-    Slots { zone: String, slots: Box<Slots> },
+/// The snapshot's file name.
+pub const SNAPSHOT: &str = "snapshot.jsonl";
+/// The log of format 1 (one log, no generations).
+pub const OLD_LOG: &str = "wal.jsonl";
+/// Temporary files are the real name plus this.
+pub const TMP: &str = ".tmp";
+
+/// The log file of `generation`.
+pub fn log_name(generation: u64) -> String {
+    format!("wal-{generation}.jsonl")
 }
 
-/// The log file and where the snapshot goes.
-pub(super) struct Wal {
-    dir: PathBuf,
+/// The generation in a log file's name, if it is one.
+pub fn log_generation(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("wal-")?.strip_suffix(".jsonl")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Makes renames and removals in `dir` durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The log being appended to.
+pub(super) struct Log {
     file: File,
+    path: PathBuf,
+    generation: u64,
+    /// The end of the last whole record.
+    good_len: u64,
+    /// False while a failed append's partial record could not be cut off.
+    healthy: bool,
+    /// Tests only: the next write stops after this many bytes and fails.
+    #[cfg(test)]
+    pub(super) fail_write_after: Option<usize>,
+    /// Tests only: how many cut-backs fail.
+    #[cfg(test)]
+    pub(super) failed_cuts: u32,
 }
 
-const SNAPSHOT: &str = "snapshot.jsonl";
-const LOG: &str = "wal.jsonl";
+impl Log {
+    /// Makes a new, durable log of `generation` in `dir`, holding only its header.
+    pub(super) fn create(dir: &Path, generation: u64) -> Result<Log, StoreError> {
+        let path = dir.join(log_name(generation));
+        let tmp = dir.join(format!("{}{TMP}", log_name(generation)));
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&tmp)?;
+        let header = format::encode_header(FileKind::Log, generation);
+        file.write_all(&header)?;
+        file.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        sync_dir(dir)?;
+        Ok(Log {
+            file,
+            path,
+            generation,
+            good_len: header.len() as u64,
+            healthy: true,
+            #[cfg(test)]
+            fail_write_after: None,
+            #[cfg(test)]
+            failed_cuts: 0,
+        })
+    }
 
-fn read_records(path: &Path, out: &mut Vec<WalRecord>) -> Result<(), StoreError> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    for line in BufReader::new(file).lines() {
-        let line = line?;
-        match serde_json::from_str(&line) {
-            Ok(record) => out.push(record),
-            // Only the last line can be torn by a crash; anything after it was never acknowledged.
+    /// This log's generation.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether appends can go ahead.
+    pub(super) fn healthy(&self) -> bool {
+        self.healthy
+    }
+
+    /// Appends one encoded record and hands it to the OS before returning (no fsync: a
+    /// process crash keeps it, a power cut may not).
+    pub(super) fn append(&mut self, line: &[u8]) -> Result<(), StoreError> {
+        if !self.healthy {
+            // A partial record is still there: cut it off before writing anything after it.
+            self.cut()?;
+            self.healthy = true;
+            tracing::info!(file = %self.path.display(), "the log is writable again");
+        }
+        // One write call per record, so a crash can tear at most the last line.
+        match self.write(line) {
+            Ok(()) => {
+                self.good_len += line.len() as u64;
+                Ok(())
+            }
             Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable tail of the log");
-                break;
+                if let Err(cut) = self.cut() {
+                    self.healthy = false;
+                    tracing::error!(file = %self.path.display(), error = %cut,
+                        "cannot cut a failed append off the log; refusing appends until it can");
+                }
+                Err(e.into())
             }
         }
     }
+
+    fn write(&mut self, line: &[u8]) -> std::io::Result<()> {
+        #[cfg(test)]
+        if let Some(written) = self.fail_write_after.take() {
+            let written = written.min(line.len());
+            self.file.write_all(&line[..written])?;
+            return Err(std::io::Error::other("injected write failure"));
+        }
+        self.file.write_all(line)
+    }
+
+    /// Truncates the file to its last whole record.
+    fn cut(&mut self) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self.failed_cuts > 0 {
+            self.failed_cuts -= 1;
+            return Err(std::io::Error::other("injected cut failure"));
+        }
+        self.file.set_len(self.good_len)
+    }
+}
+
+/// Replaces the snapshot in `dir` with one of `generation` holding `records` (encoded lines).
+pub(super) fn write_snapshot(
+    dir: &Path,
+    generation: u64,
+    records: impl Iterator<Item = Vec<u8>>,
+) -> Result<(), StoreError> {
+    let tmp = dir.join(format!("{SNAPSHOT}{TMP}"));
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+    out.write_all(&format::encode_header(FileKind::Snapshot, generation))?;
+    let mut count = 0u64;
+    for record in records {
+        out.write_all(&record)?;
+        count += 1;
+    }
+    out.write_all(&format::encode_trailer(count))?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    fs::rename(&tmp, dir.join(SNAPSHOT))?;
+    sync_dir(dir)?;
     Ok(())
 }
 
-impl Wal {
-    /// Opens the log in `dir` (created if missing) and returns every record to replay, snapshot first.
-    pub(super) fn open(dir: &Path) -> Result<(Self, Vec<WalRecord>), StoreError> {
-        fs::create_dir_all(dir)?;
-        let mut records = Vec::new();
-        read_records(&dir.join(SNAPSHOT), &mut records)?;
-        read_records(&dir.join(LOG), &mut records)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(LOG))?;
-        Ok((
-            Wal {
-                dir: dir.to_path_buf(),
-                file,
-            },
-            records,
-        ))
-    }
-
-    /// Appends one record and hands it to the OS before returning.
-    pub(super) fn append(&mut self, record: &WalRecord) -> Result<(), StoreError> {
-        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
-        line.push(b'\n');
-        // One write call per record, so a crash can tear at most the last line.
-        self.file.write_all(&line)?;
-        Ok(())
-    }
-
-    /// Replaces the snapshot with `records` and empties the log.
-    pub(super) fn rewrite(&mut self, records: &[WalRecord]) -> Result<(), StoreError> {
-        let tmp = self.dir.join(format!("{SNAPSHOT}.tmp"));
-        {
-            let mut out = std::io::BufWriter::new(File::create(&tmp)?);
-            for record in records {
-                serde_json::to_writer(&mut out, record).map_err(std::io::Error::other)?;
-                out.write_all(b"\n")?;
+/// Removes the logs older than `generation` (folded into its snapshot) and leftover temporary
+/// files. Only called once the snapshot of `generation` is durable.
+pub(super) fn remove_before(dir: &Path, generation: u64) -> Result<(), StoreError> {
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        let old_log = log_generation(name).is_some_and(|g| g < generation);
+        let leftover = name.ends_with(TMP)
+            && (name.starts_with(SNAPSHOT) || log_generation(&name[..name.len() - 4]).is_some());
+        if old_log || leftover {
+            match fs::remove_file(dir.join(name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
             }
-            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         }
-        fs::rename(&tmp, self.dir.join(SNAPSHOT))?;
-        self.file.set_len(0)?;
-        self.file.sync_all()?;
-        Ok(())
     }
+    sync_dir(dir)?;
+    Ok(())
 }
