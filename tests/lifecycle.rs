@@ -564,7 +564,9 @@ fn a_full_disk_makes_the_node_not_ready_until_it_can_write_again() {
         let _ = one_shot(usher.addr, "/checkout");
         one_shot(usher.addr, "/_usher/ready").contains("store cannot write")
     });
-    assert_eq!(usher.metric("usher_ready"), 0.0);
+    wait_until("usher_ready to say 0", Duration::from_secs(5), || {
+        usher.metric("usher_ready") == 0.0
+    });
     assert_eq!(
         one_shot(usher.addr, "/_usher/health")
             .lines()
@@ -575,8 +577,12 @@ fn a_full_disk_makes_the_node_not_ready_until_it_can_write_again() {
     );
     // Space comes back: the next join writes, and the node is ready again.
     std::fs::remove_file(&ballast).expect("rm ballast");
-    wait_until("the node to be ready again", Duration::from_secs(10), || {
-        let _ = one_shot(usher.addr, "/checkout");
-        one_shot(usher.addr, "/_usher/ready").starts_with("HTTP/1.1 200 ")
-    });
+    wait_until(
+        "the node to be ready again",
+        Duration::from_secs(10),
+        || {
+            let _ = one_shot(usher.addr, "/checkout");
+            one_shot(usher.addr, "/_usher/ready").starts_with("HTTP/1.1 200 ")
+        },
+    );
 }

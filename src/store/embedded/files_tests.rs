@@ -465,7 +465,10 @@ fn a_failed_append_leaves_no_partial_record() {
         Err(StoreError::Io(_))
     ));
     assert_eq!(fs::metadata(&log).expect("log").len(), len);
+    assert!(!store.healthy(), "not ready until an append goes through");
+    block_on(store.touch("z", key(6, 6), NOW)).expect("the next append works");
     assert!(store.healthy());
+    let len = fs::metadata(&log).expect("log").len();
     // The write fails and so do two cut-backs: the log refuses appends until one works.
     {
         let mut wal = lock(&store.wal);
@@ -487,7 +490,7 @@ fn a_failed_append_leaves_no_partial_record() {
     let store = EmbeddedStore::open(dir.path(), NOW).expect("reopen");
     assert_eq!(
         fingerprint(&store)[0].2,
-        vec![key(1, 1), key(5, 5)],
+        vec![key(1, 1), key(5, 5), key(6, 6)],
         "exactly the acknowledged joins"
     );
 }

@@ -48,6 +48,8 @@ pub(super) struct Log {
     good_len: u64,
     /// False while a failed append's partial record could not be cut off.
     healthy: bool,
+    /// The last append failed (a full disk): the node is not ready until one succeeds.
+    failing: bool,
     /// Tests only: the next write stops after this many bytes and fails.
     #[cfg(test)]
     pub(super) fail_write_after: Option<usize>,
@@ -80,6 +82,7 @@ impl Log {
             generation,
             good_len: header.len() as u64,
             healthy: true,
+            failing: false,
             #[cfg(test)]
             fail_write_after: None,
             #[cfg(test)]
@@ -92,9 +95,9 @@ impl Log {
         self.generation
     }
 
-    /// Whether appends can go ahead.
+    /// Whether appends go through: no partial record is left and the last append worked.
     pub(super) fn healthy(&self) -> bool {
-        self.healthy
+        self.healthy && !self.failing
     }
 
     /// Appends one encoded record and hands it to the OS before returning (no fsync: a
@@ -110,9 +113,16 @@ impl Log {
         match self.write(line) {
             Ok(()) => {
                 self.good_len += line.len() as u64;
+                if std::mem::take(&mut self.failing) {
+                    tracing::info!(file = %self.path.display(), "appends to the log work again");
+                }
                 Ok(())
             }
             Err(e) => {
+                if !std::mem::replace(&mut self.failing, true) {
+                    tracing::error!(file = %self.path.display(), error = %e,
+                        "an append to the log failed; the node is not ready until one succeeds");
+                }
                 if let Err(cut) = self.cut() {
                     self.healthy = false;
                     tracing::error!(file = %self.path.display(), error = %cut,
