@@ -55,8 +55,8 @@ pub enum StoreError {
     },
     /// Another process owns the data directory.
     #[error(
-        "{} is in use by {}; stop it first, or replace it without downtime with `usher run \
-         --upgrade`",
+        "{} is in use by {}; stop it first, or replace it without downtime with `usher \
+         upgrade --config FILE`",
         dir.display(),
         pid.map_or_else(|| "another usher process".to_string(), |pid| format!("usher PID {pid}"))
     )]

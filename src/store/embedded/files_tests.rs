@@ -393,7 +393,7 @@ fn a_second_open_of_one_directory_is_refused_naming_this_process() {
                 message.contains(&format!("usher PID {}", std::process::id())),
                 "{message}"
             );
-            assert!(message.contains("usher run --upgrade"), "{message}");
+            assert!(message.contains("usher upgrade --config"), "{message}");
         }
         Err(other) => panic!("expected Locked, got {other}"),
         Ok(_) => panic!("two stores opened one directory"),
