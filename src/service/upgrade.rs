@@ -74,12 +74,15 @@ pub fn upgrade(
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
     let new_pid = child.id();
-    wait_for(SOCKET_WAIT, &mut child, || sock.exists()).map_err(|e| {
-        format!(
+    if let Err(e) = wait_for(SOCKET_WAIT, &mut child, || sock.exists()) {
+        // Nothing was handed over yet: the running process goes on alone.
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!(
             "the new process did not open the upgrade socket {}: {e}",
             sock.display()
-        )
-    })?;
+        ));
+    }
     let started = Instant::now();
     // SAFETY: sends a signal; no memory is involved.
     if unsafe { libc::kill(old_pid as libc::pid_t, libc::SIGQUIT) } != 0 {
