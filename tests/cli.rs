@@ -35,6 +35,9 @@ fn every_command_has_help() {
         vec!["token", "inspect", "--help"],
         vec!["demo", "--help"],
         vec!["draw", "--help"],
+        vec!["upgrade", "--help"],
+        vec!["store", "verify", "--help"],
+        vec!["store", "repair", "--help"],
     ] {
         let (ok, text) = usher(&args);
         assert!(ok && text.contains("Usage:"), "{args:?}: {text}");
@@ -293,4 +296,24 @@ fn start_up_problems_are_one_clear_line_and_exit_1() {
         "{stderr}"
     );
     drop(busy);
+}
+
+#[test]
+fn upgrade_without_a_running_usher_says_so_and_starts_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("usher.toml");
+    std::fs::copy(fixture("valid/minimal.toml"), &config).expect("copy config");
+    let config = config.to_str().expect("utf-8 path");
+    let (ok, text) = usher(&["upgrade", "--config", config]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("no running usher found"), "{text}");
+    assert!(text.contains("--pid"), "says what to do: {text}");
+    // The largest PID Linux hands out, and never a running process here.
+    let (ok, text) = usher(&["upgrade", "--config", config, "--pid", "4194304"]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("no process 4194304 is running"), "{text}");
+    assert!(
+        !dir.path().join("data").join("upgrade.sock").exists(),
+        "nothing was started"
+    );
 }
