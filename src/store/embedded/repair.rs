@@ -150,24 +150,8 @@ fn aside_dir(dir: &Path, now_ms: u64) -> Result<PathBuf, StoreError> {
     Err(StoreError::Unavailable("no free damaged-* name".into()))
 }
 
-/// `now_ms` as a UTC timestamp for file names: `20261129T170623Z`.
+/// `now_ms` as a UTC timestamp for file names: `20261129T170623Z` (RFC 3339 without the
+/// separators, which some tools dislike in names).
 pub fn utc_stamp(now_ms: u64) -> String {
-    let secs = now_ms / 1_000;
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    // Days to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rest / 3_600,
-        rest % 3_600 / 60,
-        rest % 60
-    )
+    crate::config::timestamp::format_rfc3339(now_ms).replace(['-', ':'], "")
 }
