@@ -529,31 +529,16 @@ fn event_streams_end_when_the_node_drains_and_the_process_does_not_wait_for_them
     );
 }
 
-/// A tmpfs mounted on a directory, unmounted on drop.
-struct Mount(std::path::PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_disk_makes_the_node_not_ready_until_it_can_write_again() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).expect("mkdir");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&data)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("SKIPPED a_full_disk_makes_the_node_not_ready: cannot mount a tmpfs (not root?)");
+    let Some(disk) = common::SmallDisk::mount(
+        dir.path(),
+        "a_full_disk_makes_the_node_not_ready_until_it_can_write_again",
+    ) else {
         return;
-    }
-    let _mount = Mount(data.clone());
+    };
+    let data = disk.path.clone();
     let usher = Usher::start(dir.path(), origin(Arc::default()), ZONE);
     assert!(one_shot(usher.addr, "/_usher/ready").starts_with("HTTP/1.1 200 "));
     // Fill the disk, then join until an append fails.

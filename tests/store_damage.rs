@@ -464,31 +464,16 @@ fn verify_names_the_damage_and_repair_keeps_the_valid_prefix() {
     drop(child);
 }
 
-/// A tmpfs mounted on a directory, unmounted on drop.
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_disk_fails_appends_cleanly_and_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).expect("mkdir");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&data)
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("SKIPPED a_full_disk_fails_appends_cleanly_and_loses_nothing_acknowledged: cannot mount a tmpfs (not root?)");
+    let Some(disk) = common::SmallDisk::mount(
+        dir.path(),
+        "a_full_disk_fails_appends_cleanly_and_loses_nothing_acknowledged",
+    ) else {
         return;
-    }
-    let _mount = Mount(data.clone());
+    };
+    let data = disk.path.clone();
     // Space to give back later: enough for the snapshot a reopen writes.
     let ballast = data.join("ballast");
     std::fs::write(&ballast, vec![0u8; 640 * 1024]).expect("ballast");

@@ -30,6 +30,38 @@ pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool
     }
 }
 
+/// A 1 MiB tmpfs mounted on `dir/data` (created), unmounted when dropped: a disk that fills.
+pub struct SmallDisk {
+    /// The mount point.
+    pub path: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts it, or says why not and returns `None`: `test` is then reported as skipped
+    /// (mounting needs root).
+    pub fn mount(dir: &Path, test: &str) -> Option<SmallDisk> {
+        let path = dir.join("data");
+        std::fs::create_dir(&path).expect("mkdir");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(&path)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("SKIPPED {test}: cannot mount a tmpfs (not root?)");
+            return None;
+        }
+        Some(SmallDisk { path })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
 /// A running `usher run` child process, killed when dropped.
 pub struct Usher {
     pub child: Child,
