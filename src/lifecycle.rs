@@ -56,6 +56,8 @@ pub enum NotReady {
     Draining,
     /// The store cannot write (a full disk, a failed snapshot).
     StoreUnhealthy,
+    /// The node is at `server.max_connections`.
+    ConnectionLimit,
 }
 
 impl NotReady {
@@ -65,6 +67,7 @@ impl NotReady {
             NotReady::Starting => "starting",
             NotReady::Draining => "draining",
             NotReady::StoreUnhealthy => "store cannot write",
+            NotReady::ConnectionLimit => "connection limit",
         }
     }
 }

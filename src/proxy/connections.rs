@@ -6,8 +6,9 @@
 //!
 //! It also keeps idle keep-alive connections open through a drain (see `cleanup`).
 
-use crate::lifecycle::Lifecycle;
+use crate::lifecycle::{Lifecycle, NotReady};
 use crate::metrics::Metrics;
+use crate::room::{readiness_json, HEALTH_JSON};
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
@@ -87,21 +88,18 @@ fn over_limit_answer(request: &[u8], serving: bool) -> String {
         .and_then(|rest| rest.split(|b| *b == b' ').next())
         .unwrap_or_default();
     let (status, extra, body) = match path {
-        b"/_usher/health" => ("200 OK", "", "{\"ok\":true}"),
-        b"/_usher/ready" if serving => (
-            "503 Service Unavailable",
-            "",
-            "{\"ready\":false,\"reason\":\"connection limit\"}",
-        ),
-        b"/_usher/ready" => (
-            "503 Service Unavailable",
-            "",
-            "{\"ready\":false,\"reason\":\"draining\"}",
-        ),
+        b"/_usher/health" => ("200 OK", "", HEALTH_JSON.to_string()),
+        b"/_usher/ready" => {
+            let why = match serving {
+                true => NotReady::ConnectionLimit,
+                false => NotReady::Draining,
+            };
+            ("503 Service Unavailable", "", readiness_json(Err(why)).1)
+        }
         _ => (
             "503 Service Unavailable",
             "Retry-After: 2\r\n",
-            "{\"error\":\"this node is at its connection limit; retry shortly\"}",
+            "{\"error\":\"this node is at its connection limit; retry shortly\"}".to_string(),
         ),
     };
     format!(

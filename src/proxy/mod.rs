@@ -157,13 +157,7 @@ const STORE_WAIT_MARGIN: Duration = Duration::from_secs(10);
 /// `/_usher/ready`: 200 when this node takes new visitors, else 503 with the reason (a load
 /// balancer stops sending new visitors; `/_usher/health` only says the process answers).
 fn readiness(lifecycle: &Lifecycle, store_healthy: bool) -> crate::room::Reply {
-    let (status, body) = match lifecycle.readiness(store_healthy) {
-        Ok(()) => (200, "{\"ready\":true}".to_string()),
-        Err(why) => (
-            503,
-            format!("{{\"ready\":false,\"reason\":\"{}\"}}", why.reason()),
-        ),
-    };
+    let (status, body) = crate::room::readiness_json(lifecycle.readiness(store_healthy));
     crate::room::Reply::fresh(status, "application/json", body.into_bytes())
 }
 

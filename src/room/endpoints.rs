@@ -4,6 +4,7 @@
 //! verify access tokens itself), `assets/*` (the waiting page's CSS and JS), `health` and `ready`.
 
 use super::{Outcome, Reply, RequestFacts, Room};
+use crate::lifecycle::NotReady;
 use crate::page::assets;
 use crate::token::cookie;
 use crate::zone::Zone;
@@ -46,6 +47,20 @@ impl<'a> Endpoint<'a> {
                 None => Endpoint::Unknown,
             },
         })
+    }
+}
+
+/// `/_usher/health`'s body: the process answers.
+pub const HEALTH_JSON: &str = "{\"ok\":true}";
+
+/// `/_usher/ready`'s status and body: 200, or 503 with the reason.
+pub fn readiness_json(readiness: Result<(), NotReady>) -> (u16, String) {
+    match readiness {
+        Ok(()) => (200, "{\"ready\":true}".to_string()),
+        Err(why) => (
+            503,
+            format!("{{\"ready\":false,\"reason\":\"{}\"}}", why.reason()),
+        ),
     }
 }
 
@@ -108,16 +123,14 @@ impl Room {
                 self.tokens.keyring().jwks.to_string().into_bytes(),
                 None,
             ),
-            Endpoint::Health => json(200, b"{\"ok\":true}".to_vec(), None),
+            Endpoint::Health => json(200, HEALTH_JSON.as_bytes().to_vec(), None),
             // The proxy answers it with the node's phase; on its own the room knows the store.
-            Endpoint::Ready if self.store_healthy() => {
-                json(200, b"{\"ready\":true}".to_vec(), None)
+            Endpoint::Ready => {
+                let healthy = self.store_healthy();
+                let (status, body) =
+                    readiness_json(healthy.then_some(()).ok_or(NotReady::StoreUnhealthy));
+                json(status, body.into_bytes(), None)
             }
-            Endpoint::Ready => json(
-                503,
-                b"{\"ready\":false,\"reason\":\"store cannot write\"}".to_vec(),
-                None,
-            ),
             Endpoint::Asset(name) => asset(name),
             Endpoint::Unknown => json(
                 404,

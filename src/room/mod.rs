@@ -19,7 +19,7 @@ mod places;
 mod status;
 mod visit;
 
-pub use endpoints::Endpoint;
+pub use endpoints::{readiness_json, Endpoint, HEALTH_JSON};
 pub use events::EventStream;
 pub use origin::ErrorAudience;
 
