@@ -10,55 +10,16 @@
 # 3. Restart with `snapshot_every = "1h"`: the same run without snapshots.
 # Prints p50/p99/max of both runs and their p99 ratio (the issue's bound: at most 2), and the
 # snapshot durations usher logged. Every process it starts is stopped by PID on exit.
-set -euo pipefail
 QUEUED=${QUEUED:-1000000}
 DURATION=${DURATION:-30}
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
-trap cleanup EXIT
-log() { printf '[snapshot.sh] %s\n' "$*" >&2; }
+NAME=snapshot.sh
+source "$(dirname "${BASH_SOURCE[0]}")/queue_node.sh"
 
-[[ ${SKIP_BUILD:-0} == 1 ]] || cargo build --release -j2 --bin usher >&2
-USHER=$TARGET_DIR/release/usher
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PORT=$(free_port); METRICS=$(free_port); ORIGIN=$(free_port)
-cat > "$TMP/nginx.conf" <<NGINX
-worker_processes 1; pid $TMP/nginx.pid; error_log $TMP/nginx.err; daemon off;
-events { worker_connections 1024; }
-http { access_log off; server { listen 127.0.0.1:$ORIGIN; location / { return 200 "shop\n"; } } }
-NGINX
-nginx -c "$TMP/nginx.conf" & PIDS+=($!)
-"$USHER" keygen --out "$TMP/key.pem" >/dev/null
-
-config() {
-  cat > "$TMP/usher.toml" <<TOML
-[server]
-listen = "127.0.0.1:$PORT"
-[upstreams.shop]
-addrs = ["127.0.0.1:$ORIGIN"]
-[tokens]
-signing_key = { kid = "k", file = "key.pem" }
-[metrics]
-listen = "127.0.0.1:$METRICS"
-[zones.checkout]
-paths = ["/checkout"]
-capacity = 10
-admit_per_minute = 1
-burst = 1
-mode = "queue_all"
-[store]
-data_dir = "data"
-snapshot_every = "$1"
-TOML
-}
 start() {
-  config "$1"
-  RUST_LOG=info,usher::service::background=debug "$USHER" run --config "$TMP/usher.toml" 2>>"$TMP/usher.log" & USHER_PID=$!; PIDS+=($USHER_PID)
-  for _ in $(seq 600); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/_usher/ready" && return; sleep 0.1; done
-  log "usher did not start"; tail "$TMP/usher.log" >&2; exit 1
+  write_config "snapshot_every = \"$1\""
+  spawn env RUST_LOG=info,usher::service::background=debug "$USHER" run --config "$TMP/usher.toml" 2>>"$TMP/usher.log"
+  USHER_PID=$SPAWNED
+  wait_ready
 }
 stop() { kill -TERM "$USHER_PID"; while kill -0 "$USHER_PID" 2>/dev/null; do sleep 0.1; done; }
 waiting() { curl -s "http://127.0.0.1:$METRICS/metrics" | awk '/^usher_queue_waiting/ {print $2}'; }
