@@ -251,6 +251,14 @@ impl Load {
         }
     }
 
+    /// Waits until `more` requests were answered since the call.
+    fn wait_for_answers(&self, what: &str, more: u64) {
+        let target = self.ok.load(Ordering::SeqCst) + more;
+        wait_until(what, Duration::from_secs(20), || {
+            self.ok.load(Ordering::SeqCst) >= target
+        });
+    }
+
     fn stop(self) -> (u64, Vec<String>, u64) {
         self.stop.store(true, Ordering::SeqCst);
         for thread in self.threads {
@@ -402,7 +410,7 @@ fn an_upgrade_under_load_fails_no_request_and_keeps_every_place() {
     requests.extend(cookies.iter().map(|c| ("/_usher/status".into(), c.clone())));
     requests.extend((0..2).map(|_| ("/checkout".into(), String::new())));
     let load = Load::start(usher.addr, requests);
-    std::thread::sleep(Duration::from_millis(500));
+    load.wait_for_answers("load on the old process", 100);
     let (successor, notified) = upgrade(&usher);
     assert_eq!(
         notified,
@@ -413,7 +421,7 @@ fn an_upgrade_under_load_fails_no_request_and_keeps_every_place() {
         .wait_exit(Duration::from_secs(10))
         .expect("the old process exits after the handover");
     assert!(exited.success(), "{exited}\n{}", usher.log());
-    std::thread::sleep(Duration::from_millis(500));
+    load.wait_for_answers("load on the new process", 100);
     let (ok, failures, slowest_ms) = load.stop();
 
     assert!(ok > 100, "only {ok} requests answered");
@@ -458,15 +466,25 @@ fn wrk_sees_no_failed_request_during_an_upgrade() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut usher = Usher::start(dir.path(), origin(Arc::default()), ZONE);
     // Newcomers joining the line: every request writes the store.
-    let wrk = Command::new("wrk")
-        .args(["-t1", "-c16", "-d4s", "--latency"])
-        .arg(format!("http://{}/checkout", usher.addr))
-        .output();
-    let wrk = std::thread::spawn(move || wrk);
-    std::thread::sleep(Duration::from_secs(1));
+    let target = format!("http://{}/checkout", usher.addr);
+    let wrk = std::thread::spawn(move || {
+        Command::new("wrk")
+            .args(["-t1", "-c16", "-d4s", "--latency"])
+            .arg(target)
+            .output()
+    });
+    wait_until(
+        "wrk's joins on the old process",
+        Duration::from_secs(10),
+        || usher.metric("usher_queue_waiting{zone=\"checkout\"}") > 100.0,
+    );
     let (_successor, _) = upgrade(&usher);
     let exited = usher.wait_exit(Duration::from_secs(10)).expect("old exits");
     assert!(exited.success());
+    assert!(
+        !wrk.is_finished(),
+        "the upgrade finished while wrk was still running"
+    );
     let out = wrk.join().expect("wrk thread").expect("wrk ran");
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{report}");
