@@ -120,6 +120,7 @@ fn decide(zone: &usher::zone::Zone, check: &TokenCheck, now: u64) -> Decision {
         token: check,
         cursor: QueueKey::default(),
         draw: None,
+        passed: None,
         preflight: false,
         now_ms: now,
     })

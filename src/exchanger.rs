@@ -204,6 +204,10 @@ impl Exchanger {
         let waiting = store.waiting(name, cursor).await?.saturating_sub(fresh);
         let mut next = state.clone();
         let grant = next.apply_tick(admitted, active, waiting, limits, now);
+        if next.cursor != state.cursor {
+            let window_ms = config.defence.return_window.as_millis() as u64;
+            next.passed.record(next.cursor.rank, window_ms, now);
+        }
         if draw.is_some() {
             next.draw = draw.clone();
         }

@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod clock;
 pub mod config;
+pub mod defence;
 pub mod demo;
 pub mod exchanger;
 pub mod gate;

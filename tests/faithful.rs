@@ -141,8 +141,12 @@ fn a_forward_the_origin_never_answered_keeps_the_visitor_and_holds_the_slot_brie
     let usher = Usher::start(dir.path(), origin.addr, ZONE);
 
     let mut cookies = Vec::new();
-    for _ in 0..3 {
-        let r = send(&usher, &get("/checkout", &[("Accept-Language", "de")]));
+    // Three clients: one client without cookies would get its one slot back each time.
+    for client in 1..=3u8 {
+        let source = std::net::IpAddr::from([127, 0, 0, 10 + client]);
+        let request = get("/checkout", &[("Accept-Language", "de")]);
+        let r = common::origins::exchange_from(source, usher.addr, &request, WAIT)
+            .unwrap_or_else(|e| panic!("no answer from usher: {e}"));
         assert_eq!(r.status, 502, "{}", r.text());
         assert!(
             r.text().contains("Der Shop antwortet nicht"),

@@ -32,6 +32,13 @@ fn origin(slow_seen: Arc<AtomicUsize>) -> SocketAddr {
 const ZONE: &str = "[zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 2\nadmit_per_minute = 1\n\
                     burst = 1\nmode = \"queue_all\"\n[store]\ndata_dir = \"data\"\ntick = \"100ms\"\n";
 
+/// [`ZONE`] for load from one address: load generators are one client, whose joins the
+/// per-client limits would refuse (these tests are about restarts, not about those limits).
+const ZONE_UNDER_LOAD: &str = "[zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 2\n\
+    admit_per_minute = 1\nburst = 1\nmode = \"queue_all\"\n[store]\ndata_dir = \"data\"\n\
+    tick = \"100ms\"\n[defence]\nclient_places = 1000000\nclient_joins_per_minute = 1000000\n\
+    client_join_burst = 1000000\n";
+
 #[test]
 fn sighup_is_ignored_and_sigterm_exits_once_the_open_request_is_done() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -146,13 +153,36 @@ fn idle_connection(addr: SocketAddr) -> TcpStream {
 
 /// One request on a new connection; the raw response.
 fn one_shot(addr: SocketAddr, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect");
+    one_shot_on(TcpStream::connect(addr).expect("connect"), path, "")
+}
+
+/// A newcomer from loopback address number `n` takes a place and comes back with it (as its
+/// page does at once), which writes the place to the store.
+fn join_and_return(addr: SocketAddr, n: u32) {
+    let source = common::AsyncClient::address(n);
+    let connect = || common::origins::connect_from(source, addr).expect("connect");
+    let joined = one_shot_on(connect(), "/checkout", "");
+    let Some(cookie) = joined
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .and_then(|c| c.split(';').next())
+    else {
+        return; // refused (the store could not count the line): nothing to come back with
+    };
+    let cookie = format!("Cookie: {cookie}\r\n");
+    one_shot_on(connect(), "/_usher/status", &cookie);
+}
+
+fn one_shot_on(mut stream: TcpStream, path: &str, headers: &str) -> String {
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: shop.test\r\n{headers}Connection: close\r\n\r\n"
     )
     .expect("request");
     let mut response = String::new();
@@ -389,7 +419,7 @@ fn status_of(addr: SocketAddr, cookie: &str) -> serde_json::Value {
 #[test]
 fn an_upgrade_under_load_fails_no_request_and_keeps_every_place() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut usher = Usher::start(dir.path(), origin(Arc::default()), ZONE);
+    let mut usher = Usher::start(dir.path(), origin(Arc::default()), ZONE_UNDER_LOAD);
     // Five visitors wait in line (queue_all, one admission a minute).
     let cookies: Vec<String> = (0..5)
         .map(|_| {
@@ -405,7 +435,8 @@ fn an_upgrade_under_load_fails_no_request_and_keeps_every_place() {
         .map(|c| common::claims_of(c)["rank"].as_u64().expect("rank"))
         .collect();
 
-    // Shoppers outside the zone, waiting visitors polling, newcomers joining (store writes).
+    // Shoppers outside the zone, waiting visitors polling (their first poll writes their place),
+    // newcomers joining.
     let mut requests: Vec<(String, String)> = (0..3).map(|_| ("/".into(), String::new())).collect();
     requests.extend(cookies.iter().map(|c| ("/_usher/status".into(), c.clone())));
     requests.extend((0..2).map(|_| ("/checkout".into(), String::new())));
@@ -464,8 +495,8 @@ fn wrk_sees_no_failed_request_during_an_upgrade() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut usher = Usher::start(dir.path(), origin(Arc::default()), ZONE);
-    // Newcomers joining the line: every request writes the store.
+    let mut usher = Usher::start(dir.path(), origin(Arc::default()), ZONE_UNDER_LOAD);
+    // Newcomers joining the line: every request signs a place and counts the line.
     let target = format!("http://{}/checkout", usher.addr);
     let wrk = std::thread::spawn(move || {
         Command::new("wrk")
@@ -476,7 +507,7 @@ fn wrk_sees_no_failed_request_during_an_upgrade() {
     wait_until(
         "wrk's joins on the old process",
         Duration::from_secs(10),
-        || usher.metric("usher_queue_waiting{zone=\"checkout\"}") > 100.0,
+        || usher.metric("usher_gate_requests_total{decision=\"join\",zone=\"checkout\"}") > 100.0,
     );
     let (_successor, _) = upgrade(&usher);
     let exited = usher.wait_exit(Duration::from_secs(10)).expect("old exits");
@@ -559,12 +590,13 @@ fn a_full_disk_makes_the_node_not_ready_until_it_can_write_again() {
     let data = disk.path.clone();
     let usher = Usher::start(dir.path(), origin(Arc::default()), ZONE);
     assert!(one_shot(usher.addr, "/_usher/ready").starts_with("HTTP/1.1 200 "));
-    // Fill the disk, then join until an append fails.
+    // Fill the disk, then write places until an append fails.
     let ballast = data.join("ballast");
     // Fails with ENOSPC once it has taken what was left, which is the point.
     let _ = std::fs::write(&ballast, vec![0u8; 1024 * 1024]);
+    let mut visitors = 0..;
     wait_until("an append to fail", Duration::from_secs(20), || {
-        let _ = one_shot(usher.addr, "/checkout");
+        join_and_return(usher.addr, visitors.next().unwrap_or_default());
         one_shot(usher.addr, "/_usher/ready").contains("store cannot write")
     });
     wait_until("usher_ready to say 0", Duration::from_secs(5), || {
@@ -584,7 +616,7 @@ fn a_full_disk_makes_the_node_not_ready_until_it_can_write_again() {
         "the node to be ready again",
         Duration::from_secs(10),
         || {
-            let _ = one_shot(usher.addr, "/checkout");
+            join_and_return(usher.addr, visitors.next().unwrap_or_default());
             one_shot(usher.addr, "/_usher/ready").starts_with("HTTP/1.1 200 ")
         },
     );

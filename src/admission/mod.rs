@@ -8,6 +8,7 @@ mod ledger;
 mod rate;
 pub mod slot;
 mod state;
+mod trail;
 
 #[cfg(test)]
 mod tests;
@@ -17,6 +18,7 @@ pub use ledger::{bucket_of, Ledger};
 pub use rate::RateBucket;
 pub use slot::{Claim, Slot, SlotStatus, Slots};
 pub use state::{Draw, Grant, ZoneState};
+pub use trail::Trail;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

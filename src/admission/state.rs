@@ -2,7 +2,7 @@
 //! advances. This is the only state every node competes for (one small row, changed by
 //! compare-and-set once per tick); slots live in the ledger and per-visitor [`super::Slot`]s.
 
-use super::{bucket_of, Limits, ObservedRate, QueueKey, RateBucket};
+use super::{bucket_of, Limits, ObservedRate, QueueKey, RateBucket, Trail};
 use serde::{Deserialize, Serialize};
 
 /// One tick's admissions: whom to reserve a slot for, and until when.
@@ -48,6 +48,10 @@ pub struct ZoneState {
     /// event's start, and published with the zone state (and logged) so the draw is auditable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draw: Option<Draw>,
+    /// Where the cursor was when, over the zone's `return_window`: a place passed longer ago
+    /// joins at the back when its holder comes back.
+    #[serde(default, skip_serializing_if = "Trail::is_empty")]
+    pub passed: Trail,
 }
 
 /// A pre-queue lottery, drawn at an event's `starts_at`.
@@ -74,6 +78,7 @@ impl ZoneState {
             waiting: 0,
             active: 0,
             draw: None,
+            passed: Trail::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! [`validate`]d into the [`model`] types, with every problem reported together under its dotted
 //! path (`zones.checkout.capacity: must be > 0`).
 
+mod defence;
 mod duration;
 mod events;
 pub mod model;

@@ -60,6 +60,11 @@ pub struct ServerConfig {
     /// 503 (the health and readiness endpoints still answer). `None`: derived from the
     /// open-file limit at start.
     pub max_connections: Option<u32>,
+    /// How long a client may take to send a request's headers, from its first byte (from the
+    /// connection's start for the first request).
+    pub header_timeout: Duration,
+    /// Event streams this node keeps open at once; beyond it pages poll.
+    pub max_event_streams: u32,
     /// The Unix socket a new process receives the listening sockets on during an upgrade
     /// (default: `upgrade.sock` in the data directory).
     pub upgrade_sock: std::path::PathBuf,
@@ -170,6 +175,49 @@ pub struct ZoneConfig {
     pub strings: Arc<Strings>,
     /// Scheduled on-sales, in time order (never overlapping).
     pub events: Vec<Event>,
+    /// What one client may do in the zone (`[defence]` with the zone's overrides).
+    pub defence: Defence,
+}
+
+/// `[defence]` / `[zones.NAME.defence]`: per-client limits, so that one client (an address, or
+/// an address block) cannot farm places. Counted per node: behind a load balancer without
+/// client affinity a client may hold up to this much on each node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defence {
+    /// Live places (in line, seen within `abandon_after`) one client may hold in the zone.
+    pub client_places: u32,
+    /// How fast one client may take new places: the refill of a token bucket.
+    pub client_joins_per_minute: u32,
+    /// How many places one client may take at once (the bucket's size).
+    pub client_join_burst: u32,
+    /// IPv4 clients are counted by address block of this prefix length (32: one address).
+    pub client_block_v4: u8,
+    /// IPv6 clients are counted by address block of this prefix length (128: one address).
+    pub client_block_v6: u8,
+    /// Open event streams one client may hold in the zone; beyond it the page polls.
+    pub client_event_streams: u32,
+    /// Distinct client addresses one session or place may be used from before it is revoked.
+    pub session_clients: u32,
+    /// How long after the cursor passed a place its holder may come back and go in first;
+    /// later they join at the back.
+    pub return_window: Duration,
+}
+
+impl Default for Defence {
+    /// The defaults: a flood from one address holds at most 50 places and takes 10 at once and
+    /// 20 a minute after that, while a household or an office behind one address gets in.
+    fn default() -> Self {
+        Defence {
+            client_places: 50,
+            client_joins_per_minute: 20,
+            client_join_burst: 10,
+            client_block_v4: 32,
+            client_block_v6: 128,
+            client_event_streams: 16,
+            session_clients: 3,
+            return_window: Duration::from_secs(300),
+        }
+    }
 }
 
 /// `[[zones.NAME.events]]`: a scheduled on-sale. From `prequeue_at` arrivals join a pre-queue

@@ -28,6 +28,23 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     #[serde(default)]
     pub strings: RawStrings,
+    #[serde(default)]
+    pub defence: RawDefence,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `[defence]` and `[zones.NAME.defence]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDefence {
+    pub client_places: Option<i64>,
+    pub client_joins_per_minute: Option<i64>,
+    pub client_join_burst: Option<i64>,
+    pub client_block_v4: Option<i64>,
+    pub client_block_v6: Option<i64>,
+    pub client_event_streams: Option<i64>,
+    pub session_clients: Option<i64>,
+    pub return_window: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -43,6 +60,8 @@ pub struct RawServer {
     pub trusted_proxies: Option<Vec<String>>,
     pub keepalive_timeout: Option<String>,
     pub max_connections: Option<i64>,
+    pub header_timeout: Option<String>,
+    pub max_event_streams: Option<i64>,
     pub upgrade_sock: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
@@ -83,6 +102,7 @@ pub struct RawZone {
     #[serde(default)]
     pub strings: RawStrings,
     pub events: Option<Vec<RawEvent>>,
+    pub defence: Option<RawDefence>,
     #[serde(flatten)]
     pub extra: Extra,
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 /// Collects problems while reading values with defaults.
 pub(super) struct Checker {
+    /// Every problem found so far.
     problems: Vec<Problem>,
 }
 
@@ -168,6 +169,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
         &raw.strings,
         &Strings::default(),
     ));
+    let defence = super::defence::top(&mut c, &raw.defence);
     let zones = zones(
         &mut c,
         &raw.zones,
@@ -175,6 +177,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
         &server.default_upstream,
         base,
         &strings,
+        &defence,
     );
     let tokens = tokens(&mut c, &raw.tokens, base);
 
@@ -337,6 +340,16 @@ fn server(
     if keepalive_timeout < Duration::from_secs(1) {
         c.problem("server.keepalive_timeout", "must be at least 1s");
     }
+    let header_timeout = c.duration("server.header_timeout".into(), &raw.header_timeout, "10s");
+    if header_timeout < Duration::from_secs(1) {
+        c.problem("server.header_timeout", "must be at least 1s");
+    }
+    let max_event_streams = c.positive(
+        "server.max_event_streams".into(),
+        raw.max_event_streams,
+        false,
+        10_000,
+    );
     let max_connections = raw.max_connections.map(|_| {
         c.positive(
             "server.max_connections".into(),
@@ -354,6 +367,8 @@ fn server(
         trusted_proxies,
         keepalive_timeout,
         max_connections,
+        header_timeout,
+        max_event_streams,
         // Resolved against the data directory once `[store]` is read.
         upgrade_sock: std::path::PathBuf::new(),
     }
@@ -368,6 +383,7 @@ fn zones(
     default_upstream: &str,
     base: &Path,
     strings: &Arc<Strings>,
+    defence: &Defence,
 ) -> Vec<ZoneConfig> {
     let mut out = Vec::new();
     let mut claimed: BTreeMap<(String, String), String> = BTreeMap::new();
@@ -526,7 +542,9 @@ fn zones(
             template,
             strings,
             events: Vec::new(),
+            defence: super::defence::zone(c, name, z.defence.as_ref(), defence),
         };
+        super::defence::check_with_zone(c, name, &zone.defence, claim_window);
         let events = z.events.as_deref().unwrap_or(&[]);
         zone.events = super::events::events(c, &path, events, &zone, base);
         out.push(zone);

@@ -5,7 +5,7 @@
 //! without sockets. The room carries decisions out (`room::visit` on the request path,
 //! `room::look` for `/_usher/status` and `/_usher/events`).
 
-use crate::admission::{Draw, QueueKey, VisitorId};
+use crate::admission::{Draw, QueueKey, Trail, VisitorId};
 use crate::config::{Mode, ZoneConfig};
 use crate::onsale::{self, Phase, Standing};
 use crate::token::{Claims, Rejection, TokenKind, Tokens};
@@ -49,9 +49,10 @@ pub fn check_token(
     match tokens.verify(raw, now_ms) {
         Err(reason) => TokenCheck::Rejected(reason),
         Ok(claims) if claims.zone != zone => TokenCheck::Rejected(Rejection::WrongZone),
+        // A released session's place is used up too, and a place revoked for sharing is gone.
+        Ok(claims) if is_revoked(claims.vid) => TokenCheck::Rejected(Rejection::Revoked),
         Ok(claims) => match claims.typ {
             TokenKind::Visitor => TokenCheck::Visitor(claims),
-            TokenKind::Access if is_revoked(claims.vid) => TokenCheck::Rejected(Rejection::Revoked),
             TokenKind::Access => TokenCheck::Access(claims),
         },
     }
@@ -71,6 +72,8 @@ pub struct Facts<'a> {
     pub cursor: QueueKey,
     /// The zone's latest pre-queue draw, if any.
     pub draw: Option<&'a Draw>,
+    /// Where the zone's cursor was when (to tell how long ago it passed a place).
+    pub passed: Option<&'a Trail>,
     /// A CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`).
     pub preflight: bool,
     /// Now, in ms since the epoch.
@@ -101,6 +104,9 @@ pub enum Decision {
     TakeDrawn(QueueKey),
     /// A queued visitor whose turn came: swap their visitor token for an access token.
     Claim(QueueKey),
+    /// A visitor the cursor passed more than the zone's `return_window` ago: their place is
+    /// void, they join at the back like a newcomer.
+    Rejoin,
     /// A queued visitor whose turn has not come: waiting page.
     Wait(QueueKey),
     /// A newcomer takes a place; `may_enter` (mode `auto`): straight in if the zone is quiet.
@@ -114,7 +120,8 @@ pub enum Decision {
 
 /// The decision for a request. In order: preflights pass; a sale that ended shows its page to
 /// all but sessions; `passthrough` and `closed` apply to everyone; a session is forwarded; a
-/// place is where the schedule and the cursor put it; anyone else is a newcomer.
+/// place is where the schedule and the cursor put it (unless the cursor passed it longer than
+/// `return_window` ago); anyone else is a newcomer.
 pub fn decide(facts: &Facts<'_>) -> Decision {
     let zone = facts.zone;
     if facts.preflight {
@@ -137,7 +144,16 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
             match onsale::standing(facts.phase, claims.queue_key(), facts.draw, facts.now_ms) {
                 Standing::Prequeue(_) => Decision::Countdown,
                 Standing::Drawn { key, .. } => Decision::TakeDrawn(key),
-                Standing::Queued(key) if key <= facts.cursor => Decision::Claim(key),
+                Standing::Queued(key) if key <= facts.cursor => {
+                    let window_ms = zone.defence.return_window.as_millis() as u64;
+                    let long_ago = facts
+                        .passed
+                        .is_some_and(|t| t.passed_before(key.rank, window_ms, facts.now_ms));
+                    match long_ago {
+                        true => Decision::Rejoin,
+                        false => Decision::Claim(key),
+                    }
+                }
                 Standing::Queued(key) => Decision::Wait(key),
             }
         }

@@ -53,6 +53,7 @@ fn facts<'a>(zone: &'a ZoneConfig, token: &'a TokenCheck, cursor_rank: u64) -> F
         token,
         cursor: cursor(cursor_rank),
         draw: None,
+        passed: None,
         preflight: false,
         now_ms: NOW,
     }
@@ -124,6 +125,32 @@ fn visitors_claim_once_the_cursor_passed_them() {
         ..facts(&z, &v, 0)
     };
     assert!(matches!(decide(&tie), Decision::Wait(_)));
+}
+
+#[test]
+fn a_place_passed_longer_than_the_return_window_ago_joins_at_the_back() {
+    let z = zone("queue_all"); // return_window: 5 minutes
+    let mut trail = crate::admission::Trail::default();
+    // The cursor passed rank 1_000 at NOW - 10 min and rank 2_000 at NOW - 1 min.
+    trail.record(1_000, 300_000, NOW - 600_000);
+    trail.record(2_000, 300_000, NOW - 60_000);
+    for (rank, expected) in [
+        (500, Decision::Rejoin),
+        (1_000, Decision::Rejoin),
+        (1_500, Decision::Claim(cursor(1_500))),
+        (2_000, Decision::Claim(cursor(2_000))),
+    ] {
+        let v = visitor(rank);
+        let f = Facts {
+            passed: Some(&trail),
+            ..facts(&z, &v, 2_000)
+        };
+        let decision = decide(&f);
+        match (&decision, &expected) {
+            (Decision::Claim(a), Decision::Claim(b)) => assert_eq!(a.rank, b.rank, "{rank}"),
+            _ => assert_eq!(decision, expected, "{rank}"),
+        }
+    }
 }
 
 #[test]

@@ -43,7 +43,19 @@ pub struct Metrics {
     pub connections_refused: IntCounter,
     /// `usher_ready`: 1 while `/_usher/ready` would answer 200.
     pub ready: IntGauge,
+    /// `usher_client_refusals_total{zone, reason}`: requests refused because one client went
+    /// over a `[defence]` limit ([`CLIENT_REFUSALS`]).
+    pub client_refusals: IntCounterVec,
+    /// `usher_tokens_shared_total{zone}`: places and sessions revoked because their token was
+    /// used from more than `session_clients` addresses.
+    pub tokens_shared: IntCounterVec,
+    /// `usher_event_streams_open`: event streams open on this node.
+    pub event_streams_open: IntGauge,
 }
+
+/// Reasons of `usher_client_refusals_total`: over `client_joins_per_minute`, over
+/// `client_places`, over `client_event_streams` or `server.max_event_streams`.
+pub const CLIENT_REFUSALS: [&str; 3] = ["join_rate", "client_places", "event_streams"];
 
 impl Metrics {
     /// Registers every family in a new registry.
@@ -85,6 +97,16 @@ impl Metrics {
             "usher_upstream_errors_total",
             "Forwards the origin never answered, by upstream and kind (unreachable, timeout).",
             &["upstream", "kind"],
+        );
+        let client_refusals = counter(
+            "usher_client_refusals_total",
+            "Requests refused because one client went over a [defence] limit, by zone and reason.",
+            &["zone", "reason"],
+        );
+        let tokens_shared = counter(
+            "usher_tokens_shared_total",
+            "Places and sessions revoked because their token was used from more than session_clients addresses.",
+            &["zone"],
         );
         let gauge = |name: &str, help: &str| {
             let g = IntGaugeVec::new(Opts::new(name, help), &["zone"]).expect("valid metric");
@@ -135,8 +157,14 @@ impl Metrics {
             "1 while the node takes new visitors (/_usher/ready answers 200).",
         )
         .expect("valid metric");
+        let event_streams_open = IntGauge::new(
+            "usher_event_streams_open",
+            "Event streams (/_usher/events) open on this node.",
+        )
+        .expect("valid metric");
         for metric in [
-            Box::new(connections_open.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(event_streams_open.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connections_open.clone()),
             Box::new(connections_refused.clone()),
             Box::new(ready.clone()),
         ] {
@@ -164,6 +192,9 @@ impl Metrics {
             connections_open,
             connections_refused,
             ready,
+            client_refusals,
+            tokens_shared,
+            event_streams_open,
         }
     }
 
@@ -181,7 +212,7 @@ impl Metrics {
 pub const REFUSALS: [&str; 4] = ["target", "path", "host", "no_host"];
 
 /// What the gate did with a request: the `decision` label of `usher_gate_requests_total`.
-pub const DECISIONS: [&str; 15] = [
+pub const DECISIONS: [&str; 16] = [
     "forward",
     "admit",
     "join",
@@ -197,6 +228,7 @@ pub const DECISIONS: [&str; 15] = [
     "prequeue",
     "ended",
     "preflight",
+    "limited",
 ];
 
 /// `usher_gate_requests_total` resolved once per zone and decision, so the request path

@@ -83,11 +83,15 @@ pub enum Key {
     TimeoutHeadline,
     /// Explanation when the shop took too long.
     TimeoutMessage,
+    /// Headline when one connection asked for too many places (usher's 429 page).
+    LimitedHeadline,
+    /// Explanation when one connection asked for too many places.
+    LimitedMessage,
 }
 
 impl Key {
     /// Every key.
-    pub const ALL: [Key; 39] = [
+    pub const ALL: [Key; 41] = [
         Key::WaitingHeadline,
         Key::WaitingMessage,
         Key::PausedHeadline,
@@ -127,6 +131,8 @@ impl Key {
         Key::UnreachableMessage,
         Key::TimeoutHeadline,
         Key::TimeoutMessage,
+        Key::LimitedHeadline,
+        Key::LimitedMessage,
     ];
 
     /// The key's name in config and in the page's script.
@@ -171,6 +177,8 @@ impl Key {
             Key::UnreachableMessage => "unreachable_message",
             Key::TimeoutHeadline => "timeout_headline",
             Key::TimeoutMessage => "timeout_message",
+            Key::LimitedHeadline => "limited_headline",
+            Key::LimitedMessage => "limited_message",
         }
     }
 
@@ -207,6 +215,8 @@ impl Key {
                 | Key::UnreachableMessage
                 | Key::TimeoutHeadline
                 | Key::TimeoutMessage
+                | Key::LimitedHeadline
+                | Key::LimitedMessage
         )
     }
 }

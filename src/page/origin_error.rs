@@ -1,7 +1,8 @@
-//! usher's own answer when the shop does not answer: a small page in the visitor's language (or
-//! JSON for scripts and apps) instead of a blank `502` from the proxy. It says the place is kept
-//! and reloads itself after `Retry-After`; the texts are the zone's (`unreachable_*`,
-//! `timeout_*`), overridable like every other.
+//! usher's own short notices: a small page in the visitor's language (or JSON for scripts and
+//! apps) that says what happened and reloads itself after `Retry-After`. Used when the shop
+//! does not answer (instead of a blank `502` from the proxy; `unreachable_*`, `timeout_*`) and
+//! when one client asked for too many places (`429`; `limited_*`). The texts are the zone's,
+//! overridable like every other.
 
 use super::assets;
 use super::i18n::Lang;
@@ -54,6 +55,40 @@ impl OriginError {
 /// The page for `error` in `lang`, reloading itself after `retry_after_s`.
 pub fn page(error: OriginError, strings: &Strings, lang: Lang, retry_after_s: u64) -> String {
     let (headline, message) = error.texts();
+    notice(
+        headline,
+        message,
+        error.as_str(),
+        strings,
+        lang,
+        retry_after_s,
+    )
+}
+
+/// The `429` page for a client over a per-client limit (`reason`, the state the page's body
+/// carries), reloading itself after `retry_after_s`.
+pub fn limited_page(reason: &str, strings: &Strings, lang: Lang, retry_after_s: u64) -> String {
+    let (headline, message) = (Key::LimitedHeadline, Key::LimitedMessage);
+    notice(headline, message, reason, strings, lang, retry_after_s)
+}
+
+/// The `429` JSON for a client over a per-client limit.
+pub fn limited_json(reason: &str, retry_after_s: u64) -> Vec<u8> {
+    format!(
+        "{{\"version\":1,\"error\":\"too_many_requests\",\"reason\":\"{reason}\",\
+         \"retry_after_seconds\":{retry_after_s}}}"
+    )
+    .into_bytes()
+}
+
+fn notice(
+    headline: Key,
+    message: Key,
+    state: &str,
+    strings: &Strings,
+    lang: Lang,
+    retry_after_s: u64,
+) -> String {
     let headline = escape(strings.get(lang, headline));
     let message = escape(strings.get(lang, message));
     format!(
@@ -66,7 +101,6 @@ pub fn page(error: OriginError, strings: &Strings, lang: Lang, retry_after_s: u6
          <p id=\"message\">{message}</p>\n</main>\n</body>\n</html>\n",
         lang = lang.code(),
         css = assets::stylesheet().url(),
-        state = error.as_str(),
     )
 }
 
@@ -116,5 +150,19 @@ mod tests {
         let html = page(OriginError::Unreachable, &strings, Lang::En, 2);
         assert!(html.contains("&lt;b&gt;Back soon&lt;/b&gt;"));
         assert!(!html.contains("<b>"));
+    }
+
+    #[test]
+    fn a_limited_client_is_told_plainly_and_comes_back() {
+        let strings = Strings::default();
+        let fr = limited_page("join_rate", &strings, Lang::Fr, 3);
+        assert!(fr.contains("Trop de places depuis votre connexion"));
+        assert!(fr.contains("<body data-state=\"join_rate\">"));
+        assert!(fr.contains("<meta http-equiv=\"refresh\" content=\"3\">"));
+        let body: serde_json::Value =
+            serde_json::from_slice(&limited_json("client_places", 9)).expect("json");
+        assert_eq!(body["error"], "too_many_requests");
+        assert_eq!(body["reason"], "client_places");
+        assert_eq!(body["retry_after_seconds"], 9);
     }
 }

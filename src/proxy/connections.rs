@@ -4,8 +4,10 @@
 //! need them too). `/_usher/health` and `/_usher/ready` are still answered on such a
 //! connection, so probes see a full node as alive but not ready.
 //!
-//! It also keeps idle keep-alive connections open through a drain (see `cleanup`).
+//! Every connection it serves gets the request-header deadline ([`HeaderDeadline`]). It also
+//! keeps idle keep-alive connections open through a drain (see `cleanup`).
 
+use super::header_deadline::HeaderDeadline;
 use crate::lifecycle::{Lifecycle, NotReady};
 use crate::metrics::Metrics;
 use crate::room::{readiness_json, HEALTH_JSON};
@@ -26,16 +28,26 @@ pub struct Connections<A> {
     lifecycle: Arc<Lifecycle>,
     metrics: Metrics,
     max: usize,
+    /// `[server] header_timeout`.
+    header_timeout: Duration,
 }
 
 impl<A> Connections<A> {
-    /// `app` serving at most `max` connections at once.
-    pub fn new(app: A, lifecycle: Arc<Lifecycle>, metrics: Metrics, max: usize) -> Self {
+    /// `app` serving at most `max` connections at once, each given `header_timeout` to send
+    /// each request's headers.
+    pub fn new(
+        app: A,
+        lifecycle: Arc<Lifecycle>,
+        metrics: Metrics,
+        max: usize,
+        header_timeout: Duration,
+    ) -> Self {
         Connections {
             app: Arc::new(app),
             lifecycle,
             metrics,
             max,
+            header_timeout,
         }
     }
 }
@@ -54,6 +66,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Connections<A> {
             over_limit(stream, self.lifecycle.readiness(true).is_ok()).await;
             None
         } else {
+            let stream = HeaderDeadline::wrap(stream, self.header_timeout);
             self.app.process_new(stream, shutdown).await
         };
         self.metrics.connections_open.dec();

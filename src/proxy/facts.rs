@@ -116,7 +116,25 @@ pub(super) fn facts<'a>(
         preflight: is_preflight(req),
         accept_language: text(req, &header::ACCEPT_LANGUAGE),
         last_event_id: text(req, &LAST_EVENT_ID),
+        client: None,
     }
+}
+
+/// The client of `req` from socket peer `peer`: the peer, or behind trusted proxies the
+/// address they reported ([`crate::request::client::client_ip`]). `None` for a peer that is
+/// not an IP socket (never on usher's TCP listener).
+pub(super) fn client(
+    req: &RequestHeader,
+    peer: Option<std::net::IpAddr>,
+    trusted: &crate::request::client::TrustedProxies,
+) -> Option<std::net::IpAddr> {
+    let lines: Vec<&[u8]> = req
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    Some(crate::request::client::client_ip(peer?, &lines, trusted))
 }
 
 #[cfg(test)]

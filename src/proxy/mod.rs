@@ -23,6 +23,7 @@
 
 mod connections;
 mod facts;
+mod header_deadline;
 mod upstream_headers;
 mod watchdog;
 mod writers;
@@ -32,7 +33,7 @@ use crate::lifecycle::{Lifecycle, RequestGuard};
 use crate::page::OriginError;
 use crate::request::client::TrustedProxies;
 use crate::request::{self, Refusal};
-use crate::room::{Endpoint, ErrorAudience, Forward, Outcome, Room};
+use crate::room::{Endpoint, ErrorAudience, Forward, Outcome, RequestFacts, Room};
 use crate::token::cookie;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -212,6 +213,7 @@ impl ProxyHttp for UsherProxy {
     /// HTTP/1.1 pipelining: requests sent back to back on one connection are answered in order
     /// (Pingora otherwise answers the first and closes the connection).
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
+        header_deadline::disarm(session.as_downstream().stream());
         session.as_downstream_mut().set_pipelining_enabled(true);
         ctx.open = Some(self.lifecycle.request());
         // HTTP/1.1 keeps a connection open for good unless told otherwise; Pingora turns
@@ -234,13 +236,20 @@ impl ProxyHttp for UsherProxy {
             Err(refusal) => return self.refuse(session, refusal).await,
         };
         let cookie = facts::joined(req, &http::header::COOKIE);
-        let facts = facts::facts(
-            req,
-            view.host.as_deref(),
-            &view.path,
-            view.query,
-            cookie.as_deref(),
-        );
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let facts = RequestFacts {
+            client: facts::client(req, peer, &self.trusted),
+            ..facts::facts(
+                req,
+                view.host.as_deref(),
+                &view.path,
+                view.query,
+                cookie.as_deref(),
+            )
+        };
 
         let upgrade = facts::is_upgrade(req);
         let audience = ErrorAudience::of(&facts);
@@ -519,9 +528,11 @@ impl ProxyHttp for UsherProxy {
         no_reuse(code)
     }
 
-    /// Disarms a deadline still armed (the request ended another way).
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+    /// Disarms a first-byte deadline still armed (the request ended another way),
+    /// and sets the header deadline for the connection's next request.
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
         ctx.watchdog = None;
+        header_deadline::arm_next(session.as_downstream().stream());
     }
 
     /// Visitors closing tabs mid-request are normal during an on-sale; keep them out of the

@@ -58,6 +58,28 @@ pub fn unmap(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The address block of `ip` that per-client limits count it under: its first `bits_v4` (IPv4)
+/// or `bits_v6` (IPv6) bits, the rest zero. 32 and 128 keep the address itself.
+pub fn block_of(ip: IpAddr, bits_v4: u8, bits_v6: u8) -> IpAddr {
+    let keep = |len: u32, bits: u8| -> u128 {
+        let bits = u32::from(bits).min(len);
+        if bits == 0 {
+            0
+        } else {
+            (!0u128 << (len - bits)) & (!0u128 >> (128 - len))
+        }
+    };
+    match unmap(ip) {
+        IpAddr::V4(v4) => {
+            let masked = u128::from(u32::from(v4)) & keep(32, bits_v4);
+            IpAddr::V4(std::net::Ipv4Addr::from(masked as u32))
+        }
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6) & keep(128, bits_v6),
+        )),
+    }
+}
+
 impl Cidr {
     /// Whether `ip` is in the block.
     pub fn contains(&self, ip: IpAddr) -> bool {

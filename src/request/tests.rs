@@ -1,7 +1,7 @@
 //! Table tests of the canonical view with malformed and adversarial values, and property tests:
 //! nothing panics, and canonical forms are fixed points.
 
-use super::client::{client_ip, forwarded_for, Cidr, TrustedProxies};
+use super::client::{block_of, client_ip, forwarded_for, Cidr, TrustedProxies};
 use super::path::{canonical, fold, has_prefix, PathError};
 use super::target::TargetError;
 use super::{host, view, Raw, Refusal};
@@ -351,6 +351,28 @@ fn the_client_is_the_rightmost_address_no_trusted_proxy_wrote() {
 }
 
 /// Bytes that matter to the canonicalizer, so random paths hit its corners often.
+#[test]
+fn clients_are_counted_by_address_block() {
+    for (addr, v4, v6, expected) in [
+        ("203.0.113.77", 32, 128, "203.0.113.77"),
+        ("203.0.113.77", 24, 128, "203.0.113.0"),
+        ("203.0.113.77", 16, 64, "203.0.0.0"),
+        ("::ffff:203.0.113.77", 24, 64, "203.0.113.0"),
+        ("2001:db8:1:2:3:4:5:6", 32, 64, "2001:db8:1:2::"),
+        ("2001:db8:1:2:3:4:5:6", 32, 128, "2001:db8:1:2:3:4:5:6"),
+        ("2001:db8:1:2:3:4:5:6", 32, 48, "2001:db8:1::"),
+        ("2001:db8:1:2:3:4:5:6", 32, 0, "::"),
+        ("10.1.2.3", 0, 128, "0.0.0.0"),
+        ("10.1.2.3", 200, 200, "10.1.2.3"),
+    ] {
+        assert_eq!(
+            block_of(ip(addr), v4, v6),
+            ip(expected),
+            "{addr} /{v4} /{v6}"
+        );
+    }
+}
+
 fn adversarial_path() -> impl Strategy<Value = Vec<u8>> {
     let pieces = prop_oneof![
         Just(b"/".to_vec()),
@@ -441,6 +463,18 @@ proptest! {
         };
         let _ = client_ip(peer, &lines, &proxies);
         let _ = forwarded_for(peer, &lines, &proxies);
+    }
+
+    #[test]
+    fn address_blocks_never_panic_and_contain_the_address(
+        addr in any::<[u8; 16]>(), v4 in any::<u8>(), v6 in any::<u8>(),
+    ) {
+        let ip = IpAddr::from(addr);
+        let block = block_of(ip, v4, v6);
+        prop_assert_eq!(block_of(block, v4, v6), block, "a block is its own block");
+        let bits = if block.is_ipv4() { v4.min(32) } else { v6.min(128) };
+        let cidr: Cidr = format!("{block}/{bits}").parse().expect("a block is a cidr");
+        prop_assert!(cidr.contains(ip));
     }
 
     #[test]

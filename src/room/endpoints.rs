@@ -177,13 +177,14 @@ impl Room {
         let now = self.clock.now_ms();
         let (at, _) = zone.at(now);
         let token = self.check(at, req, now);
+        let permit = self.open_stream(zone, req, now)?;
         self.requests.inc(zone.index, "events");
         Ok(super::EventStream::open(
             self,
             zone,
             token,
             req.last_event_id,
-            now,
+            permit,
         ))
     }
 }

@@ -12,6 +12,7 @@
 //! best position it (or, through `Last-Event-ID`, the previous connection) showed.
 
 use super::Room;
+use crate::defence::StreamPermit;
 use crate::gate::TokenCheck;
 use crate::page::{State, Status};
 use crate::zone::Zone;
@@ -21,6 +22,12 @@ use tokio::sync::watch;
 /// How often an idle stream sends a comment, so proxies and load balancers keep it open and a
 /// closed tab is noticed (the write fails).
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// How long one stream lasts before it ends and the browser opens a new one (`EventSource`
+/// reconnects by itself after `retry`, carrying `Last-Event-ID`). A client that stopped
+/// reading is noticed by the kernel only once its buffers fill, which a quiet stream never
+/// does: this bounds how long such a client holds a descriptor.
+pub const MAX_AGE: Duration = Duration::from_secs(300);
 
 /// An open event stream of one visitor.
 pub struct EventStream<'r> {
@@ -39,6 +46,10 @@ pub struct EventStream<'r> {
     due: bool,
     /// The stream said its last word (admitted, ended, closed, not queued).
     done: bool,
+    /// When the stream ends on its own ([`MAX_AGE`]).
+    ends_at: tokio::time::Instant,
+    /// Counts the stream against its client's and the node's caps while it is open.
+    _permit: Option<StreamPermit<'r>>,
 }
 
 impl std::fmt::Debug for EventStream<'_> {
@@ -59,7 +70,7 @@ impl<'r> EventStream<'r> {
         zone: &'r Zone,
         token: TokenCheck,
         last_event_id: Option<&str>,
-        now: u64,
+        permit: Option<StreamPermit<'r>>,
     ) -> Self {
         EventStream {
             room,
@@ -68,10 +79,13 @@ impl<'r> EventStream<'r> {
             wake: room.zone_changes(zone),
             best: last_event_id.and_then(shown_position).unwrap_or(0),
             last_id: None,
-            // The page load that opened the stream just refreshed the place.
-            touched_at: now,
+            // The first status writes the place: a newcomer's page load did not (its place is
+            // written once its holder comes back, and opening the stream is coming back).
+            touched_at: 0,
             due: true,
             done: false,
+            ends_at: tokio::time::Instant::now() + MAX_AGE,
+            _permit: permit,
         }
     }
 }
@@ -86,10 +100,10 @@ impl EventStream<'_> {
     /// The next piece of the stream to write: an event when the status changed, a heartbeat
     /// comment after [`HEARTBEAT`] of silence, `None` once the stream is over.
     pub async fn next(&mut self) -> Option<String> {
-        if self.done {
+        if self.done || tokio::time::Instant::now() >= self.ends_at {
             return None;
         }
-        let deadline = tokio::time::Instant::now() + HEARTBEAT;
+        let deadline = (tokio::time::Instant::now() + HEARTBEAT).min(self.ends_at);
         loop {
             if !self.due {
                 let touch_in = self.touch_in();
@@ -102,7 +116,12 @@ impl EventStream<'_> {
                         }
                     }
                     _ = tokio::time::sleep(touch_in) => {}
-                    _ = tokio::time::sleep_until(deadline) => return Some(": ping\n\n".into()),
+                    _ = tokio::time::sleep_until(deadline) => {
+                        if deadline >= self.ends_at {
+                            return None;
+                        }
+                        return Some(": ping\n\n".into());
+                    }
                 }
             }
             self.due = false;

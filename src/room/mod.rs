@@ -8,11 +8,13 @@
 //! carries out [`gate::decide`]), `look` (the same decision seen by `/_usher/status` and
 //! `/_usher/events`, which never join anyone), `events` (the stream), `places` (joins, claims,
 //! renewals, releases), `origin` (a forward the origin never answered), `status` (statuses of a
-//! zone for the page). It may import everything below it: gate, zone, token, store, exchanger,
-//! page.
+//! zone for the page), `limits` (the per-client limits of [`crate::defence`] applied: 429s,
+//! shared tokens). It may import everything below it: gate, zone, token, store, exchanger,
+//! page, defence.
 
 mod endpoints;
 mod events;
+mod limits;
 mod look;
 mod origin;
 mod places;
@@ -29,6 +31,7 @@ mod tests;
 use crate::admission::{QueueKey, VisitorId, ZoneState};
 use crate::clock::SharedClock;
 use crate::config::{Config, StoreErrorPolicy};
+use crate::defence::{Clients, Sharing};
 use crate::exchanger::Exchanger;
 use crate::gate::{self, Decision, Facts, TokenCheck};
 use crate::metrics::{Metrics, RequestCounters};
@@ -68,6 +71,9 @@ pub struct RequestFacts<'a> {
     pub accept_language: Option<&'a str>,
     /// The `Last-Event-ID` header of a reconnecting event stream.
     pub last_event_id: Option<&'a str>,
+    /// The client's address (behind `server.trusted_proxies`, the one they reported); `None`
+    /// only in tests, where every request is one client.
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// A visitor's session, as a forward carries it.
@@ -178,6 +184,16 @@ pub struct Room {
     store_timeout: Duration,
     /// Texts of usher's pages outside any zone.
     strings: Arc<Strings>,
+    /// What each client did lately, for the per-client limits.
+    clients: Clients,
+    /// The addresses each token was used from.
+    sharing: Sharing,
+    /// `server.max_event_streams`.
+    max_event_streams: u32,
+    /// Sessions revoked for sharing, to release in the store at the next tick.
+    to_release: std::sync::Mutex<Vec<(String, VisitorId)>>,
+    /// When the per-client records were last swept (ms).
+    swept_at: std::sync::atomic::AtomicU64,
 }
 
 impl Room {
@@ -192,6 +208,12 @@ impl Room {
         let zones = ZoneTable::new(config);
         let names: Vec<&str> = zones.iter().map(|z| z.config.name.as_str()).collect();
         let requests = RequestCounters::new(&metrics, &names);
+        for zone in &names {
+            for reason in crate::metrics::CLIENT_REFUSALS {
+                metrics.client_refusals.with_label_values(&[zone, reason]);
+            }
+            metrics.tokens_shared.with_label_values(&[zone]);
+        }
         let changes = names
             .iter()
             .map(|_| tokio::sync::watch::Sender::new(0))
@@ -228,6 +250,11 @@ impl Room {
                 .as_ref()
                 .map_or(STORE_TIMEOUT, |s| s.timeout),
             strings: config.strings.clone(),
+            clients: Clients::default(),
+            sharing: Sharing::default(),
+            max_event_streams: config.server.max_event_streams,
+            to_release: std::sync::Mutex::default(),
+            swept_at: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -292,8 +319,9 @@ impl Room {
             self.remember(&zone, state);
         }
         // Revocations are only needed until the tokens they refuse expire anyway.
-        let now_s = self.clock.now_ms() / 1_000;
-        self.revoked.retain(|_, until| *until > now_s);
+        let now = self.clock.now_ms();
+        self.revoked.retain(|_, until| *until > now / 1_000);
+        self.settle_limits(now).await;
     }
 
     /// Loads every zone's state and the revocations in force into the edge cache.
@@ -399,6 +427,7 @@ impl Room {
             token,
             cursor: state.as_ref().map(|s| s.cursor).unwrap_or_default(),
             draw: state.as_ref().and_then(|s| s.draw.as_ref()),
+            passed: state.as_ref().map(|s| &s.passed),
             preflight,
             now_ms: now,
         })
@@ -414,6 +443,7 @@ impl Room {
             |visitor| self.is_revoked(visitor, now),
             now,
         );
+        let check = self.count_use(zone, req, check, now);
         if let TokenCheck::Rejected(reason) = &check {
             tracing::debug!(zone = %zone.config.name, reason = reason.as_str(), "token refused");
             self.metrics

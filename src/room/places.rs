@@ -7,6 +7,7 @@ use super::status;
 use super::{Forward, Outcome, RequestFacts, Room, Session};
 use crate::admission::{bucket_of, eta, Claim, QueueKey, VisitorId};
 use crate::config::Mode;
+use crate::defence::Direct;
 use crate::exchanger::Via;
 use crate::page::{State, Status};
 use crate::store::StoreError;
@@ -228,11 +229,15 @@ impl Room {
         (claims, cookie)
     }
 
-    /// A newcomer takes a place in line: a visitor token with rank = now and a queue entry.
-    /// If `may_enter` and the zone looks quiet, the node runs an exchanger tick at once, and a
-    /// newcomer who is first in line walks straight in. Otherwise, the waiting page. If the
-    /// store fails, the zone's policy applies; fail-closed zones still hand out the token,
-    /// since the place is in it.
+    /// A newcomer takes a place in line: a visitor token with rank = now, if their client may
+    /// have another ([`crate::defence`]; else a `429`). If `may_enter` and the zone looks
+    /// quiet, the place is written at once and the node runs an exchanger tick, and a newcomer
+    /// who is first in line walks straight in (a client that keeps no cookies and walked in
+    /// before gets that session again, not another slot). Otherwise the place is only in the
+    /// token: it is written to the store when its holder comes back (the page's event stream,
+    /// a poll, a reload), at the rank the token carries. A place taken and thrown away costs no
+    /// write and holds up nobody. If the store fails, the zone's policy applies; fail-closed
+    /// zones still hand out the token, since the place is in it.
     pub(super) async fn join(
         &self,
         zone: &Zone,
@@ -241,40 +246,42 @@ impl Room {
         may_enter: bool,
     ) -> (&'static str, Outcome<'_>) {
         let name = zone.config.name.as_str();
-        let (claims, token) = self.mint_place(zone, now);
-        let key = claims.queue_key();
-        let touched = self.store.touch(name, key, now);
-        if self.call(name, "touch", touched).await.is_err() {
-            return self.store_failed(zone, req, now, Some(token));
-        }
         let quiet = self
             .cached(name)
             .is_none_or(|s| s.looks_quiet(&zone.config.limits, now));
-        if may_enter && quiet {
-            // Joins still being written elsewhere get the time to land before this one goes in.
-            let settle = self.exchanger.settle();
-            if !settle.is_zero() {
-                tokio::time::sleep(settle).await;
+        let straight_in = may_enter && quiet;
+        if straight_in {
+            if let Some(direct) = self.direct_session(zone, req, now) {
+                return ("admit", self.forward_direct(zone, direct, now));
             }
-            let tick = self.exchanger.tick_named(name, Via::Join);
-            // A failed tick costs nothing: the newcomer is in line and the next tick sees them.
-            if let Ok(report) = self.call(name, "tick", tick).await {
-                // What it committed, or what another tick committed just before it.
-                if let Some(state) = report.latest {
-                    self.remember(name, state);
-                }
+        }
+        let (claims, token) = self.mint_place(zone, now);
+        if let Err(refused) = self.take_place(zone, req, claims.vid, now) {
+            return ("limited", self.limited(zone, req, refused));
+        }
+        let key = claims.queue_key();
+        if straight_in {
+            let touched = self.store.touch(name, key, now);
+            if self.call(name, "touch", touched).await.is_err() {
+                return self.store_failed(zone, req, now, Some(token));
             }
-            if key <= self.cursor(zone) {
-                if let Ok(Some(Place::Admitted(admitted))) = self.claim(zone, &claims, now).await {
-                    let (session, cookie) = admitted.into_session(zone);
-                    let forward = Outcome::Forward(Forward {
-                        upstream: zone.config.upstream.clone(),
-                        session: Some(session),
-                        queue_ms: Some(0),
-                        set_cookie: Some(cookie),
-                    });
-                    return ("admit", forward);
-                }
+            if let Some(admitted) = self.enter_if_first(zone, &claims, now).await {
+                self.place_done(zone, req, claims.vid);
+                let direct = Direct {
+                    visitor: admitted.visitor,
+                    rank: admitted.rank,
+                    admitted_at_ms: admitted.admitted_at_ms,
+                    bucket: admitted.bucket,
+                };
+                self.remember_direct(zone, req, direct, now);
+                let (session, cookie) = admitted.into_session(zone);
+                let forward = Outcome::Forward(Forward {
+                    upstream: zone.config.upstream.clone(),
+                    session: Some(session),
+                    queue_ms: Some(0),
+                    set_cookie: Some(cookie),
+                });
+                return ("admit", forward);
             }
         }
         match self.waiting_status(zone, key, now, now).await {
@@ -284,6 +291,56 @@ impl Room {
             ),
             Err(_) => self.store_failed(zone, req, now, Some(token)),
         }
+    }
+
+    /// Runs a tick for a newcomer in a quiet zone and claims their slot if it admitted them.
+    async fn enter_if_first(&self, zone: &Zone, claims: &Claims, now: u64) -> Option<Admitted> {
+        let name = zone.config.name.as_str();
+        // Joins still being written elsewhere get the time to land before this one goes in.
+        let settle = self.exchanger.settle();
+        if !settle.is_zero() {
+            tokio::time::sleep(settle).await;
+        }
+        let tick = self.exchanger.tick_named(name, Via::Join);
+        // A failed tick costs nothing: the newcomer is in line and the next tick sees them.
+        if let Ok(report) = self.call(name, "tick", tick).await {
+            // What it committed, or what another tick committed just before it.
+            if let Some(state) = report.latest {
+                self.remember(name, state);
+            }
+        }
+        if claims.queue_key() > self.cursor(zone) {
+            return None;
+        }
+        match self.claim(zone, claims, now).await {
+            Ok(Some(Place::Admitted(admitted))) => Some(admitted),
+            _ => None,
+        }
+    }
+
+    /// The session a client without cookies walked into before, handed out again: the same
+    /// visitor and slot, no store write.
+    fn forward_direct(&self, zone: &Zone, direct: Direct, now: u64) -> Outcome<'_> {
+        let cookie = self.access_cookie(
+            zone,
+            direct.visitor,
+            direct.rank,
+            direct.bucket,
+            direct.admitted_at_ms,
+            now,
+        );
+        Outcome::Forward(Forward {
+            upstream: zone.config.upstream.clone(),
+            session: Some(Session {
+                zone: zone.config.name.clone(),
+                visitor: direct.visitor,
+                rank: direct.rank,
+                admitted_at_ms: direct.admitted_at_ms,
+                bucket: direct.bucket,
+            }),
+            queue_ms: Some(direct.admitted_at_ms.saturating_sub(direct.rank)),
+            set_cookie: Some(cookie),
+        })
     }
 
     /// Extends an active session: moves its slot and returns the new access cookie and the

@@ -76,6 +76,7 @@ impl Visitor {
             accept_language: None,
             preflight: false,
             last_event_id: None,
+            client: None,
         };
         let outcome = h.room.handle(&facts).await;
         let set = match &outcome {
@@ -275,6 +276,7 @@ async fn json_clients_get_the_status_instead_of_the_page() {
         accept_language: None,
         preflight: false,
         last_event_id: None,
+        client: None,
     };
     let Outcome::Reply(reply) = h.room.handle(&facts).await else {
         panic!("queued");
@@ -299,6 +301,7 @@ async fn requests_that_cannot_show_a_page_get_json_with_retry_after_and_still_a_
         accept_language: None,
         preflight: false,
         last_event_id: None,
+        client: None,
     };
     let Outcome::Reply(reply) = h.room.handle(&post).await else {
         panic!("queued");
@@ -361,8 +364,20 @@ async fn the_change_feed_wakes_the_edge_cache() {
         accept_language: None,
         preflight: false,
         last_event_id: None,
+        client: None,
     };
-    room.handle(&facts).await;
+    let cookie = match room.handle(&facts).await {
+        Outcome::Reply(reply) => reply.set_cookie.expect("a place"),
+        other => panic!("{other:?}"),
+    };
+    // The page comes back with its place, which writes it to the store.
+    let cookie = cookie.split(';').next().expect("name=value").to_string();
+    room.handle(&RequestFacts {
+        path: "/_usher/status",
+        cookie: Some(cookie.as_bytes()),
+        ..facts
+    })
+    .await;
     // The exchanger commits to the store; only the feed brings the state to the cache.
     room.exchanger().tick().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -483,6 +498,7 @@ const NEWCOMER: RequestFacts<'static> = RequestFacts {
     accept_language: None,
     preflight: false,
     last_event_id: None,
+    client: None,
 };
 
 #[tokio::test]
@@ -540,6 +556,7 @@ async fn events<'h>(h: &'h Harness, v: &Visitor, last_event_id: Option<&str>) ->
         accept_language: None,
         preflight: false,
         last_event_id,
+        client: None,
     };
     match h.room.handle(&facts).await {
         Outcome::Events(stream) => stream,
@@ -569,6 +586,8 @@ async fn the_event_stream_pushes_positions_then_the_turn_and_ends() {
         h.clock.advance(Duration::from_millis(3));
         let mut v = Visitor::default();
         v.get(&h, "/checkout").await;
+        // Its page comes back (a poll, or its own stream): that writes the place.
+        v.status(&h).await;
         visitors.push(v);
     }
     let mut stream = events(&h, &visitors[2], None).await;
@@ -623,6 +642,8 @@ async fn a_reconnecting_stream_never_shows_a_higher_position() {
         h.clock.advance(Duration::from_millis(3));
         let mut v = Visitor::default();
         v.get(&h, "/checkout").await;
+        // Its page comes back (a poll, or its own stream): that writes the place.
+        v.status(&h).await;
         visitors.push(v);
     }
     // The previous connection showed position 2 (say, before someone came back ahead).

@@ -42,8 +42,16 @@ impl Room {
                 return ("ended", self.reply(zone, req, 503, &status, None));
             }
             (Decision::Join { may_enter }, _) => return self.join(zone, req, now, may_enter).await,
+            // A place passed long ago is void: its holder starts again at the back.
+            (Decision::Rejoin, _) => {
+                let may_enter = zone.config.mode == Mode::Auto;
+                return self.join(zone, req, now, may_enter).await;
+            }
             (Decision::JoinPrequeue, _) => {
-                let (_, cookie) = self.mint_place(zone, now);
+                let (claims, cookie) = self.mint_place(zone, now);
+                if let Err(refused) = self.take_place(zone, req, claims.vid, now) {
+                    return ("limited", self.limited(zone, req, refused));
+                }
                 let status = status::without_place(zone, State::Prequeue, now);
                 let code = zone.config.waiting_status;
                 return (
@@ -90,6 +98,7 @@ impl Room {
         };
         match placed {
             Ok(Place::Admitted(admitted)) => {
+                self.place_done(zone, req, admitted.visitor);
                 let queue_ms = admitted.queue_ms();
                 let (session, cookie) = admitted.into_session(zone);
                 (

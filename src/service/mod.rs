@@ -241,6 +241,7 @@ pub fn build_server(
         lifecycle.clone(),
         node.metrics.clone(),
         max_connections,
+        config.server.header_timeout,
     );
     let mut proxy_service =
         pingora::services::listening::Service::new("usher proxy".to_string(), proxy);

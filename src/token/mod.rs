@@ -40,11 +40,13 @@ pub enum Rejection {
     WrongZone,
     /// Released or revoked by an operator.
     Revoked,
+    /// Used from more client addresses than the zone's `session_clients` allow: revoked.
+    Shared,
 }
 
 impl Rejection {
     /// Every reason, for pre-registering metric labels.
-    pub const ALL: [Rejection; 9] = [
+    pub const ALL: [Rejection; 10] = [
         Rejection::Malformed,
         Rejection::AlgNone,
         Rejection::WrongAlgorithm,
@@ -54,6 +56,7 @@ impl Rejection {
         Rejection::WrongIssuer,
         Rejection::WrongZone,
         Rejection::Revoked,
+        Rejection::Shared,
     ];
 
     /// The metric label.
@@ -68,6 +71,7 @@ impl Rejection {
             Rejection::WrongIssuer => "wrong_issuer",
             Rejection::WrongZone => "wrong_zone",
             Rejection::Revoked => "revoked",
+            Rejection::Shared => "shared",
         }
     }
 }

@@ -61,9 +61,11 @@ pub struct Visit {
     admitted_at: u64,
 }
 
-/// One keep-alive connection per node, each request to a node picked at random.
+/// One keep-alive connection per node, each request to a node picked at random; each browser
+/// from a loopback address of its own, as each visitor of a real crowd is a client of its own.
 struct Browser {
     nodes: Vec<SocketAddr>,
+    source: std::net::IpAddr,
     clients: Vec<Option<AsyncClient>>,
     /// Requests that had to be sent again to another node.
     failovers: usize,
@@ -97,17 +99,18 @@ impl Browser {
         cookie: Option<&str>,
     ) -> std::io::Result<super::Response> {
         if self.clients[i].is_none() {
-            self.clients[i] = Some(AsyncClient::connect(self.nodes[i]).await?);
+            self.clients[i] = Some(AsyncClient::connect_from(self.nodes[i], self.source).await?);
         }
         let client = self.clients[i].as_mut().expect("connected");
         client.get(path, cookie).await
     }
 }
 
-async fn visitor(nodes: Vec<SocketAddr>, deadline: Instant) -> Result<Visit, String> {
+async fn visitor(nodes: Vec<SocketAddr>, n: u32, deadline: Instant) -> Result<Visit, String> {
     let clients = nodes.iter().map(|_| None).collect();
     let mut browser = Browser {
         nodes,
+        source: AsyncClient::address(n),
         clients,
         failovers: 0,
     };
@@ -170,7 +173,7 @@ pub fn run(nodes: &[SocketAddr], visitors: usize, patience: Duration) -> (Vec<Vi
     let deadline = started + patience;
     let results: Vec<Result<Visit, String>> = runtime.block_on(async {
         let tasks: Vec<_> = (0..visitors)
-            .map(|_| tokio::spawn(visitor(nodes.to_vec(), deadline)))
+            .map(|n| tokio::spawn(visitor(nodes.to_vec(), n as u32, deadline)))
             .collect();
         let mut out = Vec::new();
         for t in tasks {

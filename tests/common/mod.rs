@@ -302,6 +302,27 @@ pub struct AsyncClient {
 impl AsyncClient {
     pub async fn connect(addr: SocketAddr) -> std::io::Result<AsyncClient> {
         let stream = tokio::net::TcpStream::connect(addr).await?;
+        Self::on(stream)
+    }
+
+    /// A client connecting from loopback address `source` (any of 127.0.0.0/8): another
+    /// client as far as usher's per-client limits can tell.
+    pub async fn connect_from(
+        addr: SocketAddr,
+        source: std::net::IpAddr,
+    ) -> std::io::Result<AsyncClient> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(source, 0))?;
+        Self::on(socket.connect(addr).await?)
+    }
+
+    /// The `n`th of many clients' loopback addresses: 127.1.0.1, 127.1.0.2, ...
+    pub fn address(n: u32) -> std::net::IpAddr {
+        let n = n + 1;
+        std::net::IpAddr::from([127, 1 + (n >> 16) as u8, (n >> 8) as u8, n as u8])
+    }
+
+    fn on(stream: tokio::net::TcpStream) -> std::io::Result<AsyncClient> {
         stream.set_nodelay(true)?;
         Ok(AsyncClient {
             reader: tokio::io::BufReader::new(stream),

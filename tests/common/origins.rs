@@ -259,8 +259,42 @@ fn spawn(mut command: Command, log: &Path) -> Child {
 /// (skipping any 1xx): a body delimited by `Content-Length`, chunked, or by the connection's
 /// close. `Err` says what happened instead (closed without an answer, timed out, unreadable).
 pub fn exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> Result<Response, String> {
-    let mut stream =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    exchange_on(stream, request, timeout)
+}
+
+/// [`exchange`] from the loopback address `source` (any of 127.0.0.0/8): another client, as
+/// far as usher's per-client limits can tell.
+pub fn exchange_from(
+    source: std::net::IpAddr,
+    addr: SocketAddr,
+    request: &[u8],
+    timeout: Duration,
+) -> Result<Response, String> {
+    let stream = connect_from(source, addr).map_err(|e| format!("connect from {source}: {e}"))?;
+    exchange_on(stream, request, timeout)
+}
+
+/// A blocking connection to `addr` from `source` (bound before connecting).
+pub fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(source, 0))?;
+        socket.connect(addr).await
+    })?;
+    let stream = stream.into_std()?;
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+fn exchange_on(
+    mut stream: TcpStream,
+    request: &[u8],
+    timeout: Duration,
+) -> Result<Response, String> {
     stream
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))

@@ -1,0 +1,165 @@
+//! `[defence]` and `[zones.NAME.defence]`: what one client may do in a zone. The top-level
+//! table gives every zone its defaults; a zone's own table overrides them key by key. Every
+//! value is checked here, with its dotted path.
+
+use super::raw::RawDefence;
+use super::validate::Checker;
+use super::{parse_duration, Defence};
+use std::time::Duration;
+
+/// The top-level `[defence]` table over the built-in defaults.
+pub(super) fn top(c: &mut Checker, raw: &RawDefence) -> Defence {
+    read(c, "defence", raw, &Defence::default())
+}
+
+/// A zone's `[zones.NAME.defence]` over the top-level table.
+pub(super) fn zone(
+    c: &mut Checker,
+    zone: &str,
+    raw: Option<&RawDefence>,
+    top: &Defence,
+) -> Defence {
+    match raw {
+        Some(raw) => read(c, &format!("zones.{zone}.defence"), raw, top),
+        None => top.clone(),
+    }
+}
+
+fn read(c: &mut Checker, path: &str, raw: &RawDefence, base: &Defence) -> Defence {
+    c.unknown_keys(path, &raw.extra);
+    let mut count = |key: &str, value: Option<i64>, default: u32| -> u32 {
+        match value {
+            None => default,
+            Some(v) if v <= 0 => {
+                c.problem(format!("{path}.{key}"), "must be > 0");
+                default
+            }
+            Some(v) if v > 1_000_000 => {
+                c.problem(format!("{path}.{key}"), "must be at most 1000000");
+                default
+            }
+            Some(v) => v as u32,
+        }
+    };
+    let client_places = count("client_places", raw.client_places, base.client_places);
+    let client_joins_per_minute = count(
+        "client_joins_per_minute",
+        raw.client_joins_per_minute,
+        base.client_joins_per_minute,
+    );
+    let client_join_burst = count(
+        "client_join_burst",
+        raw.client_join_burst,
+        base.client_join_burst,
+    );
+    let client_event_streams = count(
+        "client_event_streams",
+        raw.client_event_streams,
+        base.client_event_streams,
+    );
+    let session_clients = count("session_clients", raw.session_clients, base.session_clients);
+    let mut block = |key: &str, value: Option<i64>, max: u8, default: u8| -> u8 {
+        match value {
+            None => default,
+            Some(v) if (8..=max as i64).contains(&v) => v as u8,
+            Some(_) => {
+                c.problem(
+                    format!("{path}.{key}"),
+                    format!("must be a prefix length from 8 to {max} ({max}: one address)"),
+                );
+                default
+            }
+        }
+    };
+    let client_block_v4 = block(
+        "client_block_v4",
+        raw.client_block_v4,
+        32,
+        base.client_block_v4,
+    );
+    let client_block_v6 = block(
+        "client_block_v6",
+        raw.client_block_v6,
+        128,
+        base.client_block_v6,
+    );
+    let return_window = match raw.return_window.as_deref().map(parse_duration) {
+        None => base.return_window,
+        Some(Ok(d)) => d,
+        Some(Err(message)) => {
+            c.problem(format!("{path}.return_window"), message);
+            base.return_window
+        }
+    };
+    Defence {
+        client_places,
+        client_joins_per_minute,
+        client_join_burst,
+        client_block_v4,
+        client_block_v6,
+        client_event_streams,
+        session_clients,
+        return_window,
+    }
+}
+
+/// Problems of a zone's defence that depend on its other settings: a skipped visitor must be
+/// able to come back at least as long as an admitted one may take to claim the slot.
+pub(super) fn check_with_zone(
+    c: &mut Checker,
+    zone: &str,
+    defence: &Defence,
+    claim_window: Duration,
+) {
+    if defence.return_window < claim_window {
+        c.problem(
+            format!("zones.{zone}.defence.return_window"),
+            format!(
+                "must be at least the zone's claim_window ({}s): an admitted visitor who comes \
+                 within the claim window keeps their place",
+                claim_window.as_secs()
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse, Defence};
+    use std::time::Duration;
+
+    #[test]
+    fn zones_inherit_the_top_table_and_override_key_by_key() {
+        let text = "[upstreams.shop]\naddrs = [\"127.0.0.1:9\"]\n\
+            [tokens]\nsigning_key = { kid = \"k\", env = \"X\" }\n\
+            [defence]\nclient_places = 7\nclient_block_v6 = 64\n\
+            [zones.a]\npaths = [\"/a\"]\ncapacity = 1\nadmit_per_minute = 60\n\
+            [zones.b]\npaths = [\"/b\"]\ncapacity = 1\nadmit_per_minute = 60\n\
+            [zones.b.defence]\nclient_places = 2\nreturn_window = \"20m\"\n";
+        let config = parse(text, std::path::Path::new(".")).expect("valid");
+        let a = &config.zone("a").expect("a").defence;
+        let b = &config.zone("b").expect("b").defence;
+        assert_eq!(
+            *a,
+            Defence {
+                client_places: 7,
+                client_block_v6: 64,
+                ..Defence::default()
+            }
+        );
+        assert_eq!(
+            *b,
+            Defence {
+                client_places: 2,
+                client_block_v6: 64,
+                return_window: Duration::from_secs(1_200),
+                ..Defence::default()
+            }
+        );
+        // Without any table: the defaults.
+        let bare = text.split("[defence]").next().expect("head").to_string()
+            + "[zones.c]\npaths = [\"/c\"]\ncapacity = 1\nadmit_per_minute = 60\n";
+        let config = parse(&bare, std::path::Path::new(".")).expect("valid");
+        assert_eq!(config.zones[0].defence, Defence::default());
+    }
+}
