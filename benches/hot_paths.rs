@@ -122,6 +122,7 @@ fn decide(zone: &usher::zone::Zone, check: &TokenCheck, now: u64) -> Decision {
         draw: None,
         passed: None,
         preflight: false,
+        challenge: false,
         now_ms: now,
     })
 }

@@ -4,7 +4,7 @@
 
 use super::raw::RawDefence;
 use super::validate::Checker;
-use super::{parse_duration, Defence};
+use super::{parse_duration, Defence, ProofOfWork};
 use std::time::Duration;
 
 /// The top-level `[defence]` table over the built-in defaults.
@@ -58,6 +58,11 @@ fn read(c: &mut Checker, path: &str, raw: &RawDefence, base: &Defence) -> Defenc
         base.client_event_streams,
     );
     let session_clients = count("session_clients", raw.session_clients, base.session_clients);
+    let pow_auto_joins_per_minute = count(
+        "pow_auto_joins_per_minute",
+        raw.pow_auto_joins_per_minute,
+        base.pow_auto_joins_per_minute,
+    );
     let mut block = |key: &str, value: Option<i64>, max: u8, default: u8| -> u8 {
         match value {
             None => default,
@@ -91,6 +96,30 @@ fn read(c: &mut Checker, path: &str, raw: &RawDefence, base: &Defence) -> Defenc
             base.return_window
         }
     };
+    let proof_of_work = match raw.proof_of_work.as_deref() {
+        None => base.proof_of_work,
+        Some("off") => ProofOfWork::Off,
+        Some("on") => ProofOfWork::On,
+        Some("auto") => ProofOfWork::Auto,
+        Some(other) => {
+            c.problem(
+                format!("{path}.proof_of_work"),
+                format!("`{other}` is not one of: off, on, auto"),
+            );
+            base.proof_of_work
+        }
+    };
+    let pow_difficulty = match raw.pow_difficulty {
+        None => base.pow_difficulty,
+        Some(bits @ 1..=32) => bits as u8,
+        Some(_) => {
+            c.problem(
+                format!("{path}.pow_difficulty"),
+                "must be from 1 to 32 bits (18: about a second on a mid-range phone)",
+            );
+            base.pow_difficulty
+        }
+    };
     Defence {
         client_places,
         client_joins_per_minute,
@@ -100,6 +129,9 @@ fn read(c: &mut Checker, path: &str, raw: &RawDefence, base: &Defence) -> Defenc
         client_event_streams,
         session_clients,
         return_window,
+        proof_of_work,
+        pow_difficulty,
+        pow_auto_joins_per_minute,
     }
 }
 

@@ -201,6 +201,24 @@ pub struct Defence {
     /// How long after the cursor passed a place its holder may come back and go in first;
     /// later they join at the back.
     pub return_window: Duration,
+    /// Whether a newcomer must solve a proof-of-work puzzle before taking a place.
+    pub proof_of_work: ProofOfWork,
+    /// The puzzle's difficulty: leading zero bits of a SHA-256 (about 2^bits hashes).
+    pub pow_difficulty: u8,
+    /// With `proof_of_work = "auto"`: newcomers per minute on this node above which the puzzle
+    /// is asked.
+    pub pow_auto_joins_per_minute: u32,
+}
+
+/// `proof_of_work`: when newcomers must solve a puzzle before they get a place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofOfWork {
+    /// Never.
+    Off,
+    /// Always.
+    On,
+    /// While newcomers arrive faster than `pow_auto_joins_per_minute`.
+    Auto,
 }
 
 impl Default for Defence {
@@ -216,6 +234,9 @@ impl Default for Defence {
             client_event_streams: 16,
             session_clients: 3,
             return_window: Duration::from_secs(300),
+            proof_of_work: ProofOfWork::Off,
+            pow_difficulty: 18,
+            pow_auto_joins_per_minute: 600,
         }
     }
 }

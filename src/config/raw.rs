@@ -45,6 +45,9 @@ pub struct RawDefence {
     pub client_event_streams: Option<i64>,
     pub session_clients: Option<i64>,
     pub return_window: Option<String>,
+    pub proof_of_work: Option<String>,
+    pub pow_difficulty: Option<i64>,
+    pub pow_auto_joins_per_minute: Option<i64>,
     #[serde(flatten)]
     pub extra: Extra,
 }

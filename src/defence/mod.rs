@@ -285,6 +285,43 @@ impl Drop for StreamPermit<'_> {
     }
 }
 
+/// Newcomers per minute in one zone on this node, for `proof_of_work = "auto"`: the count of the
+/// current minute plus the previous minute's, weighted by the share of it still in the last 60
+/// seconds (a sliding estimate that needs two counters, not a timestamp per arrival).
+#[derive(Debug, Default)]
+pub struct Arrivals {
+    /// (start of the current minute, arrivals in it, arrivals in the minute before).
+    window: std::sync::Mutex<(u64, u32, u32)>,
+}
+
+impl Arrivals {
+    const MINUTE_MS: u64 = 60_000;
+
+    /// Counts one newcomer at `now_ms`.
+    pub fn record(&self, now_ms: u64) {
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        Self::roll(&mut w, now_ms);
+        w.1 = w.1.saturating_add(1);
+    }
+
+    /// Newcomers in the last minute, estimated.
+    pub fn per_minute(&self, now_ms: u64) -> u32 {
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        Self::roll(&mut w, now_ms);
+        let into = now_ms.saturating_sub(w.0) as f64 / Self::MINUTE_MS as f64;
+        (f64::from(w.2) * (1.0 - into) + f64::from(w.1)) as u32
+    }
+
+    fn roll(w: &mut (u64, u32, u32), now_ms: u64) {
+        let elapsed = now_ms.saturating_sub(w.0);
+        if elapsed >= 2 * Self::MINUTE_MS {
+            *w = (now_ms - now_ms % Self::MINUTE_MS, 0, 0);
+        } else if elapsed >= Self::MINUTE_MS {
+            *w = (w.0 + Self::MINUTE_MS, 0, w.1);
+        }
+    }
+}
+
 /// The addresses each session (or place) was used from, so one shared among many clients is
 /// noticed.
 #[derive(Debug, Default)]

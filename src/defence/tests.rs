@@ -207,3 +207,18 @@ fn a_session_used_from_too_many_addresses_is_noticed() {
     sharing.sweep(T0 / 1_000 + 61);
     assert!(sharing.is_empty());
 }
+
+#[test]
+fn arrivals_per_minute_slide() {
+    let arrivals = Arrivals::default();
+    assert_eq!(arrivals.per_minute(T0), 0);
+    for i in 0..600 {
+        arrivals.record(T0 + i * 100); // 10 a second for a minute
+    }
+    let rate = arrivals.per_minute(T0 + 60_000);
+    assert!((590..=610).contains(&rate), "{rate}");
+    // Half a minute of silence: about half of it is still in the last minute.
+    let rate = arrivals.per_minute(T0 + 90_000);
+    assert!((250..=350).contains(&rate), "{rate}");
+    assert_eq!(arrivals.per_minute(T0 + 200_000), 0, "long quiet");
+}

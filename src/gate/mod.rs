@@ -54,6 +54,7 @@ pub fn check_token(
         Ok(claims) => match claims.typ {
             TokenKind::Visitor => TokenCheck::Visitor(claims),
             TokenKind::Access => TokenCheck::Access(claims),
+            TokenKind::Challenge => TokenCheck::Rejected(Rejection::NotAPlace),
         },
     }
 }
@@ -76,6 +77,9 @@ pub struct Facts<'a> {
     pub passed: Option<&'a Trail>,
     /// A CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`).
     pub preflight: bool,
+    /// Newcomers must solve a proof-of-work puzzle before they get a place (the zone's
+    /// `proof_of_work` is on, or `auto` and newcomers arrive fast).
+    pub challenge: bool,
     /// Now, in ms since the epoch.
     pub now_ms: u64,
 }
@@ -116,12 +120,16 @@ pub enum Decision {
     },
     /// A newcomer during a pre-queue: a place (the token) and the countdown.
     JoinPrequeue,
+    /// A newcomer (or a visitor sent to the back) while proof of work is asked: a puzzle, no
+    /// place yet; its solution earns the place at the arrival the puzzle carries.
+    Challenge,
 }
 
 /// The decision for a request. In order: preflights pass; a sale that ended shows its page to
 /// all but sessions; `passthrough` and `closed` apply to everyone; a session is forwarded; a
 /// place is where the schedule and the cursor put it (unless the cursor passed it longer than
-/// `return_window` ago); anyone else is a newcomer.
+/// `return_window` ago); anyone else is a newcomer, who first gets a puzzle while proof of work
+/// is asked.
 pub fn decide(facts: &Facts<'_>) -> Decision {
     let zone = facts.zone;
     if facts.preflight {
@@ -149,15 +157,17 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
                     let long_ago = facts
                         .passed
                         .is_some_and(|t| t.passed_before(key.rank, window_ms, facts.now_ms));
-                    match long_ago {
-                        true => Decision::Rejoin,
-                        false => Decision::Claim(key),
+                    match (long_ago, facts.challenge) {
+                        (true, true) => Decision::Challenge,
+                        (true, false) => Decision::Rejoin,
+                        (false, _) => Decision::Claim(key),
                     }
                 }
                 Standing::Queued(key) => Decision::Wait(key),
             }
         }
         TokenCheck::Missing | TokenCheck::Rejected(_) => match facts.phase {
+            _ if facts.challenge => Decision::Challenge,
             Phase::Prequeue(_) => Decision::JoinPrequeue,
             _ => Decision::Join {
                 may_enter: zone.mode == Mode::Auto,

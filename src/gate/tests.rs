@@ -55,6 +55,7 @@ fn facts<'a>(zone: &'a ZoneConfig, token: &'a TokenCheck, cursor_rank: u64) -> F
         draw: None,
         passed: None,
         preflight: false,
+        challenge: false,
         now_ms: NOW,
     }
 }

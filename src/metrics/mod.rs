@@ -212,7 +212,7 @@ impl Metrics {
 pub const REFUSALS: [&str; 4] = ["target", "path", "host", "no_host"];
 
 /// What the gate did with a request: the `decision` label of `usher_gate_requests_total`.
-pub const DECISIONS: [&str; 16] = [
+pub const DECISIONS: [&str; 19] = [
     "forward",
     "admit",
     "join",
@@ -229,6 +229,9 @@ pub const DECISIONS: [&str; 16] = [
     "ended",
     "preflight",
     "limited",
+    "challenge",
+    "solved",
+    "challenge_refused",
 ];
 
 /// `usher_gate_requests_total` resolved once per zone and decision, so the request path

@@ -1,4 +1,4 @@
-//! The page's stylesheet and script, embedded in the binary and served under
+//! The page's stylesheet and scripts (the page's, and the proof-of-work worker's), embedded in the binary and served under
 //! `/_usher/assets/<name>.<hash>.<ext>`. The hash is of the content, so a name never changes
 //! meaning and browsers may keep a file for a year without asking again; a new build with new
 //! content gets new names, and the pages that point to them come with it.
@@ -37,7 +37,7 @@ impl Asset {
     }
 }
 
-static ASSETS: LazyLock<[Asset; 2]> = LazyLock::new(|| {
+static ASSETS: LazyLock<[Asset; 3]> = LazyLock::new(|| {
     [
         Asset::new(
             "page",
@@ -51,6 +51,12 @@ static ASSETS: LazyLock<[Asset; 2]> = LazyLock::new(|| {
             "text/javascript; charset=utf-8",
             include_str!("assets/page.js"),
         ),
+        Asset::new(
+            "pow",
+            "js",
+            "text/javascript; charset=utf-8",
+            include_str!("assets/pow.js"),
+        ),
     ]
 });
 
@@ -62,6 +68,11 @@ pub fn stylesheet() -> &'static Asset {
 /// The page's script.
 pub fn script() -> &'static Asset {
     &ASSETS[1]
+}
+
+/// The proof-of-work solver, run by the page in a Web Worker.
+pub fn pow_worker() -> &'static Asset {
+    &ASSETS[2]
 }
 
 /// The asset called `name` (with its hash); `None` for anything else, old hashes included.

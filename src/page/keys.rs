@@ -87,11 +87,15 @@ pub enum Key {
     LimitedHeadline,
     /// Explanation when one connection asked for too many places.
     LimitedMessage,
+    /// Headline while the browser solves the proof-of-work puzzle.
+    ChallengeHeadline,
+    /// Explanation while the browser solves the puzzle.
+    ChallengeMessage,
 }
 
 impl Key {
     /// Every key.
-    pub const ALL: [Key; 41] = [
+    pub const ALL: [Key; 43] = [
         Key::WaitingHeadline,
         Key::WaitingMessage,
         Key::PausedHeadline,
@@ -133,6 +137,8 @@ impl Key {
         Key::TimeoutMessage,
         Key::LimitedHeadline,
         Key::LimitedMessage,
+        Key::ChallengeHeadline,
+        Key::ChallengeMessage,
     ];
 
     /// The key's name in config and in the page's script.
@@ -179,6 +185,8 @@ impl Key {
             Key::TimeoutMessage => "timeout_message",
             Key::LimitedHeadline => "limited_headline",
             Key::LimitedMessage => "limited_message",
+            Key::ChallengeHeadline => "challenge_headline",
+            Key::ChallengeMessage => "challenge_message",
         }
     }
 

@@ -30,7 +30,7 @@ pub use i18n::{negotiate, Lang};
 pub use keys::Key;
 pub use origin_error::OriginError;
 pub use render::{builtin, render, Look};
-pub use status::{EventInfo, Heading, State, Status};
+pub use status::{Challenge, EventInfo, Heading, State, Status};
 pub use strings::{unknown_placeholders, Override, Strings};
 pub use template::{escape, Template, TemplateError};
 pub use vars::Var;

@@ -62,13 +62,18 @@ impl View {
             View::State(State::Closed) => (Key::ClosedHeadline, Key::ClosedMessage),
             View::State(State::Admitted) => (Key::AdmittedHeadline, Key::AdmittedMessage),
             View::State(State::NotQueued) => (Key::NotQueuedHeadline, Key::NotQueuedMessage),
+            View::State(State::Challenge) => (Key::ChallengeHeadline, Key::ChallengeMessage),
             View::Degraded => (Key::DegradedHeadline, Key::DegradedMessage),
         }
     }
 
     /// Whether there is anything to wait for: closed and ended pages stay as they are.
     fn moves_on(self) -> bool {
-        !matches!(self, View::State(State::Closed | State::Ended))
+        // A puzzle needs the script: reloading without it gets the same puzzle again.
+        !matches!(
+            self,
+            View::State(State::Closed | State::Ended | State::Challenge)
+        )
     }
 }
 
@@ -156,8 +161,13 @@ fn head(status: &Status, strings: &Strings, lang: Lang, refresh_s: Option<u64>) 
         .map(|s| format!("<noscript><meta http-equiv=\"refresh\" content=\"{s}\"></noscript>\n"))
         .unwrap_or_default();
     let status_json = script_safe(&String::from_utf8(status.to_json()).unwrap_or_default());
+    // The worker that solves a proof-of-work puzzle, for the page that has one.
+    let pow = match status.challenge {
+        Some(_) => format!(",\"pow\":\"{}\"", assets::pow_worker().url()),
+        None => String::new(),
+    };
     let data = format!(
-        "{{\"strings\":{},\"status\":{status_json}}}",
+        "{{\"strings\":{},\"status\":{status_json}{pow}}}",
         strings.json(lang)
     );
     format!(

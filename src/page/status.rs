@@ -23,6 +23,8 @@ pub enum State {
     Ended,
     /// No place in this zone's queue (no or invalid visitor token).
     NotQueued,
+    /// A newcomer asked to solve a proof-of-work puzzle first: the status carries it.
+    Challenge,
 }
 
 impl State {
@@ -36,6 +38,7 @@ impl State {
             State::Prequeue => "prequeue",
             State::Ended => "ended",
             State::NotQueued => "not_queued",
+            State::Challenge => "challenge",
         }
     }
 }
@@ -77,6 +80,28 @@ pub struct Status {
     /// Set when the store could not be asked and the numbers are unknown.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub degraded: bool,
+    /// The puzzle to solve (state `challenge`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<Box<Challenge>>,
+}
+
+/// A proof-of-work puzzle as the visitor (or an app) sees it: find the smallest decimal `nonce`
+/// such that SHA-256 of `seed:nonce` (ASCII) starts with `bits` zero bits, then ask `solve`
+/// with the token and the nonce. `docs/status-json.md` documents it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Challenge {
+    /// The signed challenge (present it to `solve`).
+    pub token: String,
+    /// The puzzle's seed: 32 hex digits.
+    pub seed: String,
+    /// Leading zero bits the hash must have.
+    pub bits: u8,
+    /// Always `sha256`.
+    pub algorithm: &'static str,
+    /// Where to present the solution: `GET {solve}&challenge={token}&nonce={nonce}`.
+    pub solve: String,
+    /// When the puzzle expires, ms since the epoch.
+    pub expires_at_ms: u64,
 }
 
 /// A scheduled on-sale as the visitor sees it (times in ms since the epoch).
@@ -133,6 +158,7 @@ impl Status {
             progress_percent: 0,
             event: heading.event,
             degraded: false,
+            challenge: None,
         }
     }
 
@@ -205,6 +231,7 @@ mod tests {
             State::Prequeue,
             State::Ended,
             State::NotQueued,
+            State::Challenge,
         ] {
             let json = serde_json::to_string(&state).expect("json");
             assert_eq!(json, format!("\"{}\"", state.as_str()));

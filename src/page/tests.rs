@@ -61,7 +61,7 @@ fn element<'a>(html: &'a str, id: &str) -> &'a str {
     &text[open_end..close]
 }
 
-const EVERY_STATE: [State; 7] = [
+const EVERY_STATE: [State; 8] = [
     State::Waiting,
     State::Paused,
     State::Prequeue,
@@ -69,6 +69,7 @@ const EVERY_STATE: [State; 7] = [
     State::Closed,
     State::Admitted,
     State::NotQueued,
+    State::Challenge,
 ];
 
 #[test]
@@ -114,7 +115,8 @@ fn the_timer_refresh_is_only_for_browsers_without_javascript() {
             refreshes, in_noscript,
             "{state:?}: a refresh outside <noscript>"
         );
-        let waits = !matches!(state, State::Closed | State::Ended);
+        // A puzzle needs the script: without it, reloading only brings the same puzzle.
+        let waits = !matches!(state, State::Closed | State::Ended | State::Challenge);
         assert_eq!(refreshes, usize::from(waits), "{state:?}");
         let head = &html[..html.find("</head>").expect("head")];
         assert!(head.contains("<noscript>") == waits, "{state:?}: in <head>");

@@ -1,6 +1,7 @@
 //! The reserved `/_usher/` paths on every host, routed in one place ([`Endpoint::of`]):
 //! `status` (JSON, and the token swap when the visitor's turn came, so a page that polls it can
-//! go on), `events` (the same as Server-Sent Events), `jwks.json` (public keys, so the origin can
+//! go on), `events` (the same as Server-Sent Events), `solve` (a solved proof-of-work puzzle
+//! for a place), `jwks.json` (public keys, so the origin can
 //! verify access tokens itself), `assets/*` (the waiting page's CSS and JS), `health` and `ready`.
 
 use super::{Outcome, Reply, RequestFacts, Room};
@@ -18,6 +19,8 @@ pub enum Endpoint<'a> {
     Events,
     /// `/_usher/jwks.json`
     Jwks,
+    /// `/_usher/solve`: a solved proof-of-work puzzle, exchanged for a place.
+    Solve,
     /// `/_usher/health`: the process answers (liveness).
     Health,
     /// `/_usher/ready`: the node takes new visitors (readiness; answered by the proxy, which
@@ -40,6 +43,7 @@ impl<'a> Endpoint<'a> {
             "status" => Endpoint::Status,
             "events" => Endpoint::Events,
             "jwks.json" => Endpoint::Jwks,
+            "solve" => Endpoint::Solve,
             "health" => Endpoint::Health,
             "ready" => Endpoint::Ready,
             _ => match rest.strip_prefix("assets/") {
@@ -94,14 +98,14 @@ fn asset(name: &str) -> Outcome<'static> {
     })
 }
 
-fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+pub(super) fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     query?.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=')?;
         (key == name).then_some(value)
     })
 }
 
-fn no_zone() -> Reply {
+pub(super) fn no_zone() -> Reply {
     json_reply(404, b"{\"error\":\"no zone on this host\"}".to_vec())
 }
 
@@ -114,6 +118,7 @@ impl Room {
     ) -> Outcome<'_> {
         match endpoint {
             Endpoint::Status => self.status(req, now).await,
+            Endpoint::Solve => self.solve(req, now).await,
             Endpoint::Events => match self.events(req) {
                 Ok(stream) => Outcome::Events(stream),
                 Err(reply) => Outcome::Reply(reply),
@@ -234,6 +239,7 @@ mod tests {
         assert_eq!(Endpoint::of("/_usher/status"), Some(Endpoint::Status));
         assert_eq!(Endpoint::of("/_usher/events"), Some(Endpoint::Events));
         assert_eq!(Endpoint::of("/_usher/jwks.json"), Some(Endpoint::Jwks));
+        assert_eq!(Endpoint::of("/_usher/solve"), Some(Endpoint::Solve));
         assert_eq!(Endpoint::of("/_usher/health"), Some(Endpoint::Health));
         assert_eq!(
             Endpoint::of("/_usher/assets/page.0.css"),

@@ -217,6 +217,7 @@ fn state_code(state: State) -> &'static str {
         State::NotQueued => "n",
         State::Prequeue => "q",
         State::Ended => "e",
+        State::Challenge => "x",
     }
 }
 

@@ -208,6 +208,7 @@ impl Room {
             now,
         );
         self.sharing.sweep(now / 1_000);
+        self.forget_used_challenges(now);
         self.metrics
             .event_streams_open
             .set(i64::from(self.clients.open_streams()));

@@ -12,6 +12,7 @@
 //! shared tokens). It may import everything below it: gate, zone, token, store, exchanger,
 //! page, defence.
 
+mod challenge;
 mod endpoints;
 mod events;
 mod limits;
@@ -31,7 +32,7 @@ mod tests;
 use crate::admission::{QueueKey, VisitorId, ZoneState};
 use crate::clock::SharedClock;
 use crate::config::{Config, StoreErrorPolicy};
-use crate::defence::{Clients, Sharing};
+use crate::defence::{Arrivals, Clients, Sharing};
 use crate::exchanger::Exchanger;
 use crate::gate::{self, Decision, Facts, TokenCheck};
 use crate::metrics::{Metrics, RequestCounters};
@@ -190,6 +191,10 @@ pub struct Room {
     sharing: Sharing,
     /// `server.max_event_streams`.
     max_event_streams: u32,
+    /// Newcomers per minute, per zone (for `proof_of_work = "auto"`).
+    arrivals: Vec<Arrivals>,
+    /// Solved puzzles (by seed), until they expire: a solution is used once.
+    used_challenges: DashMap<VisitorId, u64>,
     /// Sessions revoked for sharing, to release in the store at the next tick.
     to_release: std::sync::Mutex<Vec<(String, VisitorId)>>,
     /// When the per-client records were last swept (ms).
@@ -218,6 +223,7 @@ impl Room {
             .iter()
             .map(|_| tokio::sync::watch::Sender::new(0))
             .collect();
+        let arrivals = names.iter().map(|_| Arrivals::default()).collect();
         let settle = config
             .store
             .scylla
@@ -253,6 +259,8 @@ impl Room {
             clients: Clients::default(),
             sharing: Sharing::default(),
             max_event_streams: config.server.max_event_streams,
+            arrivals,
+            used_challenges: DashMap::new(),
             to_release: std::sync::Mutex::default(),
             swept_at: std::sync::atomic::AtomicU64::new(0),
         }
@@ -420,6 +428,21 @@ impl Room {
         preflight: bool,
         now: u64,
     ) -> Decision {
+        // Only whoever may become a newcomer can be asked for a puzzle; sessions go by fast.
+        let challenge = !matches!(token, TokenCheck::Access(_)) && self.challenge_asked(zone, now);
+        self.decide_with(zone, phase, token, preflight, challenge, now)
+    }
+
+    /// [`Room::decide`], with whether a puzzle is asked of newcomers given.
+    fn decide_with(
+        &self,
+        zone: &Zone,
+        phase: Phase<'_>,
+        token: &TokenCheck,
+        preflight: bool,
+        challenge: bool,
+        now: u64,
+    ) -> Decision {
         let state = self.cached(&zone.config.name);
         gate::decide(&Facts {
             zone: &zone.config,
@@ -429,6 +452,7 @@ impl Room {
             draw: state.as_ref().and_then(|s| s.draw.as_ref()),
             passed: state.as_ref().map(|s| &s.passed),
             preflight,
+            challenge,
             now_ms: now,
         })
     }
@@ -505,7 +529,7 @@ impl Room {
         let status = &self.with_draw(zone, status.clone());
         let in_line = matches!(
             status.state,
-            State::Waiting | State::Paused | State::Prequeue
+            State::Waiting | State::Paused | State::Prequeue | State::Challenge
         );
         if !req.shows_pages {
             // A script, a form post or a WebSocket cannot show the page: a machine-readable

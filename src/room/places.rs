@@ -48,6 +48,37 @@ impl Admitted {
     }
 }
 
+/// Who a newcomer's place is for: a fresh visitor now, or the visitor and arrival a solved
+/// puzzle carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Arrival {
+    /// The visitor.
+    pub visitor: VisitorId,
+    /// Their arrival (the place's rank).
+    pub rank: u64,
+}
+
+/// What became of a newcomer.
+#[derive(Debug)]
+pub(super) enum Joined {
+    /// They walked straight in.
+    Admitted(Admitted),
+    /// They have a place: their status, and the cookie that carries the place.
+    Waiting {
+        /// Their status.
+        status: Status,
+        /// `Set-Cookie` with the visitor token.
+        cookie: String,
+    },
+    /// Their client is over a limit: no place.
+    Limited(crate::defence::Refused),
+    /// The store failed; the place is in the cookie all the same.
+    StoreFailed {
+        /// `Set-Cookie` with the visitor token.
+        cookie: String,
+    },
+}
+
 /// Where a visitor with a visitor token stands after asking.
 #[derive(Debug)]
 pub(super) enum Place {
@@ -204,22 +235,34 @@ impl Room {
         ))
     }
 
-    fn visitor_claims(&self, zone: &Zone, visitor: VisitorId, now: u64) -> Claims {
+    /// Visitor claims for `visitor` arriving at `rank` (a newcomer now, or the arrival a solved
+    /// puzzle carries).
+    fn visitor_claims(&self, zone: &Zone, visitor: VisitorId, rank: u64, now: u64) -> Claims {
         Claims {
             iss: self.tokens.issuer().to_string(),
             typ: TokenKind::Visitor,
             zone: zone.config.name.clone(),
             vid: visitor,
-            rank: now,
+            rank,
             iat: now / 1_000,
             exp: (now + self.visitor_ttl.as_millis() as u64) / 1_000,
             adm: None,
         }
     }
 
-    /// A new place in line: visitor claims with rank = now, and the cookie that carries them.
-    pub(super) fn mint_place(&self, zone: &Zone, now: u64) -> (Claims, String) {
-        let claims = self.visitor_claims(zone, VisitorId::random(), now);
+    /// A place in line for `arrival` (a fresh visitor at rank = now when `None`), and the
+    /// cookie that carries it.
+    pub(super) fn mint_place(
+        &self,
+        zone: &Zone,
+        arrival: Option<Arrival>,
+        now: u64,
+    ) -> (Claims, String) {
+        let Arrival { visitor, rank } = arrival.unwrap_or(Arrival {
+            visitor: VisitorId::random(),
+            rank: now,
+        });
+        let claims = self.visitor_claims(zone, visitor, rank, now);
         let cookie = cookie::set(
             &zone.cookie,
             &self.tokens.sign(&claims),
@@ -229,15 +272,9 @@ impl Room {
         (claims, cookie)
     }
 
-    /// A newcomer takes a place in line: a visitor token with rank = now, if their client may
-    /// have another ([`crate::defence`]; else a `429`). If `may_enter` and the zone looks
-    /// quiet, the place is written at once and the node runs an exchanger tick, and a newcomer
-    /// who is first in line walks straight in (a client that keeps no cookies and walked in
-    /// before gets that session again, not another slot). Otherwise the place is only in the
-    /// token: it is written to the store when its holder comes back (the page's event stream,
-    /// a poll, a reload), at the rank the token carries. A place taken and thrown away costs no
-    /// write and holds up nobody. If the store fails, the zone's policy applies; fail-closed
-    /// zones still hand out the token, since the place is in it.
+    /// A newcomer takes a place in line (see [`Room::place_newcomer`]) and gets the outcome
+    /// for the request: forwarded if they walked straight in, else the waiting page with
+    /// their place, a `429` over a client limit, or the zone's store-error policy.
     pub(super) async fn join(
         &self,
         zone: &Zone,
@@ -245,6 +282,44 @@ impl Room {
         now: u64,
         may_enter: bool,
     ) -> (&'static str, Outcome<'_>) {
+        match self.place_newcomer(zone, req, now, may_enter, None).await {
+            Joined::Admitted(admitted) => {
+                let queue_ms = admitted.queue_ms();
+                let (session, cookie) = admitted.into_session(zone);
+                let forward = Outcome::Forward(Forward {
+                    upstream: zone.config.upstream.clone(),
+                    session: Some(session),
+                    queue_ms: Some(queue_ms),
+                    set_cookie: Some(cookie),
+                });
+                ("admit", forward)
+            }
+            Joined::Waiting { status, cookie } => (
+                "join",
+                self.reply(zone, req, zone.config.waiting_status, &status, Some(cookie)),
+            ),
+            Joined::Limited(refused) => ("limited", self.limited(zone, req, refused)),
+            Joined::StoreFailed { cookie } => self.store_failed(zone, req, now, Some(cookie)),
+        }
+    }
+
+    /// A newcomer (arriving as `arrival`, else now as a fresh visitor) takes a place in line,
+    /// if their client may have another ([`crate::defence`]). If `may_enter` and the zone
+    /// looks quiet, the place is written at once and the node runs an exchanger tick, and a
+    /// newcomer who is first in line walks straight in (a client that keeps no cookies and
+    /// walked in before gets that session again, not another slot). Otherwise the place is
+    /// only in the token: it is written to the store when its holder comes back (the page's
+    /// event stream, a poll, a reload), at the rank the token carries. A place taken and
+    /// thrown away costs no write and holds up nobody. If the store fails, a fail-closed zone
+    /// still hands out the token, since the place is in it.
+    pub(super) async fn place_newcomer(
+        &self,
+        zone: &Zone,
+        req: &RequestFacts<'_>,
+        now: u64,
+        may_enter: bool,
+        arrival: Option<Arrival>,
+    ) -> Joined {
         let name = zone.config.name.as_str();
         let quiet = self
             .cached(name)
@@ -252,18 +327,18 @@ impl Room {
         let straight_in = may_enter && quiet;
         if straight_in {
             if let Some(direct) = self.direct_session(zone, req, now) {
-                return ("admit", self.forward_direct(zone, direct, now));
+                return Joined::Admitted(self.admitted_again(zone, direct, now));
             }
         }
-        let (claims, token) = self.mint_place(zone, now);
+        let (claims, token) = self.mint_place(zone, arrival, now);
         if let Err(refused) = self.take_place(zone, req, claims.vid, now) {
-            return ("limited", self.limited(zone, req, refused));
+            return Joined::Limited(refused);
         }
         let key = claims.queue_key();
         if straight_in {
             let touched = self.store.touch(name, key, now);
             if self.call(name, "touch", touched).await.is_err() {
-                return self.store_failed(zone, req, now, Some(token));
+                return Joined::StoreFailed { cookie: token };
             }
             if let Some(admitted) = self.enter_if_first(zone, &claims, now).await {
                 self.place_done(zone, req, claims.vid);
@@ -274,22 +349,15 @@ impl Room {
                     bucket: admitted.bucket,
                 };
                 self.remember_direct(zone, req, direct, now);
-                let (session, cookie) = admitted.into_session(zone);
-                let forward = Outcome::Forward(Forward {
-                    upstream: zone.config.upstream.clone(),
-                    session: Some(session),
-                    queue_ms: Some(0),
-                    set_cookie: Some(cookie),
-                });
-                return ("admit", forward);
+                return Joined::Admitted(admitted);
             }
         }
-        match self.waiting_status(zone, key, now, now).await {
-            Ok(status) => (
-                "join",
-                self.reply(zone, req, zone.config.waiting_status, &status, Some(token)),
-            ),
-            Err(_) => self.store_failed(zone, req, now, Some(token)),
+        match self.waiting_status(zone, key, claims.rank, now).await {
+            Ok(status) => Joined::Waiting {
+                status,
+                cookie: token,
+            },
+            Err(_) => Joined::StoreFailed { cookie: token },
         }
     }
 
@@ -320,27 +388,21 @@ impl Room {
 
     /// The session a client without cookies walked into before, handed out again: the same
     /// visitor and slot, no store write.
-    fn forward_direct(&self, zone: &Zone, direct: Direct, now: u64) -> Outcome<'_> {
-        let cookie = self.access_cookie(
-            zone,
-            direct.visitor,
-            direct.rank,
-            direct.bucket,
-            direct.admitted_at_ms,
-            now,
-        );
-        Outcome::Forward(Forward {
-            upstream: zone.config.upstream.clone(),
-            session: Some(Session {
-                zone: zone.config.name.clone(),
-                visitor: direct.visitor,
-                rank: direct.rank,
-                admitted_at_ms: direct.admitted_at_ms,
-                bucket: direct.bucket,
-            }),
-            queue_ms: Some(direct.admitted_at_ms.saturating_sub(direct.rank)),
-            set_cookie: Some(cookie),
-        })
+    fn admitted_again(&self, zone: &Zone, direct: Direct, now: u64) -> Admitted {
+        Admitted {
+            cookie: self.access_cookie(
+                zone,
+                direct.visitor,
+                direct.rank,
+                direct.bucket,
+                direct.admitted_at_ms,
+                now,
+            ),
+            visitor: direct.visitor,
+            rank: direct.rank,
+            admitted_at_ms: direct.admitted_at_ms,
+            bucket: direct.bucket,
+        }
     }
 
     /// Extends an active session: moves its slot and returns the new access cookie and the

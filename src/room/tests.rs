@@ -806,3 +806,405 @@ async fn a_scheduled_sale_counts_down_draws_the_prequeue_then_ends() {
     assert_eq!(reply_of(&ended).status, 503);
     assert_eq!(after.status(&h).await["state"], "ended");
 }
+
+/// A request to `path` from `client`, with `cookie`, as a script that asked for JSON.
+fn json_facts<'a>(
+    path: &'a str,
+    query: Option<&'a str>,
+    cookie: Option<&'a str>,
+    client: &str,
+) -> RequestFacts<'a> {
+    RequestFacts {
+        host: Some("shop.test"),
+        path,
+        query,
+        cookie: cookie.map(str::as_bytes),
+        wants_json: true,
+        shows_pages: true,
+        accept_language: None,
+        preflight: false,
+        last_event_id: None,
+        client: Some(client.parse().expect("ip")),
+    }
+}
+
+fn replied(outcome: Outcome<'_>) -> Reply {
+    match outcome {
+        Outcome::Reply(reply) => reply,
+        other => panic!("not a reply: {other:?}"),
+    }
+}
+
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_puzzle_comes_first_and_its_solution_earns_the_place_at_the_arrival() {
+    let h = harness("mode = \"queue_all\"\n[zones.checkout.defence]\nproof_of_work = \"on\"\npow_difficulty = 8");
+    let arrived = h.clock.now_ms();
+    let first = replied(
+        h.room
+            .handle(&json_facts("/checkout", None, None, "192.0.2.1"))
+            .await,
+    );
+    let status: serde_json::Value = serde_json::from_slice(&first.body).expect("json");
+    assert_eq!(status["state"], "challenge", "{status}");
+    let challenge = &status["challenge"];
+    assert_eq!(
+        (challenge["bits"].as_u64(), challenge["algorithm"].as_str()),
+        (Some(8), Some("sha256"))
+    );
+    let kept = cookie_pair(
+        first
+            .set_cookie
+            .as_deref()
+            .expect("the puzzle is kept in a cookie"),
+    );
+    assert!(kept.starts_with("usher_checkout.challenge="), "{kept}");
+    // A reload with the cookie gets the same puzzle (the same arrival), and no place.
+    let again = replied(
+        h.room
+            .handle(&json_facts("/checkout", None, Some(&kept), "192.0.2.1"))
+            .await,
+    );
+    let again: serde_json::Value = serde_json::from_slice(&again.body).expect("json");
+    assert_eq!(again["challenge"]["token"], challenge["token"]);
+    assert_eq!(
+        h.room
+            .store
+            .waiting("checkout", QueueKey::default())
+            .await
+            .expect("count"),
+        0,
+        "nothing written"
+    );
+
+    let token = challenge["token"].as_str().expect("token");
+    let seed = challenge["seed"].as_str().expect("seed");
+    let nonce = (0..)
+        .find(|n| challenge::work_of(seed, *n) >= 8)
+        .expect("a nonce");
+    let wrong = (0..)
+        .find(|n| challenge::work_of(seed, *n) < 8)
+        .expect("a wrong nonce");
+    h.clock.advance(Duration::from_secs(3)); // the phone took its time
+    let solve = |nonce: u64| format!("zone=checkout&challenge={token}&nonce={nonce}");
+    for (query, code, error) in [
+        (solve(wrong), 403, "challenge_unsolved"),
+        (
+            format!("zone=checkout&challenge=x.y.z&nonce={nonce}"),
+            400,
+            "challenge_invalid",
+        ),
+        (
+            format!("zone=checkout&challenge={token}"),
+            400,
+            "nonce_missing",
+        ),
+    ] {
+        let r = replied(
+            h.room
+                .handle(&json_facts(
+                    "/_usher/solve",
+                    Some(&query),
+                    None,
+                    "192.0.2.1",
+                ))
+                .await,
+        );
+        assert_eq!(r.status, code, "{query}");
+        assert!(String::from_utf8_lossy(&r.body).contains(error), "{query}");
+    }
+    let query = solve(nonce);
+    let solved = replied(
+        h.room
+            .handle(&json_facts(
+                "/_usher/solve",
+                Some(&query),
+                None,
+                "192.0.2.1",
+            ))
+            .await,
+    );
+    assert_eq!(
+        solved.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&solved.body)
+    );
+    let place = cookie_pair(solved.set_cookie.as_deref().expect("a place"));
+    let claims = h
+        .room
+        .tokens()
+        .verify(place.split_once('=').expect("pair").1, h.clock.now_ms())
+        .expect("valid");
+    assert_eq!(claims.typ, crate::token::TokenKind::Visitor);
+    assert_eq!(
+        claims.rank, arrived,
+        "the place ranks from the arrival, not the solution"
+    );
+    assert_eq!(claims.vid.to_string(), seed);
+    // Used once.
+    let replay = replied(
+        h.room
+            .handle(&json_facts(
+                "/_usher/solve",
+                Some(&query),
+                None,
+                "192.0.2.9",
+            ))
+            .await,
+    );
+    assert_eq!(replay.status, 409);
+    // The place works like any other.
+    let status = replied(
+        h.room
+            .handle(&json_facts(
+                "/_usher/status",
+                None,
+                Some(&place),
+                "192.0.2.1",
+            ))
+            .await,
+    );
+    let status: serde_json::Value = serde_json::from_slice(&status.body).expect("json");
+    assert_eq!(
+        (status["state"].as_str(), status["position"].as_u64()),
+        (Some("waiting"), Some(1))
+    );
+    // A challenge token is never a place.
+    let forged = format!("usher_checkout={token}");
+    let r = replied(
+        h.room
+            .handle(&json_facts("/checkout", None, Some(&forged), "192.0.2.1"))
+            .await,
+    );
+    let r: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(r["state"], "challenge");
+}
+
+#[tokio::test]
+async fn auto_proof_of_work_starts_when_newcomers_arrive_fast() {
+    let h = harness("mode = \"queue_all\"\n[zones.checkout.defence]\nproof_of_work = \"auto\"\npow_auto_joins_per_minute = 20\nclient_join_burst = 1000\nclient_places = 1000");
+    let mut states = Vec::new();
+    for i in 0..40 {
+        h.clock.advance(Duration::from_millis(100));
+        let client = format!("192.0.2.{}", i + 1);
+        let r = replied(
+            h.room
+                .handle(&json_facts("/checkout", None, None, &client))
+                .await,
+        );
+        let status: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+        states.push(status["state"].as_str().unwrap_or_default().to_string());
+    }
+    assert!(states[..20].iter().all(|s| s == "waiting"), "{states:?}");
+    assert!(states[21..].iter().all(|s| s == "challenge"), "{states:?}");
+    // Two quiet minutes later it is off again.
+    h.clock.advance(Duration::from_secs(120));
+    let r = replied(
+        h.room
+            .handle(&json_facts("/checkout", None, None, "192.0.2.200"))
+            .await,
+    );
+    let status: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(status["state"], "waiting");
+}
+
+#[tokio::test]
+async fn one_client_gets_the_burst_of_places_then_429_with_retry_after() {
+    let h = harness("mode = \"queue_all\"");
+    let mut places = 0;
+    let mut refused = None;
+    for _ in 0..100 {
+        let r = replied(
+            h.room
+                .handle(&json_facts("/checkout", None, None, "198.51.100.7"))
+                .await,
+        );
+        match r.status {
+            200 => places += 1,
+            429 => refused = Some(r),
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(places, 10, "client_join_burst");
+    let refused = refused.expect("refusals");
+    assert!(refused.set_cookie.is_none(), "no place");
+    assert_eq!(
+        refused.retry_after,
+        Some(3),
+        "one place every 3 s at 20 a minute"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&refused.body).expect("json");
+    assert_eq!(body["reason"], "join_rate");
+    let metric = h
+        .room
+        .metrics()
+        .client_refusals
+        .with_label_values(&["checkout", "join_rate"])
+        .get();
+    assert_eq!(metric, 90);
+    // Another client is not held back.
+    let other = replied(
+        h.room
+            .handle(&json_facts("/checkout", None, None, "198.51.100.8"))
+            .await,
+    );
+    assert_eq!(other.status, 200);
+}
+
+#[tokio::test]
+async fn a_cookieless_client_in_auto_mode_holds_one_slot() {
+    let h = harness("mode = \"auto\"");
+    for _ in 0..10 {
+        let outcome = h
+            .room
+            .handle(&json_facts("/checkout", None, None, "203.0.113.5"))
+            .await;
+        assert!(forwarded(&outcome), "{outcome:?}");
+    }
+    assert_eq!(
+        h.room
+            .store
+            .active("checkout", h.clock.now_ms())
+            .await
+            .expect("active"),
+        1
+    );
+    // Another client gets a slot of its own.
+    assert!(forwarded(
+        &h.room
+            .handle(&json_facts("/checkout", None, None, "203.0.113.6"))
+            .await
+    ));
+    assert_eq!(
+        h.room
+            .store
+            .active("checkout", h.clock.now_ms())
+            .await
+            .expect("active"),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_session_used_from_too_many_addresses_is_revoked() {
+    let h = harness("mode = \"auto\"");
+    let first = h
+        .room
+        .handle(&json_facts("/checkout", None, None, "203.0.113.5"))
+        .await;
+    let Outcome::Forward(forward) = first else {
+        panic!("straight in")
+    };
+    let session = cookie_pair(forward.set_cookie.as_deref().expect("access"));
+    for client in ["203.0.113.5", "198.51.100.1", "198.51.100.2"] {
+        assert!(
+            forwarded(
+                &h.room
+                    .handle(&json_facts("/checkout", None, Some(&session), client))
+                    .await
+            ),
+            "{client}"
+        );
+    }
+    // The fourth address: the token is shared; it is refused everywhere from now on.
+    let shared = h
+        .room
+        .handle(&json_facts(
+            "/checkout",
+            None,
+            Some(&session),
+            "198.51.100.3",
+        ))
+        .await;
+    assert!(
+        !matches!(&shared, Outcome::Forward(f) if f.session.as_ref().is_some_and(|s| s.visitor.to_string() == common_vid(&h, &session)))
+    );
+    let owner = h
+        .room
+        .handle(&json_facts(
+            "/checkout",
+            None,
+            Some(&session),
+            "203.0.113.5",
+        ))
+        .await;
+    assert!(
+        !matches!(&owner, Outcome::Forward(f) if f.session.as_ref().is_some_and(|s| s.visitor.to_string() == common_vid(&h, &session))),
+        "revoked for its owner too"
+    );
+    assert_eq!(
+        h.room
+            .metrics()
+            .tokens_shared
+            .with_label_values(&["checkout"])
+            .get(),
+        1
+    );
+    // The next tick releases it in the store: the fleet refuses it too, and its slot is free.
+    h.tick().await;
+    let vid = common_vid(&h, &session);
+    let now = h.clock.now_ms();
+    let revoked = h
+        .room
+        .store
+        .revocations("checkout", now)
+        .await
+        .expect("revocations");
+    assert!(
+        revoked.iter().any(|(v, _)| v.to_string() == vid),
+        "{revoked:?}"
+    );
+}
+
+fn common_vid(h: &Harness, cookie: &str) -> String {
+    let token = cookie.split_once('=').expect("pair").1;
+    let claims = h
+        .room
+        .tokens()
+        .verify(token, h.clock.now_ms())
+        .expect("signed by us");
+    claims.vid.to_string()
+}
+
+#[tokio::test]
+async fn a_place_passed_longer_than_the_return_window_ago_goes_to_the_back() {
+    let h = harness("mode = \"queue_all\"\nabandon_after = \"10s\"\nrefresh_interval = \"1s\"\n[zones.checkout.defence]\nreturn_window = \"30s\"");
+    // A visitor takes a place, comes back once, and goes away.
+    let mut away = Visitor::default();
+    away.get(&h, "/checkout").await;
+    away.status(&h).await;
+    let rank = away.claims(&h).rank;
+    // Others keep their pages open; the cursor passes the one who went away.
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        h.clock.advance(Duration::from_millis(10));
+        let mut v = Visitor::default();
+        v.get(&h, "/checkout").await;
+        v.status(&h).await;
+        others.push(v);
+    }
+    for _ in 0..40 {
+        h.clock.advance(Duration::from_secs(1));
+        for v in &mut others {
+            v.status(&h).await;
+        }
+        h.tick().await;
+    }
+    // 40 s later, past the 30 s window: the old place is void; a new one at the back.
+    let outcome = away.get(&h, "/checkout").await;
+    assert!(!forwarded(&outcome));
+    let claims = away.claims(&h);
+    assert!(
+        claims.rank > rank + 30_000,
+        "a new arrival: {} vs {rank}",
+        claims.rank
+    );
+}

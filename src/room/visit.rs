@@ -29,6 +29,12 @@ impl Room {
                 set_cookie,
             })
         };
+        if matches!(
+            decision,
+            Decision::Join { .. } | Decision::JoinPrequeue | Decision::Rejoin | Decision::Challenge
+        ) {
+            self.note_newcomer(zone, now);
+        }
         let claims = token.claims().cloned();
         let placed: Result<Place, StoreError> = match (decision, claims) {
             (Decision::Preflight, _) => return ("preflight", forward(None, None, None)),
@@ -42,13 +48,14 @@ impl Room {
                 return ("ended", self.reply(zone, req, 503, &status, None));
             }
             (Decision::Join { may_enter }, _) => return self.join(zone, req, now, may_enter).await,
+            (Decision::Challenge, _) => return self.challenge(zone, req, now),
             // A place passed long ago is void: its holder starts again at the back.
             (Decision::Rejoin, _) => {
                 let may_enter = zone.config.mode == Mode::Auto;
                 return self.join(zone, req, now, may_enter).await;
             }
             (Decision::JoinPrequeue, _) => {
-                let (claims, cookie) = self.mint_place(zone, now);
+                let (claims, cookie) = self.mint_place(zone, None, now);
                 if let Err(refused) = self.take_place(zone, req, claims.vid, now) {
                     return ("limited", self.limited(zone, req, refused));
                 }

@@ -1,10 +1,12 @@
 //! What usher's tokens say. A visitor token holds a place in a zone's queue (its rank travels in
-//! the signed token, so a lost queue entry is rebuilt from it); an access token holds a session.
+//! the signed token, so a lost queue entry is rebuilt from it); an access token holds a session;
+//! a challenge token holds a proof-of-work puzzle (its `vid` is the puzzle's seed and the place
+//! it earns, its `rank` the arrival the place will carry).
 
 use crate::admission::{QueueKey, VisitorId};
 use serde::{Deserialize, Serialize};
 
-/// Which of the two tokens this is.
+/// Which of the tokens this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenKind {
@@ -12,6 +14,8 @@ pub enum TokenKind {
     Visitor,
     /// A session in the protected zone.
     Access,
+    /// A proof-of-work puzzle: solved, it becomes a place (never a place itself).
+    Challenge,
 }
 
 /// JWT claims of both token kinds.

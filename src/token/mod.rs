@@ -42,11 +42,13 @@ pub enum Rejection {
     Revoked,
     /// Used from more client addresses than the zone's `session_clients` allow: revoked.
     Shared,
+    /// A challenge token where a place or session belongs.
+    NotAPlace,
 }
 
 impl Rejection {
     /// Every reason, for pre-registering metric labels.
-    pub const ALL: [Rejection; 10] = [
+    pub const ALL: [Rejection; 11] = [
         Rejection::Malformed,
         Rejection::AlgNone,
         Rejection::WrongAlgorithm,
@@ -57,6 +59,7 @@ impl Rejection {
         Rejection::WrongZone,
         Rejection::Revoked,
         Rejection::Shared,
+        Rejection::NotAPlace,
     ];
 
     /// The metric label.
@@ -72,6 +75,7 @@ impl Rejection {
             Rejection::WrongZone => "wrong_zone",
             Rejection::Revoked => "revoked",
             Rejection::Shared => "shared",
+            Rejection::NotAPlace => "not_a_place",
         }
     }
 }

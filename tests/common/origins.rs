@@ -349,7 +349,7 @@ fn read_line(reader: &mut impl BufRead) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&line).into_owned())
 }
 
-fn read_body(reader: &mut impl BufRead, mut response: Response) -> Result<Response, String> {
+pub fn read_body(reader: &mut impl BufRead, mut response: Response) -> Result<Response, String> {
     if response.status == 204 || response.status == 304 {
         return Ok(response);
     }

@@ -1,6 +1,7 @@
 /* usher waiting page: keeps the page current without ever reloading it, and takes the visitor
    in, with no click, when their turn comes. Server-Sent Events first (/_usher/events), polling
-   /_usher/status as the fallback. Plain ES5, no framework, no build step. The wording of
+   /_usher/status as the fallback. While the zone asks for proof of work, a newcomer's page
+   solves the puzzle in a Web Worker (pow.js) first and presents the answer to /_usher/solve. Plain ES5, no framework, no build step. The wording of
    numbers mirrors src/room/page/format.rs; change both together. See docs/waiting-page.md. */
 (function () {
   'use strict';
@@ -83,6 +84,17 @@
     view = next;
   }
 
+  function setProgress(percent) {
+    var bar = byId('progress');
+    if (bar && bar.tagName === 'PROGRESS') {
+      bar.value = percent;
+      bar.textContent = percent + '%';
+    } else if (bar) {
+      bar.setAttribute('aria-valuenow', percent);
+      bar.style.width = percent + '%';
+    }
+  }
+
   function show(st) {
     var next = st.degraded ? 'degraded' : st.state;
     var inLine = next === 'waiting' || next === 'paused';
@@ -95,14 +107,7 @@
       setText('position', String(lowest));
       setText('ahead', aheadText(lowest - 1));
       setText('eta', next === 'waiting' ? etaText(st.eta_low_seconds, st.eta_high_seconds) : s.eta_unknown);
-      var bar = byId('progress');
-      if (bar && bar.tagName === 'PROGRESS') {
-        bar.value = furthest;
-        bar.textContent = furthest + '%';
-      } else if (bar) {
-        bar.setAttribute('aria-valuenow', furthest);
-        bar.style.width = furthest + '%';
-      }
+      setProgress(furthest);
     }
     // The countdown runs on this device's clock, from the server's own reading of the gap.
     deadline = next === 'prequeue' && st.event ? receivedAt + st.event.starts_at_ms - st.updated_at_ms : 0;
@@ -114,14 +119,16 @@
     if (timer) { clearTimeout(timer); timer = null; }
   }
 
+  // The fragment is dropped, since a URL that differs only by it would not load.
+  function loadAgain() { location.replace(location.href.split('#')[0]); }
+
   // The page is served at the URL the visitor asked for; loading it again swaps the visitor
-  // token for an access token (admitted) or gets a new place (not_queued). The fragment is
-  // dropped, since a URL that differs only by it would not load.
+  // token for an access token (admitted) or gets a new place (not_queued).
   function leave(st, delay) {
     stop();
     show(st);
     done = true;
-    setTimeout(function () { location.replace(location.href.split('#')[0]); }, Math.max(delay, 0));
+    setTimeout(loadAgain, Math.max(delay, 0));
   }
 
   function apply(st) {
@@ -143,7 +150,7 @@
       timer = null;
       // Only browsers older than fetch (IE 11) get here without it: they wait like the
       // no-JavaScript page does, by loading the page again.
-      if (!window.fetch) { location.replace(location.href.split('#')[0]); return; }
+      if (!window.fetch) { loadAgain(); return; }
       fetch('/_usher/status?zone=' + zone, {
         headers: { accept: 'application/json' }, credentials: 'same-origin', cache: 'no-store'
       })
@@ -174,6 +181,38 @@
     };
   }
 
+  // The puzzle: a worker tries nonces (never the page's own thread, which stays responsive)
+  // and reports how many it tried; the bar shows the chance it would have found one by then.
+  // The answer earns the place (its rank is the arrival the puzzle carries), and loading the
+  // page again shows it. Whatever goes wrong, the page loads again and gets a puzzle again.
+  function solve(ch) {
+    if (!ch || !page.pow || !window.Worker || !window.fetch) return;
+    var expected = Math.pow(2, ch.bits);
+    var worker = new Worker(page.pow);
+    function retry(ms) { worker.terminate(); done = true; setTimeout(loadAgain, ms); }
+    worker.onerror = function () { retry(refresh); };
+    worker.onmessage = function (e) {
+      var m = e.data || {};
+      if (typeof m.progress === 'number') {
+        setProgress(Math.min(99, Math.floor(100 * (1 - Math.exp(-m.progress / expected)))));
+      } else if (typeof m.nonce === 'number') {
+        setProgress(100);
+        worker.terminate();
+        fetch(ch.solve + '&challenge=' + encodeURIComponent(ch.token) + '&nonce=' + m.nonce, {
+          headers: { accept: 'application/json' }, credentials: 'same-origin', cache: 'no-store'
+        })
+          .then(function (r) {
+            var wait = r.status === 429 ? (parseInt(r.headers.get('retry-after'), 10) || 5) * 1000 : 0;
+            retry(wait);
+          })
+          .catch(function () { retry(refresh); });
+      } else if (m.error) {
+        retry(refresh);
+      }
+    };
+    worker.postMessage({ seed: ch.seed, bits: ch.bits });
+  }
+
   // A tab in the background polls slowly (browsers throttle timers): ask at once on return.
   document.addEventListener('visibilitychange', function () {
     if (!document.hidden && timer) { clearTimeout(timer); timer = null; poll(0); }
@@ -182,5 +221,6 @@
   show(page.status);
   setInterval(tick, 1000);
   if (page.status.state === 'closed' || page.status.state === 'ended') done = true;
+  else if (page.status.state === 'challenge') solve(page.status.challenge);
   else listen();
 })();

@@ -1,0 +1,239 @@
+//! Proof of work. While a zone asks for it (`proof_of_work = "on"`, or `"auto"` while newcomers
+//! arrive on this node faster than `pow_auto_joins_per_minute`), a newcomer's first answer is a
+//! puzzle, not a place: find a nonce such that SHA-256 of `seed:nonce` starts with
+//! `pow_difficulty` zero bits. The page solves it in a Web Worker (`assets/pow.js`); apps get it
+//! as JSON and solve it themselves. The puzzle is a signed challenge token whose `vid` is the
+//! seed and whose `rank` is the arrival, so the place it earns ranks from when the visitor
+//! arrived, not from when their phone finished. It is kept in a cookie, so a reload keeps the
+//! same puzzle and arrival.
+//!
+//! Nothing is written anywhere before a solution is presented: a flood of puzzle requests costs
+//! a signature each. A solution is checked with one hash, used once (a replay on this node is
+//! refused; elsewhere it can only earn the same place again, since the place is the seed's) and
+//! expires with its token.
+
+use super::endpoints::{json_reply, query_param};
+use super::places::{Arrival, Joined};
+use super::{status, Outcome, Reply, RequestFacts, Room};
+use crate::admission::VisitorId;
+use crate::config::ProofOfWork;
+use crate::gate::{Decision, TokenCheck};
+use crate::page::{Challenge, State};
+use crate::token::{cookie, Claims, TokenKind};
+use crate::zone::Zone;
+use sha2::{Digest, Sha256};
+
+/// How long a puzzle may take to solve and present.
+pub const CHALLENGE_TTL_S: u64 = 300;
+
+/// The path that takes solutions.
+pub const SOLVE_PATH: &str = "/_usher/solve";
+
+/// Leading zero bits of SHA-256(`seed:nonce`).
+pub fn work_of(seed: &str, nonce: u64) -> u32 {
+    let digest = Sha256::new()
+        .chain_update(seed.as_bytes())
+        .chain_update(b":")
+        .chain_update(nonce.to_string().as_bytes())
+        .finalize();
+    let mut bits = 0;
+    for byte in digest {
+        bits += byte.leading_zeros();
+        if byte != 0 {
+            break;
+        }
+    }
+    bits
+}
+
+/// Why a solution was refused: the `error` of the JSON answer.
+fn refusal(status: u16, error: &str) -> Outcome<'static> {
+    Outcome::Reply(json_reply(
+        status,
+        format!("{{\"version\":1,\"error\":\"{error}\"}}").into_bytes(),
+    ))
+}
+
+impl Room {
+    /// Whether newcomers to `zone` must solve a puzzle now.
+    pub(super) fn challenge_asked(&self, zone: &Zone, now: u64) -> bool {
+        let rules = &zone.config.defence;
+        match rules.proof_of_work {
+            ProofOfWork::Off => false,
+            ProofOfWork::On => true,
+            ProofOfWork::Auto => {
+                self.arrivals[zone.index].per_minute(now) > rules.pow_auto_joins_per_minute
+            }
+        }
+    }
+
+    /// Counts a newcomer to `zone` (for `proof_of_work = "auto"`).
+    pub(super) fn note_newcomer(&self, zone: &Zone, now: u64) {
+        self.arrivals[zone.index].record(now);
+    }
+
+    /// The name of the cookie that keeps `zone`'s puzzle across reloads (a zone name holds
+    /// no `.`, so it never names another zone's cookie).
+    fn challenge_cookie(zone: &Zone) -> String {
+        format!("{}.challenge", zone.cookie)
+    }
+
+    /// A challenge token from `raw` for `zone`, if it is one, valid and unused.
+    fn challenge_claims(&self, zone: &Zone, raw: &str, now: u64) -> Option<std::sync::Arc<Claims>> {
+        let claims = self.tokens.verify(raw, now).ok()?;
+        let fits = claims.typ == TokenKind::Challenge && claims.zone == zone.config.name;
+        (fits && !self.used_challenges.contains_key(&claims.vid)).then_some(claims)
+    }
+
+    /// The puzzle for a newcomer to `zone`: the one their cookie keeps, while it is good, else
+    /// a new one arriving now.
+    pub(super) fn challenge(
+        &self,
+        zone: &Zone,
+        req: &RequestFacts<'_>,
+        now: u64,
+    ) -> (&'static str, Outcome<'_>) {
+        let name = Self::challenge_cookie(zone);
+        let kept = req
+            .cookie
+            .and_then(|c| cookie::find(c, &name))
+            .and_then(|raw| Some((raw, self.challenge_claims(zone, raw, now)?)));
+        let (token, claims, set_cookie) = match kept {
+            Some((raw, claims)) => (raw.to_string(), (*claims).clone(), None),
+            None => {
+                let claims = Claims {
+                    iss: self.tokens.issuer().to_string(),
+                    typ: TokenKind::Challenge,
+                    zone: zone.config.name.clone(),
+                    vid: VisitorId::random(),
+                    rank: now,
+                    iat: now / 1_000,
+                    exp: now / 1_000 + CHALLENGE_TTL_S,
+                    adm: None,
+                };
+                let token = self.tokens.sign(&claims);
+                let set = cookie::set(&name, &token, CHALLENGE_TTL_S, self.cookie_secure);
+                (token, claims, Some(set))
+            }
+        };
+        let mut status = status::without_place(zone, State::Challenge, now);
+        status.challenge = Some(Box::new(Challenge {
+            token,
+            seed: claims.vid.to_string(),
+            bits: zone.config.defence.pow_difficulty,
+            algorithm: "sha256",
+            solve: format!("{SOLVE_PATH}?zone={}", zone.config.name),
+            expires_at_ms: claims.exp * 1_000,
+        }));
+        let code = zone.config.waiting_status;
+        (
+            "challenge",
+            self.reply(zone, req, code, &status, set_cookie),
+        )
+    }
+
+    /// `/_usher/solve?zone=Z&challenge=TOKEN&nonce=N`: a solved puzzle earns the place its
+    /// arrival carries (or, in a quiet `auto` zone, the way straight in), as JSON with the
+    /// cookie. Refused: `400` for a challenge that is not one (forged, expired, another
+    /// zone's) or no nonce, `403` for a wrong nonce, `409` for a used one, `429` over a client
+    /// limit.
+    pub(super) async fn solve(&self, req: &RequestFacts<'_>, now: u64) -> Outcome<'_> {
+        let Some(zone) = self.status_zone(req) else {
+            return Outcome::Reply(super::endpoints::no_zone());
+        };
+        let (zone, phase) = zone.at(now);
+        let Some(claims) = query_param(req.query, "challenge")
+            .and_then(|raw| self.tokens.verify(raw, now).ok())
+            .filter(|c| c.typ == TokenKind::Challenge && c.zone == zone.config.name)
+        else {
+            self.requests.inc(zone.index, "challenge_refused");
+            return refusal(400, "challenge_invalid");
+        };
+        let Some(nonce) = query_param(req.query, "nonce").and_then(|n| n.parse::<u64>().ok())
+        else {
+            self.requests.inc(zone.index, "challenge_refused");
+            return refusal(400, "nonce_missing");
+        };
+        let seed = claims.vid.to_string();
+        if work_of(&seed, nonce) < u32::from(zone.config.defence.pow_difficulty) {
+            self.requests.inc(zone.index, "challenge_refused");
+            return refusal(403, "challenge_unsolved");
+        }
+        if self
+            .used_challenges
+            .insert(claims.vid, claims.exp)
+            .is_some()
+        {
+            self.requests.inc(zone.index, "challenge_refused");
+            return refusal(409, "challenge_used");
+        }
+        self.requests.inc(zone.index, "solved");
+        let arrival = Arrival {
+            visitor: claims.vid,
+            rank: claims.rank,
+        };
+        // What the newcomer would have got had no puzzle been asked.
+        let decision = self.decide_with(zone, phase, &TokenCheck::Missing, false, false, now);
+        let joined = match decision {
+            Decision::Join { may_enter } => {
+                self.place_newcomer(zone, req, now, may_enter, Some(arrival))
+                    .await
+            }
+            Decision::JoinPrequeue => {
+                let (claims, cookie) = self.mint_place(zone, Some(arrival), now);
+                if let Err(refused) = self.take_place(zone, req, claims.vid, now) {
+                    return self.limited(zone, req, refused);
+                }
+                let status = status::without_place(zone, State::Prequeue, now)
+                    .waited_since(claims.rank, now);
+                Joined::Waiting { status, cookie }
+            }
+            // The zone closed, ended or opened meanwhile: say so.
+            other => {
+                let state = match other {
+                    Decision::Closed => State::Closed,
+                    Decision::Ended => State::Ended,
+                    _ => State::Admitted,
+                };
+                let status = status::without_place(zone, state, now);
+                return Outcome::Reply(json_reply(200, status.to_json()));
+            }
+        };
+        let (status, cookie) = match joined {
+            Joined::Admitted(admitted) => (
+                status::without_place(zone, State::Admitted, now),
+                Some(admitted.cookie),
+            ),
+            Joined::Waiting { status, cookie } => (status, Some(cookie)),
+            Joined::Limited(refused) => return self.limited(zone, req, refused),
+            Joined::StoreFailed { cookie } => (status::degraded(zone, now), Some(cookie)),
+        };
+        let status = self.with_draw(zone, status);
+        Outcome::Reply(Reply {
+            set_cookie: cookie,
+            ..json_reply(200, status.to_json())
+        })
+    }
+
+    /// Forgets used puzzles once they expired anyway.
+    pub(super) fn forget_used_challenges(&self, now: u64) {
+        self.used_challenges.retain(|_, exp| *exp > now / 1_000);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::work_of;
+
+    #[test]
+    fn work_counts_leading_zero_bits_of_the_hash() {
+        let seed = "0123456789abcdef0123456789abcdef";
+        // The first nonce with 8 zero bits, found by brute force and checked bit by bit.
+        let nonce = (0..).find(|n| work_of(seed, *n) >= 8).expect("some nonce");
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("{seed}:{nonce}").as_bytes());
+        assert_eq!(digest[0], 0);
+        assert!((0..nonce).all(|n| Sha256::digest(format!("{seed}:{n}").as_bytes())[0] != 0));
+        assert_eq!(work_of(seed, nonce), 8 + digest[1].leading_zeros());
+    }
+}
