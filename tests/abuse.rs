@@ -479,3 +479,126 @@ fn a_bot_farm_beside_300_fans_holds_only_what_the_limits_allow() {
         "the fans waited {flooded} ms beside the flooding farm, {alone} ms alone"
     );
 }
+
+/// A stand-in for a CAPTCHA provider's `siteverify`, answering like Turnstile (hCaptcha and
+/// reCAPTCHA answer alike): `success` for the response `good` with the right secret. `/slow`
+/// answers after 3 s. Records each form it was sent.
+fn verifier() -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    let forms: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let seen = forms.clone();
+    let addr = start_origin(move |req| {
+        let seen = seen.clone();
+        async move {
+            let form = String::from_utf8_lossy(&req.body).into_owned();
+            seen.lock().expect("lock").push(form.clone());
+            if req.path.starts_with("/slow") {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            let good = form.split('&').any(|p| p == "response=good")
+                && form.split('&').any(|p| p == "secret=s3cret");
+            let body = if good {
+                r#"{"success":true,"error-codes":[],"challenge_ts":"2026-11-29T10:00:00Z","hostname":"shop.test"}"#
+            } else {
+                r#"{"success":false,"error-codes":["invalid-input-response"]}"#
+            };
+            OriginResponse {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: body.as_bytes().to_vec(),
+            }
+        }
+    });
+    (addr, forms)
+}
+
+#[test]
+fn the_challenge_hook_checks_answers_with_the_provider_and_fails_as_configured() {
+    let (provider, forms) = verifier();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("turnstile.secret"), "s3cret\n").expect("secret");
+    let hook = |path: &str, on_error: &str| {
+        format!(
+            "challenge = {{ provider = \"turnstile\", site_key = \"0x4AAAAAAA\", \
+             secret = {{ file = \"turnstile.secret\" }}, verify_url = \"http://{provider}{path}\", \
+             timeout = \"1s\", on_error = \"{on_error}\" }}\n"
+        )
+    };
+    let zones = format!(
+        "{QUEUE}[zones.checkout.defence]\n{}\
+         [zones.tickets]\npaths = [\"/tickets\"]\ncapacity = 10\nadmit_per_minute = 60\n\
+         mode = \"queue_all\"\n[zones.tickets.defence]\n{}\
+         [zones.merch]\npaths = [\"/merch\"]\ncapacity = 10\nadmit_per_minute = 60\n\
+         mode = \"queue_all\"\n[zones.merch.defence]\n{}",
+        hook("/siteverify", "fail_closed"),
+        hook("/slow", "fail_closed"),
+        hook("/slow", "fail_open"),
+    );
+    let usher = Usher::start(dir.path(), origin(), &zones);
+    let json = [("Accept", "application/json")];
+
+    // The newcomer gets the widget to show, not a place.
+    let arrived = usher::clock::Clock::now_ms(&usher::clock::SystemClock);
+    let first = send_from(&usher, "127.0.0.61", &get("/checkout", &json));
+    let challenge = first.json()["challenge"].clone();
+    assert_eq!(first.json()["state"], "challenge", "{}", first.text());
+    assert_eq!(challenge["kind"], "captcha");
+    assert_eq!(challenge["provider"], "turnstile");
+    assert_eq!(challenge["site_key"], "0x4AAAAAAA");
+    assert!(first
+        .cookie()
+        .is_none_or(|c| !c.starts_with("usher_checkout=")));
+    let token = challenge["token"].as_str().expect("token").to_string();
+    let answer = |zone: &str, token: &str, response: &str| {
+        get(
+            &format!("/_usher/solve?zone={zone}&challenge={token}&response={response}"),
+            &[],
+        )
+    };
+
+    // A wrong answer: refused, no place.
+    let wrong = send_from(&usher, "127.0.0.61", &answer("checkout", &token, "bad"));
+    assert_eq!(
+        (wrong.status, wrong.json()["error"].as_str()),
+        (403, Some("challenge_failed"))
+    );
+    // The right one: the place, at the arrival.
+    let right = send_from(&usher, "127.0.0.61", &answer("checkout", &token, "good"));
+    assert_eq!(right.status, 200, "{}", right.text());
+    let place = right.cookie().expect("a place");
+    let rank = common::claims_of(&place)["rank"].as_u64().expect("rank");
+    assert!(
+        rank.abs_diff(arrived) < 2_000,
+        "the place ranks from the arrival"
+    );
+    let sent = forms.lock().expect("lock").clone();
+    assert!(
+        sent.iter()
+            .all(|f| f.contains("secret=s3cret") && f.contains("remoteip=127.0.0.61")),
+        "{sent:?}"
+    );
+
+    // The provider does not answer in time: fail closed asks to try again, fail open lets in.
+    for (zone, status) in [("tickets", 503), ("merch", 200)] {
+        let first = send_from(&usher, "127.0.0.62", &get(&format!("/{zone}"), &json));
+        let token = first.json()["challenge"]["token"]
+            .as_str()
+            .expect("token")
+            .to_string();
+        let started = Instant::now();
+        let r = send_from(&usher, "127.0.0.62", &answer(zone, &token, "good"));
+        assert_eq!(r.status, status, "{zone}: {}", r.text());
+        assert!(
+            started.elapsed() < Duration::from_millis(2_500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        usher.metric("usher_challenge_errors_total{zone=\"tickets\"}"),
+        1.0
+    );
+    assert_eq!(
+        usher.metric("usher_challenge_errors_total{zone=\"merch\"}"),
+        1.0
+    );
+}

@@ -1,6 +1,9 @@
 //! End to end in a real browser: headless Chromium queues on a full zone, sees the waiting page
 //! with its position (screenshots at desktop and phone sizes, no sideways scrolling at 320 px),
 //! and, when the shopper ahead finishes, moves on to the shop by itself at the URL it asked for.
+//! With proof of work on, it solves the puzzle in a worker and walks in; a client that skips
+//! the puzzle never gets a place, and a solution works once. With a challenge hook, the page
+//! renders a (stand-in) provider's widget and its answer lets the browser in.
 //!
 //! The test relies only on what any version of the waiting page keeps: `#position`, the zone's
 //! title, and moving on without a click (meta refresh today, script tomorrow). Needs `chromium`
@@ -240,5 +243,182 @@ fn a_browser_waits_with_its_position_then_moves_on_to_the_shop_by_itself() {
         "[browser] in the shop {:.1} s after the release; test took {:.1} s",
         released.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
+    );
+}
+
+/// The nonce that solves `seed` at `bits`, by brute force (as an app would solve it).
+fn solve(seed: &str, bits: u32) -> u64 {
+    (0..)
+        .find(|n| usher::room::work_of(seed, *n) >= bits)
+        .expect("a nonce")
+}
+
+#[test]
+fn a_browser_solves_the_puzzle_and_a_client_that_skips_it_never_gets_a_place() {
+    let (origin, seen) = shop();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Proof of work always, at the default difficulty; a quiet `auto` zone lets the solver in.
+    let usher = Usher::start(
+        dir.path(),
+        origin,
+        &format!(
+            "[zones.checkout]\ntitle = \"{TITLE}\"\npaths = [\"/checkout\"]\ncapacity = 10\n\
+             admit_per_minute = 600\n[zones.checkout.defence]\nproof_of_work = \"on\"\n"
+        ),
+    );
+    let bits = u32::from(usher::config::Defence::default().pow_difficulty);
+
+    // A client that skips the puzzle: however often it asks, a puzzle and never a place.
+    let mut skipper = usher.client();
+    for _ in 0..20 {
+        let r = skipper.get("/checkout", &[("Accept", "application/json")]);
+        assert_eq!(r.json()["state"], "challenge", "{}", r.text());
+        let cookie = r.cookie().unwrap_or_default();
+        assert!(!cookie.starts_with("usher_checkout="), "a place: {cookie}");
+    }
+    assert!(
+        seen.lock().expect("lock").is_empty(),
+        "nothing reached the shop"
+    );
+
+    // An app solves its puzzle natively; its solution works once.
+    let puzzle = skipper
+        .get("/checkout", &[("Accept", "application/json")])
+        .json();
+    let challenge = &puzzle["challenge"];
+    let nonce = solve(challenge["seed"].as_str().expect("seed"), bits);
+    let answer = format!(
+        "{}&challenge={}&nonce={nonce}",
+        challenge["solve"].as_str().expect("solve"),
+        challenge["token"].as_str().expect("token")
+    );
+    let solved = skipper.get(&answer, &[]);
+    assert_eq!(solved.status, 200, "{}", solved.text());
+    assert!(solved
+        .cookie()
+        .is_some_and(|c| c.starts_with("usher_checkout=")));
+    let replayed = skipper.get(&answer, &[]);
+    assert_eq!(
+        replayed.status,
+        409,
+        "a replayed solution: {}",
+        replayed.text()
+    );
+    assert_eq!(replayed.json()["error"], "challenge_used");
+
+    // A real browser: the page solves the puzzle in a worker, with a progress bar, then joins
+    // and (the zone being quiet) walks straight into the shop.
+    let chromium = Chromium::launch();
+    let mut page = chromium.page();
+    let navigated = Instant::now();
+    page.navigate(&format!("http://{}{WANTED}", usher.addr));
+    wait_for(
+        &mut page,
+        "the shop, after the puzzle",
+        Duration::from_secs(60),
+        &format!("document.body && document.body.innerText.includes('{CHECKOUT_MARKER}')"),
+    );
+    let took = navigated.elapsed();
+    eprintln!(
+        "[browser] headless Chromium solved the default puzzle ({bits} bits) and was in the \
+         shop {:.2} s after navigating",
+        took.as_secs_f64()
+    );
+    assert!(
+        seen.lock()
+            .expect("lock")
+            .iter()
+            .any(|(path, agent)| path == WANTED && agent.contains("Chrome")),
+        "the origin never saw the browser"
+    );
+    assert_eq!(
+        usher.metric("usher_gate_requests_total{decision=\"solved\",zone=\"checkout\"}"),
+        2.0,
+        "the app's and the browser's solutions"
+    );
+}
+
+#[test]
+fn the_puzzle_worker_hashes_exactly_like_sha256() {
+    // Node runs the worker unmodified against its own SHA-256 (scripts/pow-check.js).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = match std::process::Command::new("node")
+        .arg(root.join("scripts/pow-check.js"))
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => panic!("node is needed (scripts/test-origins.sh installs it): {e}"),
+    };
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("[pow] {}", report.trim());
+}
+
+/// A stand-in CAPTCHA provider on loopback: its script renders a "widget" that answers `good`
+/// a moment later (as a person solving it would), and its `siteverify` accepts that answer.
+fn fake_provider() -> std::net::SocketAddr {
+    start_origin(|req| async move {
+        if req.path.starts_with("/api.js") {
+            let script = "window.turnstile = { render: function (el, options) {\n\
+                 el.textContent = 'stand-in widget for ' + options.sitekey;\n\
+                 setTimeout(function () { options.callback('good'); }, 200);\n\
+               } };\n\
+               var onload = /[?&]onload=([A-Za-z]+)/.exec(document.currentScript.src);\n\
+               if (onload) window[onload[1]]();\n";
+            return OriginResponse {
+                status: 200,
+                headers: vec![("content-type".into(), "text/javascript".into())],
+                body: script.as_bytes().to_vec(),
+            };
+        }
+        let form = String::from_utf8_lossy(&req.body).into_owned();
+        let ok = form.split('&').any(|p| p == "response=good");
+        OriginResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: format!("{{\"success\":{ok}}}").into_bytes(),
+        }
+    })
+}
+
+#[test]
+fn a_browser_shows_the_providers_widget_and_its_answer_lets_it_in() {
+    let (origin, seen) = shop();
+    let provider = fake_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("captcha.secret"), "s3cret").expect("secret");
+    let usher = Usher::start(
+        dir.path(),
+        origin,
+        &format!(
+            "[zones.checkout]\ntitle = \"{TITLE}\"\npaths = [\"/checkout\"]\ncapacity = 10\n\
+             admit_per_minute = 600\n[zones.checkout.defence]\nchallenge = {{ provider = \
+             \"turnstile\", site_key = \"site-1\", secret = {{ file = \"captcha.secret\" }}, \
+             verify_url = \"http://{provider}/siteverify\", script_url = \"http://{provider}/api.js\" }}\n"
+        ),
+    );
+    let chromium = Chromium::launch();
+    let mut page = chromium.page();
+    page.navigate(&format!("http://{}{WANTED}", usher.addr));
+    wait_for(
+        &mut page,
+        "the shop, after the widget's answer",
+        Duration::from_secs(30),
+        &format!("document.body && document.body.innerText.includes('{CHECKOUT_MARKER}')"),
+    );
+    assert!(
+        seen.lock()
+            .expect("lock")
+            .iter()
+            .any(|(path, agent)| path == WANTED && agent.contains("Chrome")),
+        "the origin never saw the browser"
+    );
+    assert_eq!(
+        usher.metric("usher_gate_requests_total{decision=\"solved\",zone=\"checkout\"}"),
+        1.0
     );
 }

@@ -2,14 +2,18 @@
 //! table gives every zone its defaults; a zone's own table overrides them key by key. Every
 //! value is checked here, with its dotted path.
 
-use super::raw::RawDefence;
+use super::raw::{RawChallengeHook, RawDefence};
 use super::validate::Checker;
-use super::{parse_duration, Defence, ProofOfWork};
+use super::{
+    parse_duration, CaptchaProvider, ChallengeHook, Defence, ProofOfWork, StoreErrorPolicy,
+};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The top-level `[defence]` table over the built-in defaults.
-pub(super) fn top(c: &mut Checker, raw: &RawDefence) -> Defence {
-    read(c, "defence", raw, &Defence::default())
+pub(super) fn top(c: &mut Checker, raw: &RawDefence, base: &Path) -> Defence {
+    read(c, "defence", raw, &Defence::default(), base)
 }
 
 /// A zone's `[zones.NAME.defence]` over the top-level table.
@@ -18,14 +22,15 @@ pub(super) fn zone(
     zone: &str,
     raw: Option<&RawDefence>,
     top: &Defence,
+    base: &Path,
 ) -> Defence {
     match raw {
-        Some(raw) => read(c, &format!("zones.{zone}.defence"), raw, top),
+        Some(raw) => read(c, &format!("zones.{zone}.defence"), raw, top, base),
         None => top.clone(),
     }
 }
 
-fn read(c: &mut Checker, path: &str, raw: &RawDefence, base: &Defence) -> Defence {
+fn read(c: &mut Checker, path: &str, raw: &RawDefence, base: &Defence, dir: &Path) -> Defence {
     c.unknown_keys(path, &raw.extra);
     let mut count = |key: &str, value: Option<i64>, default: u32| -> u32 {
         match value {
@@ -120,6 +125,10 @@ fn read(c: &mut Checker, path: &str, raw: &RawDefence, base: &Defence) -> Defenc
             base.pow_difficulty
         }
     };
+    let challenge = match &raw.challenge {
+        Some(hook) => hook_of(c, &format!("{path}.challenge"), hook, dir).map(Arc::new),
+        None => base.challenge.clone(),
+    };
     Defence {
         client_places,
         client_joins_per_minute,
@@ -132,6 +141,124 @@ fn read(c: &mut Checker, path: &str, raw: &RawDefence, base: &Defence) -> Defenc
         proof_of_work,
         pow_difficulty,
         pow_auto_joins_per_minute,
+        challenge,
+    }
+}
+
+/// The challenge hook at `path`, with its secret read now (from the environment or a file
+/// relative to the config), so a missing one stops `usher check` and the start.
+fn hook_of(
+    c: &mut Checker,
+    path: &str,
+    raw: &RawChallengeHook,
+    dir: &Path,
+) -> Option<ChallengeHook> {
+    c.unknown_keys(path, &raw.extra);
+    let provider = match raw.provider.as_deref() {
+        None => {
+            c.problem(
+                format!("{path}.provider"),
+                "is required: turnstile, hcaptcha or recaptcha",
+            );
+            None
+        }
+        Some(name) => CaptchaProvider::parse(name).or_else(|| {
+            c.problem(
+                format!("{path}.provider"),
+                format!("`{name}` is not one of: turnstile, hcaptcha, recaptcha"),
+            );
+            None
+        }),
+    };
+    let site_key = raw.site_key.clone().filter(|k| !k.trim().is_empty());
+    if site_key.is_none() {
+        c.problem(
+            format!("{path}.site_key"),
+            "is required (the provider's public site key)",
+        );
+    }
+    let secret = secret_of(c, &format!("{path}.secret"), raw.secret.as_ref(), dir);
+    let timeout = match raw.timeout.as_deref().map(parse_duration) {
+        None => Duration::from_secs(3),
+        Some(Ok(d)) if d >= Duration::from_millis(100) => d,
+        Some(Ok(_)) => {
+            c.problem(format!("{path}.timeout"), "must be at least 100ms");
+            Duration::from_secs(3)
+        }
+        Some(Err(message)) => {
+            c.problem(format!("{path}.timeout"), message);
+            Duration::from_secs(3)
+        }
+    };
+    let on_error = match raw.on_error.as_deref() {
+        None | Some("fail_closed") => StoreErrorPolicy::FailClosed,
+        Some("fail_open") => StoreErrorPolicy::FailOpen,
+        Some(other) => {
+            c.problem(
+                format!("{path}.on_error"),
+                format!("`{other}` is not one of: fail_open, fail_closed"),
+            );
+            StoreErrorPolicy::FailClosed
+        }
+    };
+    let mut url = |key: &str, value: Option<&String>| {
+        let value = value?;
+        let ok = value.starts_with("https://") || value.starts_with("http://");
+        if !ok {
+            c.problem(
+                format!("{path}.{key}"),
+                format!("`{value}` is not an http(s) URL"),
+            );
+        }
+        Some(value.clone())
+    };
+    let verify_url = url("verify_url", raw.verify_url.as_ref());
+    let script_url = url("script_url", raw.script_url.as_ref());
+    let provider = provider?;
+    Some(ChallengeHook {
+        provider,
+        site_key: site_key?,
+        secret: secret?,
+        verify_url: verify_url.unwrap_or_else(|| provider.verify_url().to_string()),
+        script_url: script_url.unwrap_or_else(|| provider.script_url().to_string()),
+        timeout,
+        on_error,
+    })
+}
+
+/// A secret from `{ env = "VAR" }` or `{ file = "path" }`, read now.
+fn secret_of(
+    c: &mut Checker,
+    path: &str,
+    raw: Option<&super::raw::RawSecret>,
+    dir: &Path,
+) -> Option<String> {
+    let Some(raw) = raw else {
+        c.problem(
+            path,
+            "is required: secret = { env = \"VAR\" } or { file = \"path\" }",
+        );
+        return None;
+    };
+    c.unknown_keys(path, &raw.extra);
+    let read = match (&raw.env, &raw.file) {
+        (Some(var), None) => {
+            std::env::var(var).map_err(|_| format!("the environment variable `{var}` is not set"))
+        }
+        (None, Some(file)) => std::fs::read_to_string(dir.join(file))
+            .map_err(|e| format!("cannot read `{file}`: {e}")),
+        _ => Err("set either env or file (secrets are never inline)".to_string()),
+    };
+    match read.map(|s| s.trim().to_string()) {
+        Ok(secret) if !secret.is_empty() => Some(secret),
+        Ok(_) => {
+            c.problem(path, "is empty");
+            None
+        }
+        Err(message) => {
+            c.problem(path, message);
+            None
+        }
     }
 }
 

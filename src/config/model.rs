@@ -208,6 +208,97 @@ pub struct Defence {
     /// With `proof_of_work = "auto"`: newcomers per minute on this node above which the puzzle
     /// is asked.
     pub pow_auto_joins_per_minute: u32,
+    /// A CAPTCHA provider's widget that every newcomer passes instead of the puzzle.
+    pub challenge: Option<Arc<ChallengeHook>>,
+}
+
+/// `challenge = { ... }`: a CAPTCHA provider (Turnstile, hCaptcha, reCAPTCHA) whose widget the
+/// waiting page shows to newcomers and whose answer usher checks with the provider's
+/// `siteverify`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChallengeHook {
+    /// Which provider's widget and script.
+    pub provider: CaptchaProvider,
+    /// The site key the widget is rendered with (public).
+    pub site_key: String,
+    /// The secret `siteverify` is called with.
+    pub secret: String,
+    /// Where answers are checked (the provider's `siteverify`, or a stand-in).
+    pub verify_url: String,
+    /// The provider's script (rendered explicitly, with `onload`).
+    pub script_url: String,
+    /// How long a check may take.
+    pub timeout: Duration,
+    /// When the check cannot be made (timeout, provider down): let the newcomer have their place
+    /// (`FailOpen`) or ask them to try again (`FailClosed`).
+    pub on_error: StoreErrorPolicy,
+}
+
+impl std::fmt::Debug for ChallengeHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("ChallengeHook")
+            .field("provider", &self.provider)
+            .field("site_key", &self.site_key)
+            .field("verify_url", &self.verify_url)
+            .field("timeout", &self.timeout)
+            .field("on_error", &self.on_error)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A CAPTCHA provider: its widget's JavaScript global and its default URLs. All three render
+/// the same way (`render(element, { sitekey, callback })`) and check answers the same way (a
+/// form post of `secret`, `response` and `remoteip` answered with `{"success": ...}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptchaProvider {
+    /// Cloudflare Turnstile.
+    Turnstile,
+    /// hCaptcha.
+    HCaptcha,
+    /// Google reCAPTCHA (v2).
+    ReCaptcha,
+}
+
+impl CaptchaProvider {
+    /// The provider called `name` in config.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "turnstile" => Some(CaptchaProvider::Turnstile),
+            "hcaptcha" => Some(CaptchaProvider::HCaptcha),
+            "recaptcha" => Some(CaptchaProvider::ReCaptcha),
+            _ => None,
+        }
+    }
+
+    /// The name in config and in the status JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptchaProvider::Turnstile => "turnstile",
+            CaptchaProvider::HCaptcha => "hcaptcha",
+            CaptchaProvider::ReCaptcha => "recaptcha",
+        }
+    }
+
+    /// The provider's `siteverify`.
+    pub fn verify_url(self) -> &'static str {
+        match self {
+            CaptchaProvider::Turnstile => {
+                "https://challenges.cloudflare.com/turnstile/v0/siteverify"
+            }
+            CaptchaProvider::HCaptcha => "https://api.hcaptcha.com/siteverify",
+            CaptchaProvider::ReCaptcha => "https://www.google.com/recaptcha/api/siteverify",
+        }
+    }
+
+    /// The provider's widget script.
+    pub fn script_url(self) -> &'static str {
+        match self {
+            CaptchaProvider::Turnstile => "https://challenges.cloudflare.com/turnstile/v0/api.js",
+            CaptchaProvider::HCaptcha => "https://js.hcaptcha.com/1/api.js",
+            CaptchaProvider::ReCaptcha => "https://www.google.com/recaptcha/api.js",
+        }
+    }
 }
 
 /// `proof_of_work`: when newcomers must solve a puzzle before they get a place.
@@ -237,6 +328,7 @@ impl Default for Defence {
             proof_of_work: ProofOfWork::Off,
             pow_difficulty: 18,
             pow_auto_joins_per_minute: 600,
+            challenge: None,
         }
     }
 }

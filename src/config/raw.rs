@@ -48,6 +48,30 @@ pub struct RawDefence {
     pub proof_of_work: Option<String>,
     pub pow_difficulty: Option<i64>,
     pub pow_auto_joins_per_minute: Option<i64>,
+    pub challenge: Option<RawChallengeHook>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `challenge = { provider, site_key, secret = { env | file }, ... }` in a `[defence]` table.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawChallengeHook {
+    pub provider: Option<String>,
+    pub site_key: Option<String>,
+    pub secret: Option<RawSecret>,
+    pub verify_url: Option<String>,
+    pub script_url: Option<String>,
+    pub timeout: Option<String>,
+    pub on_error: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A secret by reference: `{ env = "VAR" }` or `{ file = "path" }`, never inline.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSecret {
+    pub env: Option<String>,
+    pub file: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }

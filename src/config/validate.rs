@@ -169,7 +169,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
         &raw.strings,
         &Strings::default(),
     ));
-    let defence = super::defence::top(&mut c, &raw.defence);
+    let defence = super::defence::top(&mut c, &raw.defence, base);
     let zones = zones(
         &mut c,
         &raw.zones,
@@ -542,7 +542,7 @@ fn zones(
             template,
             strings,
             events: Vec::new(),
-            defence: super::defence::zone(c, name, z.defence.as_ref(), defence),
+            defence: super::defence::zone(c, name, z.defence.as_ref(), defence, base),
         };
         super::defence::check_with_zone(c, name, &zone.defence, claim_window);
         let events = z.events.as_deref().unwrap_or(&[]);

@@ -1,6 +1,5 @@
 //! A small HTTP/1.1 origin server with keep-alive: enough to stand in for a shop behind usher in
-//! the demo and the tests. Requests are parsed leniently; bodies are read by `Content-Length` and
-//! ignored.
+//! the demo and the tests. Requests are parsed leniently; bodies are read by `Content-Length`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +15,8 @@ pub struct OriginRequest {
     pub path: String,
     /// Headers, names lower-cased.
     pub headers: Vec<(String, String)>,
+    /// The body (by `Content-Length`; empty without one).
+    pub body: Vec<u8>,
 }
 
 impl OriginRequest {
@@ -103,18 +104,20 @@ where
                 headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
             }
         }
-        let request = OriginRequest {
+        let mut request = OriginRequest {
             method,
             path,
             headers,
+            body: Vec::new(),
         };
         let body_len: usize = request
             .header("content-length")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         if body_len > 0 {
-            let mut body = vec![0u8; body_len];
+            let mut body = vec![0u8; body_len.min(1 << 20)];
             reader.read_exact(&mut body).await?;
+            request.body = body;
         }
         let close = request
             .header("connection")

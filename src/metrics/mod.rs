@@ -51,6 +51,9 @@ pub struct Metrics {
     pub tokens_shared: IntCounterVec,
     /// `usher_event_streams_open`: event streams open on this node.
     pub event_streams_open: IntGauge,
+    /// `usher_challenge_errors_total{zone}`: answers to the challenge hook that could not be
+    /// checked (the provider timed out, failed or answered nonsense).
+    pub challenge_errors: IntCounterVec,
 }
 
 /// Reasons of `usher_client_refusals_total`: over `client_joins_per_minute`, over
@@ -106,6 +109,11 @@ impl Metrics {
         let tokens_shared = counter(
             "usher_tokens_shared_total",
             "Places and sessions revoked because their token was used from more than session_clients addresses.",
+            &["zone"],
+        );
+        let challenge_errors = counter(
+            "usher_challenge_errors_total",
+            "Answers to the challenge hook that could not be checked with the provider.",
             &["zone"],
         );
         let gauge = |name: &str, help: &str| {
@@ -195,6 +203,7 @@ impl Metrics {
             client_refusals,
             tokens_shared,
             event_streams_open,
+            challenge_errors,
         }
     }
 

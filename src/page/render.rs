@@ -151,6 +151,7 @@ pub fn render(look: Look<'_>, status: &Status, lang: Lang) -> String {
         Var::UpdatedAtMs => owned(status.updated_at_ms.to_string()),
         Var::RefreshSeconds => owned(refresh_s.to_string()),
         Var::UsherHead => head.as_str().into(),
+        Var::UsherChallenge => "<div id=\"usher-challenge\"></div>".into(),
     })
 }
 

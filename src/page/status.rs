@@ -85,23 +85,39 @@ pub struct Status {
     pub challenge: Option<Box<Challenge>>,
 }
 
-/// A proof-of-work puzzle as the visitor (or an app) sees it: find the smallest decimal `nonce`
-/// such that SHA-256 of `seed:nonce` (ASCII) starts with `bits` zero bits, then ask `solve`
-/// with the token and the nonce. `docs/status-json.md` documents it.
+/// What a newcomer must pass before they get a place (`docs/status-json.md`): a proof-of-work
+/// puzzle (`kind: "pow"`: find the smallest decimal `nonce` such that SHA-256 of `seed:nonce`
+/// starts with `bits` zero bits, then `GET {solve}&challenge={token}&nonce={nonce}`) or a
+/// CAPTCHA provider's widget (`kind: "captcha"`: render it with `site_key`, then
+/// `GET {solve}&challenge={token}&response={the widget's answer}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Challenge {
-    /// The signed challenge (present it to `solve`).
+    /// `pow` or `captcha`.
+    pub kind: &'static str,
+    /// The signed challenge (present it to `solve`): it carries the arrival.
     pub token: String,
-    /// The puzzle's seed: 32 hex digits.
-    pub seed: String,
-    /// Leading zero bits the hash must have.
-    pub bits: u8,
-    /// Always `sha256`.
-    pub algorithm: &'static str,
-    /// Where to present the solution: `GET {solve}&challenge={token}&nonce={nonce}`.
+    /// Where to present the answer.
     pub solve: String,
-    /// When the puzzle expires, ms since the epoch.
+    /// When the challenge expires, ms since the epoch.
     pub expires_at_ms: u64,
+    /// The puzzle's seed: 32 hex digits (`pow`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<String>,
+    /// Leading zero bits the hash must have (`pow`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bits: Option<u8>,
+    /// Always `sha256` (`pow`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<&'static str>,
+    /// `turnstile`, `hcaptcha` or `recaptcha` (`captcha`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<&'static str>,
+    /// The widget's site key (`captcha`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site_key: Option<String>,
+    /// The provider's script (`captcha`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
 }
 
 /// A scheduled on-sale as the visitor sees it (times in ms since the epoch).

@@ -50,11 +50,15 @@ pub enum Var {
     /// Pre-rendered HTML for `<head>`: the no-JavaScript refresh, the stylesheet, the page's
     /// data and its script. Every template must use it.
     UsherHead,
+    /// Where the challenge hook's widget (Turnstile, hCaptcha, reCAPTCHA) appears: an empty
+    /// `<div id="usher-challenge">` the page's script renders it into. Without it, the widget
+    /// goes at the end of `<main>`.
+    UsherChallenge,
 }
 
 impl Var {
     /// Every variable.
-    pub const ALL: [Var; 22] = [
+    pub const ALL: [Var; 23] = [
         Var::Lang,
         Var::Title,
         Var::Zone,
@@ -77,6 +81,7 @@ impl Var {
         Var::UpdatedAtMs,
         Var::RefreshSeconds,
         Var::UsherHead,
+        Var::UsherChallenge,
     ];
 
     /// The name written between the braces.
@@ -104,6 +109,7 @@ impl Var {
             Var::UpdatedAtMs => "updated_at_ms",
             Var::RefreshSeconds => "refresh_seconds",
             Var::UsherHead => "usher_head",
+            Var::UsherChallenge => "usher_challenge",
         }
     }
 
@@ -129,10 +135,11 @@ mod tests {
             assert_eq!(Var::parse(var.name()), Some(var));
         }
         assert_eq!(Var::parse("Title"), None, "names are case-sensitive");
+        let html: Vec<Var> = Var::ALL.into_iter().filter(|v| v.is_html()).collect();
         assert_eq!(
-            Var::ALL.iter().filter(|v| v.is_html()).count(),
-            1,
-            "only usher_head is raw HTML"
+            html,
+            [Var::UsherHead, Var::UsherChallenge],
+            "only usher's own blocks are raw HTML"
         );
     }
 }

@@ -1,4 +1,5 @@
-//! Proof of work. While a zone asks for it (`proof_of_work = "on"`, or `"auto"` while newcomers
+//! Challenges before a place: proof of work, or a CAPTCHA provider's widget (the challenge
+//! hook). While a zone asks for a puzzle (`proof_of_work = "on"`, or `"auto"` while newcomers
 //! arrive on this node faster than `pow_auto_joins_per_minute`), a newcomer's first answer is a
 //! puzzle, not a place: find a nonce such that SHA-256 of `seed:nonce` starts with
 //! `pow_difficulty` zero bits. The page solves it in a Web Worker (`assets/pow.js`); apps get it
@@ -11,12 +12,18 @@
 //! a signature each. A solution is checked with one hash, used once (a replay on this node is
 //! refused; elsewhere it can only earn the same place again, since the place is the seed's) and
 //! expires with its token.
+//!
+//! With a challenge hook (`challenge = { provider, site_key, secret, ... }`), every newcomer
+//! gets the provider's widget instead (Turnstile, hCaptcha, reCAPTCHA), under the same signed
+//! challenge token; its answer is checked server-side with the provider's `siteverify` form
+//! post, off the request path's threads and within the hook's `timeout`. When the check cannot
+//! be made, the hook's `on_error` decides: the place anyway, or a `503` to try again.
 
 use super::endpoints::{json_reply, query_param};
 use super::places::{Arrival, Joined};
 use super::{status, Outcome, Reply, RequestFacts, Room};
 use crate::admission::VisitorId;
-use crate::config::ProofOfWork;
+use crate::config::{ChallengeHook, ProofOfWork, StoreErrorPolicy};
 use crate::gate::{Decision, TokenCheck};
 use crate::page::{Challenge, State};
 use crate::token::{cookie, Claims, TokenKind};
@@ -58,6 +65,9 @@ impl Room {
     /// Whether newcomers to `zone` must solve a puzzle now.
     pub(super) fn challenge_asked(&self, zone: &Zone, now: u64) -> bool {
         let rules = &zone.config.defence;
+        if rules.challenge.is_some() {
+            return true;
+        }
         match rules.proof_of_work {
             ProofOfWork::Off => false,
             ProofOfWork::On => true,
@@ -117,13 +127,33 @@ impl Room {
             }
         };
         let mut status = status::without_place(zone, State::Challenge, now);
-        status.challenge = Some(Box::new(Challenge {
-            token,
-            seed: claims.vid.to_string(),
-            bits: zone.config.defence.pow_difficulty,
-            algorithm: "sha256",
-            solve: format!("{SOLVE_PATH}?zone={}", zone.config.name),
-            expires_at_ms: claims.exp * 1_000,
+        let solve = format!("{SOLVE_PATH}?zone={}", zone.config.name);
+        let expires_at_ms = claims.exp * 1_000;
+        status.challenge = Some(Box::new(match &zone.config.defence.challenge {
+            None => Challenge {
+                kind: "pow",
+                token,
+                solve,
+                expires_at_ms,
+                seed: Some(claims.vid.to_string()),
+                bits: Some(zone.config.defence.pow_difficulty),
+                algorithm: Some("sha256"),
+                provider: None,
+                site_key: None,
+                script: None,
+            },
+            Some(hook) => Challenge {
+                kind: "captcha",
+                token,
+                solve,
+                expires_at_ms,
+                seed: None,
+                bits: None,
+                algorithm: None,
+                provider: Some(hook.provider.as_str()),
+                site_key: Some(hook.site_key.clone()),
+                script: Some(hook.script_url.clone()),
+            },
         }));
         let code = zone.config.waiting_status;
         (
@@ -132,11 +162,12 @@ impl Room {
         )
     }
 
-    /// `/_usher/solve?zone=Z&challenge=TOKEN&nonce=N`: a solved puzzle earns the place its
-    /// arrival carries (or, in a quiet `auto` zone, the way straight in), as JSON with the
-    /// cookie. Refused: `400` for a challenge that is not one (forged, expired, another
-    /// zone's) or no nonce, `403` for a wrong nonce, `409` for a used one, `429` over a client
-    /// limit.
+    /// `/_usher/solve?zone=Z&challenge=TOKEN&nonce=N` (or `&response=R`, the widget's answer
+    /// with a challenge hook): a passed challenge earns the place its arrival carries (or, in a
+    /// quiet `auto` zone, the way straight in), as JSON with the cookie. Refused: `400` for a
+    /// challenge that is not one (forged, expired, another zone's) or no answer, `403` for a
+    /// wrong answer, `409` for a used challenge, `429` over a client limit, `503` when the
+    /// provider could not be asked and the hook fails closed.
     pub(super) async fn solve(&self, req: &RequestFacts<'_>, now: u64) -> Outcome<'_> {
         let Some(zone) = self.status_zone(req) else {
             return Outcome::Reply(super::endpoints::no_zone());
@@ -149,15 +180,9 @@ impl Room {
             self.requests.inc(zone.index, "challenge_refused");
             return refusal(400, "challenge_invalid");
         };
-        let Some(nonce) = query_param(req.query, "nonce").and_then(|n| n.parse::<u64>().ok())
-        else {
+        if let Err(refused) = self.check_answer(zone, req, &claims).await {
             self.requests.inc(zone.index, "challenge_refused");
-            return refusal(400, "nonce_missing");
-        };
-        let seed = claims.vid.to_string();
-        if work_of(&seed, nonce) < u32::from(zone.config.defence.pow_difficulty) {
-            self.requests.inc(zone.index, "challenge_refused");
-            return refusal(403, "challenge_unsolved");
+            return refused;
         }
         if self
             .used_challenges
@@ -215,15 +240,162 @@ impl Room {
         })
     }
 
+    /// Checks the answer to `claims`' challenge in `req`: the puzzle's nonce, or the widget's
+    /// answer with the provider.
+    async fn check_answer(
+        &self,
+        zone: &Zone,
+        req: &RequestFacts<'_>,
+        claims: &Claims,
+    ) -> Result<(), Outcome<'static>> {
+        if let Some(hook) = &zone.config.defence.challenge {
+            let Some(response) = query_param(req.query, "response").map(percent_decoded) else {
+                return Err(refusal(400, "response_missing"));
+            };
+            let client = req.client.map(|ip| ip.to_string());
+            return match siteverify(hook, &response, client.as_deref()).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(refusal(403, "challenge_failed")),
+                Err(e) => {
+                    tracing::warn!(zone = %zone.config.name, error = %e, "challenge provider could not be asked");
+                    self.metrics
+                        .challenge_errors
+                        .with_label_values(&[&zone.config.name])
+                        .inc();
+                    match hook.on_error {
+                        StoreErrorPolicy::FailOpen => Ok(()),
+                        StoreErrorPolicy::FailClosed => Err(Outcome::Reply(Reply {
+                            retry_after: Some(2),
+                            ..json_reply(
+                                503,
+                                b"{\"version\":1,\"error\":\"challenge_unverified\"}".to_vec(),
+                            )
+                        })),
+                    }
+                }
+            };
+        }
+        let Some(nonce) = query_param(req.query, "nonce").and_then(|n| n.parse::<u64>().ok())
+        else {
+            return Err(refusal(400, "nonce_missing"));
+        };
+        let seed = claims.vid.to_string();
+        if work_of(&seed, nonce) < u32::from(zone.config.defence.pow_difficulty) {
+            return Err(refusal(403, "challenge_unsolved"));
+        }
+        Ok(())
+    }
+
     /// Forgets used puzzles once they expired anyway.
     pub(super) fn forget_used_challenges(&self, now: u64) {
         self.used_challenges.retain(|_, exp| *exp > now / 1_000);
     }
 }
 
+/// Asks the provider whether `response` is a good answer (its `siteverify` form post), within
+/// the hook's timeout. `Err`: it could not be asked, or said nothing usable.
+async fn siteverify(
+    hook: &ChallengeHook,
+    response: &str,
+    client: Option<&str>,
+) -> Result<bool, String> {
+    let hook = hook.clone();
+    let response = response.to_string();
+    let client = client.map(str::to_string);
+    let timeout = hook.timeout;
+    let call = tokio::task::spawn_blocking(move || -> Result<bool, String> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(hook.timeout))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut form = vec![
+            ("secret", hook.secret.as_str()),
+            ("response", response.as_str()),
+        ];
+        if let Some(ip) = client.as_deref() {
+            form.push(("remoteip", ip));
+        }
+        let mut answer = agent
+            .post(&hook.verify_url)
+            .send_form(form)
+            .map_err(|e| e.to_string())?;
+        let status = answer.status();
+        let body = answer
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("siteverify answered {status}"));
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("siteverify answered no JSON: {e}"))?;
+        json.get("success")
+            .and_then(serde_json::Value::as_bool)
+            .ok_or_else(|| "siteverify's answer has no `success`".to_string())
+    });
+    match tokio::time::timeout(timeout + std::time::Duration::from_millis(500), call).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+/// A query value with `%XX` escapes and `+` decoded (a widget's answer travels through
+/// `encodeURIComponent`); bytes that do not make UTF-8 are replaced.
+fn percent_decoded(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::work_of;
+    use super::{percent_decoded, work_of};
+    use proptest::prelude::*;
+
+    #[test]
+    fn answers_are_percent_decoded_once() {
+        for (raw, decoded) in [
+            ("abc", "abc"),
+            ("0.a%2Bb%2F%3D", "0.a+b/="),
+            ("a+b", "a b"),
+            ("%", "%"),
+            ("%4", "%4"),
+            ("%zz", "%zz"),
+            ("%252F", "%2F"),
+            ("%C3%A9", "é"),
+            ("%FF", "\u{FFFD}"),
+        ] {
+            assert_eq!(percent_decoded(raw), decoded, "{raw}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_never_panics(raw in "\\PC{0,64}") {
+            let _ = percent_decoded(&raw);
+        }
+    }
 
     #[test]
     fn work_counts_leading_zero_bits_of_the_hash() {

@@ -22,6 +22,7 @@ mod places;
 mod status;
 mod visit;
 
+pub use challenge::work_of;
 pub use endpoints::{readiness_json, Endpoint, HEALTH_JSON};
 pub use events::EventStream;
 pub use origin::ErrorAudience;

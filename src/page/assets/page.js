@@ -181,16 +181,30 @@
     };
   }
 
+  // Presents the answer to a challenge (`answer`: `nonce=N` or `response=R`), which earns the
+  // place at the arrival the challenge carries; loading the page again then shows it. Whatever
+  // goes wrong, the page loads again and gets a challenge again.
+  function present(ch, answer) {
+    done = true;
+    fetch(ch.solve + '&challenge=' + encodeURIComponent(ch.token) + '&' + answer, {
+      headers: { accept: 'application/json' }, credentials: 'same-origin', cache: 'no-store'
+    })
+      .then(function (r) {
+        var wait = r.status === 429 || r.status === 503
+          ? (parseInt(r.headers.get('retry-after'), 10) || 5) * 1000 : 0;
+        setTimeout(loadAgain, wait);
+      })
+      .catch(function () { setTimeout(loadAgain, refresh); });
+  }
+
   // The puzzle: a worker tries nonces (never the page's own thread, which stays responsive)
   // and reports how many it tried; the bar shows the chance it would have found one by then.
-  // The answer earns the place (its rank is the arrival the puzzle carries), and loading the
-  // page again shows it. Whatever goes wrong, the page loads again and gets a puzzle again.
   function solve(ch) {
-    if (!ch || !page.pow || !window.Worker || !window.fetch) return;
+    if (!page.pow || !window.Worker || !window.fetch) return;
     var expected = Math.pow(2, ch.bits);
     var worker = new Worker(page.pow);
-    function retry(ms) { worker.terminate(); done = true; setTimeout(loadAgain, ms); }
-    worker.onerror = function () { retry(refresh); };
+    function retry() { worker.terminate(); done = true; setTimeout(loadAgain, refresh); }
+    worker.onerror = retry;
     worker.onmessage = function (e) {
       var m = e.data || {};
       if (typeof m.progress === 'number') {
@@ -198,19 +212,35 @@
       } else if (typeof m.nonce === 'number') {
         setProgress(100);
         worker.terminate();
-        fetch(ch.solve + '&challenge=' + encodeURIComponent(ch.token) + '&nonce=' + m.nonce, {
-          headers: { accept: 'application/json' }, credentials: 'same-origin', cache: 'no-store'
-        })
-          .then(function (r) {
-            var wait = r.status === 429 ? (parseInt(r.headers.get('retry-after'), 10) || 5) * 1000 : 0;
-            retry(wait);
-          })
-          .catch(function () { retry(refresh); });
+        present(ch, 'nonce=' + m.nonce);
       } else if (m.error) {
-        retry(refresh);
+        retry();
       }
     };
     worker.postMessage({ seed: ch.seed, bits: ch.bits });
+  }
+
+  // The challenge hook: the provider's widget, rendered into #usher-challenge (the template's
+  // {{usher_challenge}}, else the end of <main>); its answer is checked by usher with the
+  // provider. Turnstile, hCaptcha and reCAPTCHA render alike.
+  var CAPTCHA_GLOBALS = { turnstile: 'turnstile', hcaptcha: 'hcaptcha', recaptcha: 'grecaptcha' };
+  function captcha(ch) {
+    var box = byId('usher-challenge');
+    if (!box) {
+      box = document.createElement('div');
+      box.id = 'usher-challenge';
+      (document.querySelector('main') || document.body).appendChild(box);
+    }
+    window.usherChallengeReady = function () {
+      window[CAPTCHA_GLOBALS[ch.provider]].render(box, {
+        sitekey: ch.site_key,
+        callback: function (response) { present(ch, 'response=' + encodeURIComponent(response)); }
+      });
+    };
+    var script = document.createElement('script');
+    script.src = ch.script + (ch.script.indexOf('?') < 0 ? '?' : '&') + 'render=explicit&onload=usherChallengeReady';
+    script.async = true;
+    document.head.appendChild(script);
   }
 
   // A tab in the background polls slowly (browsers throttle timers): ask at once on return.
@@ -221,6 +251,9 @@
   show(page.status);
   setInterval(tick, 1000);
   if (page.status.state === 'closed' || page.status.state === 'ended') done = true;
-  else if (page.status.state === 'challenge') solve(page.status.challenge);
+  else if (page.status.state === 'challenge' && page.status.challenge) {
+    if (page.status.challenge.kind === 'captcha') captcha(page.status.challenge);
+    else solve(page.status.challenge);
+  }
   else listen();
 })();

@@ -25,7 +25,7 @@
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
   var MAX_BYTES = 55;             // more, and the padding and length spill into a second block
   var CHECK_EVERY = 4095;         // a mask: look at the clock once every 4096 hashes
-  var W = new Int32Array(64);     // the message schedule, reused by every hash
+  var W = new Int32Array(64);     // the block's 16 words, then the rest of the schedule
 
   // Character codes of an ASCII string, or null: anything wider would need UTF-8, and the
   // server hashes the string as ASCII.
@@ -38,36 +38,37 @@
     return codes;
   }
 
-  // Writes prefix then digits, padded, into the 16 big-endian words M. Words before `from` hold
-  // only prefix bytes and are left as they are, so a search rewrites just the nonce's words.
-  function load(M, prefix, digits, from) {
+  // Writes prefix then digits, padded, as the block: big-endian words W[0..15]. Words before
+  // `from` hold only prefix bytes and are left as they are, so a search rewrites just the
+  // nonce's words (the schedule never writes below W[16]).
+  function load(prefix, digits, from) {
     var len = prefix.length + digits.length, i;
-    for (i = from; i < 16; i++) M[i] = 0;
+    for (i = from; i < 16; i++) W[i] = 0;
     for (i = from * 4; i < len; i++) {
-      M[i >> 2] |= (i < prefix.length ? prefix[i] : digits[i - prefix.length]) << (24 - 8 * (i & 3));
+      W[i >> 2] |= (i < prefix.length ? prefix[i] : digits[i - prefix.length]) << (24 - 8 * (i & 3));
     }
-    M[len >> 2] |= 0x80 << (24 - 8 * (len & 3));
-    M[15] = len * 8;              // the length in bits; the high word, M[14], stays 0
+    W[len >> 2] |= 0x80 << (24 - 8 * (len & 3));
+    W[15] = len * 8;              // the length in bits; the high word, W[14], stays 0
   }
 
-  // SHA-256 rounds from..to-1 on the block M, starting from state st, into out (without the
-  // final addition of the chaining value). The rounds before the nonce's first word depend on
-  // the seed alone, so a search runs them once and starts every hash from there.
-  function rounds(M, st, from, to, out) {
+  // SHA-256 rounds from..to-1 on the loaded block, starting from state st, into out (without
+  // the final addition of the chaining value). The rounds before the nonce's first word depend
+  // on the seed alone, so a search runs them once and starts every hash from there.
+  function rounds(st, from, to, out) {
     var a = st[0], b = st[1], c = st[2], d = st[3], e = st[4], f = st[5], g = st[6], h = st[7];
     var t, x, y, t1, t2;
-    for (t = 0; t < 16; t++) W[t] = M[t];
     for (t = 16; t < to; t++) {
       x = W[t - 15];
       y = W[t - 2];
       W[t] = (((x >>> 7 | x << 25) ^ (x >>> 18 | x << 14) ^ (x >>> 3)) + W[t - 16] + W[t - 7] +
         ((y >>> 17 | y << 15) ^ (y >>> 19 | y << 13) ^ (y >>> 10))) | 0;
     }
+    // Ch and Maj in their cheaper equivalent forms: g ^ (e & (f ^ g)), (a & b) | (c & (a | b)).
     for (t = from; t < to; t++) {
       t1 = (h + ((e >>> 6 | e << 26) ^ (e >>> 11 | e << 21) ^ (e >>> 25 | e << 7)) +
-        ((e & f) ^ (~e & g)) + K[t] + W[t]) | 0;
+        (g ^ (e & (f ^ g))) + K[t] + W[t]) | 0;
       t2 = (((a >>> 2 | a << 30) ^ (a >>> 13 | a << 19) ^ (a >>> 22 | a << 10)) +
-        ((a & b) ^ (a & c) ^ (b & c))) | 0;
+        ((a & b) | (c & (a | b)))) | 0;
       h = g; g = f; f = e; e = (d + t1) | 0;
       d = c; c = b; b = a; a = (t1 + t2) | 0;
     }
@@ -88,15 +89,15 @@
     if (bits !== (bits | 0) || bits < 1 || bits > 32) throw new Error('bits must be an integer 1..32');
     var fixed = prefix.length >> 2;   // the words made of seed bytes alone
     var room = MAX_BYTES - prefix.length;
-    var M = new Int32Array(16), mid = new Int32Array(8), st = new Int32Array(8);
+    var mid = new Int32Array(8), st = new Int32Array(8);
     var digits = [48], nonce = 0, shift = 32 - bits, last = Date.now(), now;
     if (room < 1) throw new Error('seed:nonce is over 55 bytes');
-    load(M, prefix, digits, 0);
-    rounds(M, IV, 0, fixed, mid);
+    load(prefix, digits, 0);
+    rounds(IV, 0, fixed, mid);
     for (;;) {
       if (digits.length > room) throw new Error('seed:nonce is over 55 bytes');
-      load(M, prefix, digits, fixed);
-      rounds(M, mid, fixed, 64, st);
+      load(prefix, digits, fixed);
+      rounds(mid, fixed, 64, st);
       // Only the first digest word matters for up to 32 zero bits; >>> reads it unsigned.
       if (((st[0] + IV[0]) | 0) >>> shift === 0) return nonce;
       nonce += 1;
@@ -111,12 +112,12 @@
   // The whole digest, as hex, by the same path a search takes: for the tests only.
   function digest(seed, nonce) {
     var prefix = ascii(seed + ':'), digits = ascii(String(nonce)), fixed = prefix.length >> 2;
-    var M = new Int32Array(16), mid = new Int32Array(8), st = new Int32Array(8), hex = '', i;
+    var mid = new Int32Array(8), st = new Int32Array(8), hex = '', i;
     if (prefix.length + digits.length > MAX_BYTES) throw new Error('seed:nonce is over 55 bytes');
-    load(M, prefix, digits, 0);
-    rounds(M, IV, 0, fixed, mid);
-    load(M, prefix, digits, fixed);
-    rounds(M, mid, fixed, 64, st);
+    load(prefix, digits, 0);
+    rounds(IV, 0, fixed, mid);
+    load(prefix, digits, fixed);
+    rounds(mid, fixed, 64, st);
     for (i = 0; i < 8; i++) hex += ('0000000' + ((st[i] + IV[i]) >>> 0).toString(16)).slice(-8);
     return hex;
   }
