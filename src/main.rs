@@ -1,5 +1,5 @@
-//! The `usher` command line: run the proxy, check configs, make keys, inspect tokens, verify
-//! and repair the embedded store's files, run the demo.
+//! The `usher` command line: run the proxy, check configs, make keys, inspect tokens, sign
+//! identity links, verify and repair the embedded store's files, run the demo.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -84,6 +84,11 @@ enum Command {
         #[arg(required = true)]
         visitors: Vec<String>,
     },
+    /// Identities: who a visitor is, so all their devices share one place.
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
+    },
     /// The embedded store's files (store.data_dir): check them, or repair them.
     Store {
         #[command(subcommand)]
@@ -106,6 +111,31 @@ enum TokenCommand {
         /// The config whose keys verify it.
         #[arg(short, long)]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum IdentityCommand {
+    /// Sign an identity for a link: print the token and a link with `?usher_identity=TOKEN`.
+    /// A newcomer arriving through it takes that identity's place (one place for all of its
+    /// devices), like a visitor the shop named with an `Usher-Identity` header.
+    Sign {
+        /// The config whose signing key signs it.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Who the visitor is (the shop's user id, an e-mail address): 1 to 256 visible
+        /// ASCII characters.
+        #[arg(short, long)]
+        identity: String,
+        /// Only for this zone (default: every zone).
+        #[arg(short, long)]
+        zone: Option<String>,
+        /// How long the link works: "30m", "7d", ...
+        #[arg(long, default_value = "7d")]
+        valid: String,
+        /// The page the link opens (printed with the token appended).
+        #[arg(long, default_value = "https://shop.example/checkout")]
+        url: String,
     },
 }
 
@@ -325,6 +355,55 @@ fn draw(path: &Path, zone: &str, event: &str, seed: &str, visitors: &[String]) -
     for (place, key) in drawn.iter().enumerate() {
         println!("{:>5}  {:>15}  {}", place + 1, key.rank, key.visitor);
     }
+    ExitCode::SUCCESS
+}
+
+/// `usher identity sign`: a signed identity token and a link carrying it.
+fn sign_identity(
+    path: &Path,
+    identity: &str,
+    zone: Option<&str>,
+    valid: &str,
+    url: &str,
+) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if !usher::room::is_identity(identity.as_bytes()) {
+        eprintln!("usher: an identity is 1 to 256 visible ASCII characters (no spaces)");
+        return ExitCode::FAILURE;
+    }
+    if let Some(zone) = zone.filter(|z| config.zone(z).is_none()) {
+        eprintln!("usher: {} has no zone `{zone}`", path.display());
+        return ExitCode::FAILURE;
+    }
+    let valid = match config::parse_duration(valid) {
+        Ok(d) if d.as_secs() > 0 => d,
+        Ok(_) => {
+            eprintln!("usher: --valid must be at least a second");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("usher: --valid: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let keyring = match Keyring::load(&config.tokens) {
+        Ok(k) => k,
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("  {problem}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let tokens = Tokens::new(keyring, &config.tokens.issuer, 1);
+    let now = clock::SystemClock.now_ms();
+    let token = tokens.identity_token(identity, zone.unwrap_or("*"), valid.as_secs(), now);
+    let separator = if url.contains('?') { '&' } else { '?' };
+    println!("{token}");
+    println!("{url}{separator}{}={token}", usher::room::IDENTITY_PARAM);
     ExitCode::SUCCESS
 }
 
@@ -574,6 +653,16 @@ fn main() -> ExitCode {
             seed,
             visitors,
         } => draw(&config, &zone, &event, &seed, &visitors),
+        Command::Identity {
+            command:
+                IdentityCommand::Sign {
+                    config,
+                    identity,
+                    zone,
+                    valid,
+                    url,
+                },
+        } => sign_identity(&config, &identity, zone.as_deref(), &valid, &url),
         Command::Store {
             command: StoreCommand::Verify { config },
         } => store_verify(&config),

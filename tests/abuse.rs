@@ -602,3 +602,97 @@ fn the_challenge_hook_checks_answers_with_the_provider_and_fails_as_configured()
         1.0
     );
 }
+
+#[test]
+fn the_shop_names_a_visitor_and_all_their_devices_share_one_place() {
+    // The shop's login answers with Usher-Identity; its checkout is protected.
+    let shop = start_origin(|req| async move {
+        let page = OriginResponse::html("<h1>checkout</h1>".into());
+        if req.path.starts_with("/login") {
+            return page.with_header("usher-identity", "customer-4711");
+        }
+        page
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let usher = Usher::start(dir.path(), shop, QUEUE);
+    let json = [("Accept", "application/json")];
+
+    // The phone logs in: an identity cookie, and the header never reaches the visitor.
+    let login = send_from(&usher, "127.0.0.71", &get("/login", &[]));
+    assert_eq!(login.header("usher-identity"), None);
+    let identity = login
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "set-cookie")
+        .find_map(|(_, v)| v.strip_prefix("usher_~identity="))
+        .and_then(|v| v.split(';').next())
+        .map(|token| format!("usher_~identity={token}"))
+        .expect("an identity cookie");
+    let phone = send_from(
+        &usher,
+        "127.0.0.71",
+        &get("/checkout", &[("Cookie", &identity), json[0]]),
+    );
+    let phone = common::claims_of(&phone.cookie().expect("a place"));
+
+    // Someone else joins, then the laptop logs in (another network) and joins.
+    std::thread::sleep(Duration::from_millis(50));
+    let other = send_from(&usher, "127.0.0.72", &get("/checkout", &json));
+    let other = common::claims_of(&other.cookie().expect("a place"));
+    let login = send_from(&usher, "127.0.0.73", &get("/login", &[]));
+    assert!(login
+        .headers
+        .iter()
+        .any(|(n, v)| n == "set-cookie" && v.starts_with("usher_~identity=")));
+    let laptop = send_from(
+        &usher,
+        "127.0.0.73",
+        &get("/checkout", &[("Cookie", &identity), json[0]]),
+    );
+    let laptop = common::claims_of(&laptop.cookie().expect("a place"));
+    assert_eq!(
+        (&laptop["vid"], &laptop["rank"]),
+        (&phone["vid"], &phone["rank"]),
+        "one place"
+    );
+    assert!(
+        other["rank"].as_u64() > phone["rank"].as_u64(),
+        "ahead of the later arrival"
+    );
+
+    // A link signed with `usher identity sign` works the same.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+        .args([
+            "identity",
+            "sign",
+            "--identity",
+            "customer-4711",
+            "--zone",
+            "checkout",
+            "--config",
+        ])
+        .arg(dir.path().join("usher.toml"))
+        .output()
+        .expect("usher identity sign");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let token = printed.lines().next().expect("the token").to_string();
+    assert!(
+        printed.contains(&format!("?usher_identity={token}")),
+        "{printed}"
+    );
+    let tablet = send_from(
+        &usher,
+        "127.0.0.74",
+        &get(&format!("/checkout?usher_identity={token}"), &json),
+    );
+    let tablet = common::claims_of(&tablet.cookie().expect("a place"));
+    assert_eq!(
+        (&tablet["vid"], &tablet["rank"]),
+        (&phone["vid"], &phone["rank"])
+    );
+}

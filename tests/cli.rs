@@ -1,4 +1,5 @@
-//! The command line: help, check, keygen, token inspect and draw, run as a user would.
+//! The command line: help, check, keygen, token inspect, identity sign and draw, run as a user
+//! would.
 
 mod common;
 
@@ -38,6 +39,7 @@ fn every_command_has_help() {
         vec!["upgrade", "--help"],
         vec!["store", "verify", "--help"],
         vec!["store", "repair", "--help"],
+        vec!["identity", "sign", "--help"],
     ] {
         let (ok, text) = usher(&args);
         assert!(ok && text.contains("Usage:"), "{args:?}: {text}");
@@ -316,4 +318,38 @@ fn upgrade_without_a_running_usher_says_so_and_starts_nothing() {
         !dir.path().join("data").join("upgrade.sock").exists(),
         "nothing was started"
     );
+}
+
+#[test]
+fn identity_sign_prints_a_token_and_a_link_and_refuses_what_it_cannot_sign() {
+    let config = fixture("valid/minimal.toml");
+    let (ok, text) = usher(&[
+        "identity", "sign", "-c", &config, "-i", "user-42", "--valid", "1h",
+    ]);
+    assert!(ok, "{text}");
+    let token = text.lines().next().expect("token");
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    assert!(text.contains(&format!(
+        "https://shop.example/checkout?usher_identity={token}"
+    )));
+    let claims = usher::token::decode_unverified(token).expect("claims");
+    assert_eq!(claims["typ"], "identity");
+    assert_eq!(claims["zone"], "*");
+    assert_eq!(
+        claims["exp"].as_u64().expect("exp") - claims["iat"].as_u64().expect("iat"),
+        3_600
+    );
+    for (args, says) in [
+        (vec!["-i", "has space"], "visible ASCII"),
+        (vec!["-i", ""], "visible ASCII"),
+        (vec!["-i", "u", "--zone", "nope"], "no zone `nope`"),
+        (vec!["-i", "u", "--valid", "soon"], "--valid"),
+        (vec!["-i", "u", "--valid", "0s"], "at least a second"),
+    ] {
+        let mut all = vec!["identity", "sign", "-c", config.as_str()];
+        all.extend(args.iter());
+        let (ok, text) = usher(&all);
+        assert!(!ok, "{args:?} should fail: {text}");
+        assert!(text.contains(says), "{args:?}: {text}");
+    }
 }

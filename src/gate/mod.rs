@@ -54,7 +54,9 @@ pub fn check_token(
         Ok(claims) => match claims.typ {
             TokenKind::Visitor => TokenCheck::Visitor(claims),
             TokenKind::Access => TokenCheck::Access(claims),
-            TokenKind::Challenge => TokenCheck::Rejected(Rejection::NotAPlace),
+            TokenKind::Challenge | TokenKind::Identity => {
+                TokenCheck::Rejected(Rejection::NotAPlace)
+            }
         },
     }
 }

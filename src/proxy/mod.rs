@@ -425,6 +425,17 @@ impl ProxyHttp for UsherProxy {
             .get("usher-command")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"release"));
         upstream_response.remove_header("usher-command");
+        // The shop names the visitor: an identity cookie, and the identity's place recorded at
+        // this session's arrival. The header itself never reaches the visitor.
+        if let Some(identity) = upstream_response.remove_header("usher-identity") {
+            let identity = identity.as_bytes();
+            if let Some(cookie) = self.room.identity_cookie(identity) {
+                upstream_response.append_header("set-cookie", cookie)?;
+            }
+            if let Some(s) = &forward.session {
+                self.room.identity_seen(&s.zone, identity, s.rank).await;
+            }
+        }
         let cookie = match (&forward.session, release) {
             (Some(s), true) => self.room.release(&s.zone, s.visitor).await,
             _ => forward.set_cookie.clone(),

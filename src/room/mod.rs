@@ -9,12 +9,14 @@
 //! `/_usher/events`, which never join anyone), `events` (the stream), `places` (joins, claims,
 //! renewals, releases), `origin` (a forward the origin never answered), `status` (statuses of a
 //! zone for the page), `limits` (the per-client limits of [`crate::defence`] applied: 429s,
-//! shared tokens). It may import everything below it: gate, zone, token, store, exchanger,
+//! shared tokens), `challenge` (proof of work and the challenge hook), `identity` (one
+//! identity, one place). It may import everything below it: gate, zone, token, store, exchanger,
 //! page, defence.
 
 mod challenge;
 mod endpoints;
 mod events;
+mod identity;
 mod limits;
 mod look;
 mod origin;
@@ -25,6 +27,7 @@ mod visit;
 pub use challenge::work_of;
 pub use endpoints::{readiness_json, Endpoint, HEALTH_JSON};
 pub use events::EventStream;
+pub use identity::{is_identity, IDENTITY_PARAM};
 pub use origin::ErrorAudience;
 
 #[cfg(test)]
@@ -198,6 +201,8 @@ pub struct Room {
     used_challenges: DashMap<VisitorId, u64>,
     /// Sessions revoked for sharing, to release in the store at the next tick.
     to_release: std::sync::Mutex<Vec<(String, VisitorId)>>,
+    /// The identity cookie's name.
+    identity_cookie: String,
     /// When the per-client records were last swept (ms).
     swept_at: std::sync::atomic::AtomicU64,
 }
@@ -264,6 +269,7 @@ impl Room {
             used_challenges: DashMap::new(),
             to_release: std::sync::Mutex::default(),
             swept_at: std::sync::atomic::AtomicU64::new(0),
+            identity_cookie: cookie::name(&config.tokens.cookie_prefix, "~identity"),
         }
     }
 

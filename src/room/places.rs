@@ -330,6 +330,12 @@ impl Room {
                 return Joined::Admitted(self.admitted_again(zone, direct, now));
             }
         }
+        // A visitor the shop named takes their identity's place, at its first arrival.
+        let rank = arrival.map_or(now, |a| a.rank);
+        let arrival = match self.identity_arrival(zone, req, rank, now).await {
+            Some(identity) => Some(identity),
+            None => arrival,
+        };
         let (claims, token) = self.mint_place(zone, arrival, now);
         if let Err(refused) = self.take_place(zone, req, claims.vid, now) {
             return Joined::Limited(refused);

@@ -456,6 +456,16 @@ impl crate::store::Store for BrokenStore {
     async fn release(&self, _: &str, _: VisitorId, _: u64) -> Result<Option<u64>, StoreError> {
         self.fail().await
     }
+    async fn identity_rank(
+        &self,
+        _: &str,
+        _: VisitorId,
+        _: u64,
+        _: u64,
+        _: u64,
+    ) -> Result<u64, StoreError> {
+        self.fail().await
+    }
     async fn active(&self, _: &str, _: u64) -> Result<u64, StoreError> {
         self.fail().await
     }
@@ -1207,4 +1217,105 @@ async fn a_place_passed_longer_than_the_return_window_ago_goes_to_the_back() {
         "a new arrival: {} vs {rank}",
         claims.rank
     );
+}
+
+#[tokio::test]
+async fn every_device_of_one_identity_shares_one_place_and_one_slot() {
+    let h = harness("mode = \"queue_all\"");
+    let now = h.clock.now_ms();
+    let link = h
+        .room
+        .tokens()
+        .identity_token("alice@example.com", "*", 3_600, now);
+    let query = format!("{}={link}", super::IDENTITY_PARAM);
+    // A stranger joins first, then Alice's phone, then (later) Alice's laptop on another network.
+    let stranger = replied(
+        h.room
+            .handle(&json_facts("/checkout", None, None, "192.0.2.10"))
+            .await,
+    );
+    let stranger = cookie_pair(stranger.set_cookie.as_deref().expect("place"));
+    h.clock.advance(Duration::from_secs(1));
+    let phone = replied(
+        h.room
+            .handle(&json_facts("/checkout", Some(&query), None, "192.0.2.11"))
+            .await,
+    );
+    let phone = cookie_pair(phone.set_cookie.as_deref().expect("place"));
+    h.clock.advance(Duration::from_secs(30));
+    let laptop = replied(
+        h.room
+            .handle(&json_facts(
+                "/checkout",
+                Some(&query),
+                None,
+                "198.51.100.12",
+            ))
+            .await,
+    );
+    let laptop = cookie_pair(laptop.set_cookie.as_deref().expect("place"));
+    let claims = |c: &str| {
+        h.room
+            .tokens()
+            .verify(c.split_once('=').expect("pair").1, h.clock.now_ms())
+            .expect("valid")
+    };
+    let (p, l) = (claims(&phone), claims(&laptop));
+    assert_eq!(p.vid, h.room.tokens().identity_id("alice@example.com"));
+    assert_eq!(
+        (l.vid, l.rank),
+        (p.vid, p.rank),
+        "the laptop joins at the phone's arrival"
+    );
+    assert!(p.rank > claims(&stranger).rank, "behind whoever came first");
+    // Both come back: one queue entry. The tick admits the stranger and Alice: two slots.
+    for (cookie, client) in [
+        (&stranger, "192.0.2.10"),
+        (&phone, "192.0.2.11"),
+        (&laptop, "198.51.100.12"),
+    ] {
+        h.room
+            .handle(&json_facts("/_usher/status", None, Some(cookie), client))
+            .await;
+    }
+    assert_eq!(
+        h.room
+            .store
+            .waiting("checkout", QueueKey::default())
+            .await
+            .expect("waiting"),
+        2
+    );
+    h.clock.advance(Duration::from_secs(2));
+    h.tick().await;
+    for (cookie, client) in [(&phone, "192.0.2.11"), (&laptop, "198.51.100.12")] {
+        let outcome = h
+            .room
+            .handle(&json_facts("/checkout", None, Some(cookie), client))
+            .await;
+        assert!(forwarded(&outcome), "{client}: {outcome:?}");
+    }
+    let active = h
+        .room
+        .store
+        .active("checkout", h.clock.now_ms())
+        .await
+        .expect("active");
+    assert_eq!(
+        active, 2,
+        "the stranger's reservation and Alice's one session"
+    );
+    // A token for another zone, or a forged one, is no identity here.
+    let other = h
+        .room
+        .tokens()
+        .identity_token("alice@example.com", "other", 3_600, now);
+    let query = format!("{}={other}", super::IDENTITY_PARAM);
+    let r = replied(
+        h.room
+            .handle(&json_facts("/checkout", Some(&query), None, "192.0.2.13"))
+            .await,
+    );
+    let c = claims(&cookie_pair(r.set_cookie.as_deref().expect("place")));
+    assert_ne!(c.vid, p.vid);
 }

@@ -55,7 +55,9 @@ impl Room {
                 return self.join(zone, req, now, may_enter).await;
             }
             (Decision::JoinPrequeue, _) => {
-                let (claims, cookie) = self.mint_place(zone, None, now);
+                // One lottery ticket per identity, too.
+                let arrival = self.identity_arrival(zone, req, now, now).await;
+                let (claims, cookie) = self.mint_place(zone, arrival, now);
                 if let Err(refused) = self.take_place(zone, req, claims.vid, now) {
                     return ("limited", self.limited(zone, req, refused));
                 }

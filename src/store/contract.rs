@@ -59,7 +59,29 @@ pub async fn check_store(store: Arc<dyn Store>, prefix: &str) {
     commit_is_an_exact_compare_and_set(store.as_ref(), &format!("{prefix}cas")).await;
     queue_is_ordered_and_filtered(store.as_ref(), &format!("{prefix}queue")).await;
     slots_follow_their_life(store.as_ref(), &format!("{prefix}slots")).await;
+    an_identity_keeps_its_first_arrival(store.as_ref(), &format!("{prefix}identity")).await;
     concurrent_writers_lose_nothing(store, &format!("{prefix}race")).await;
+}
+
+async fn an_identity_keeps_its_first_arrival(store: &dyn Store, zone: &str) {
+    let (alice, bob) = (VisitorId(0xa11ce), VisitorId(0xb0b));
+    let until = NOW / 1_000 + 600;
+    let rank = |visitor, rank| store.identity_rank(zone, visitor, rank, until, NOW);
+    assert_eq!(rank(alice, 100).await.expect("first"), 100);
+    assert_eq!(
+        rank(alice, 250).await.expect("second device"),
+        100,
+        "the first arrival"
+    );
+    assert_eq!(rank(bob, 300).await.expect("another identity"), 300);
+    assert_eq!(
+        store
+            .identity_rank("other-zone-of-identity", alice, 400, until, NOW)
+            .await
+            .expect("another zone"),
+        400,
+        "per zone"
+    );
 }
 
 async fn commit_is_an_exact_compare_and_set(store: &dyn Store, zone: &str) {

@@ -125,6 +125,19 @@ impl Store for Deferred {
         self.store()?.release(zone, visitor, now_ms).await
     }
 
+    async fn identity_rank(
+        &self,
+        zone: &str,
+        visitor: VisitorId,
+        rank: u64,
+        until_s: u64,
+        now_ms: u64,
+    ) -> Result<u64, StoreError> {
+        self.store()?
+            .identity_rank(zone, visitor, rank, until_s, now_ms)
+            .await
+    }
+
     async fn active(&self, zone: &str, now_ms: u64) -> Result<u64, StoreError> {
         self.store()?.active(zone, now_ms).await
     }

@@ -174,6 +174,18 @@ pub trait Store: Send + Sync + 'static {
         now_ms: u64,
     ) -> Result<Option<u64>, StoreError>;
 
+    /// The arrival of identity `visitor`'s place in `zone`: the first `rank` ever offered for it
+    /// (kept until second `until_s`), so every device of one identity shares one place. A
+    /// later call with another rank gets the first one back; an expired one is replaced.
+    async fn identity_rank(
+        &self,
+        zone: &str,
+        visitor: VisitorId,
+        rank: u64,
+        until_s: u64,
+        now_ms: u64,
+    ) -> Result<u64, StoreError>;
+
     /// Slots occupied at `now_ms` (sessions and reservations), over every node.
     async fn active(&self, zone: &str, now_ms: u64) -> Result<u64, StoreError>;
 

@@ -1,7 +1,8 @@
 //! What usher's tokens say. A visitor token holds a place in a zone's queue (its rank travels in
 //! the signed token, so a lost queue entry is rebuilt from it); an access token holds a session;
 //! a challenge token holds a proof-of-work puzzle (its `vid` is the puzzle's seed and the place
-//! it earns, its `rank` the arrival the place will carry).
+//! it earns, its `rank` the arrival the place will carry); an identity token says who the
+//! visitor is (its `vid` is the place every device of that identity shares).
 
 use crate::admission::{QueueKey, VisitorId};
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,10 @@ pub enum TokenKind {
     Access,
     /// A proof-of-work puzzle: solved, it becomes a place (never a place itself).
     Challenge,
+    /// Who the visitor is, as the shop said (`Usher-Identity`, or a signed link): its `vid`
+    /// is the identity's keyed id, its `zone` the zone it is for (`*`: every zone). Never a
+    /// place itself.
+    Identity,
 }
 
 /// JWT claims of both token kinds.

@@ -13,6 +13,7 @@ mod tests;
 pub use claims::{Claims, TokenKind};
 pub use keys::Keyring;
 
+use crate::admission::VisitorId;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use cache::VerifiedCache;
@@ -42,7 +43,7 @@ pub enum Rejection {
     Revoked,
     /// Used from more client addresses than the zone's `session_clients` allow: revoked.
     Shared,
-    /// A challenge token where a place or session belongs.
+    /// A challenge or identity token where a place or session belongs.
     NotAPlace,
 }
 
@@ -114,6 +115,44 @@ impl Tokens {
         // Signing our own claims with a key that loaded cannot fail; an empty token would
         // simply be refused on the way back.
         jsonwebtoken::encode(&header, claims, self.keyring.encoding_key()).unwrap_or_default()
+    }
+
+    /// The keyed id of an identity (a shop's user id, an e-mail address): a hash of the
+    /// signature over it. EdDSA and HS256 signatures are deterministic, so every node maps an
+    /// identity to the same id, and only holders of the signing key can map one at all (the
+    /// id travels in tokens the visitor sees; the identity itself never does).
+    pub fn identity_id(&self, identity: &str) -> VisitorId {
+        use sha2::{Digest, Sha256};
+        let claims = Claims {
+            iss: format!("usher identity\n{identity}"),
+            typ: TokenKind::Identity,
+            zone: "*".into(),
+            vid: VisitorId(0),
+            rank: 0,
+            iat: 0,
+            exp: 0,
+            adm: None,
+        };
+        let digest = Sha256::digest(self.sign(&claims).as_bytes());
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        VisitorId(u128::from_be_bytes(id))
+    }
+
+    /// A token saying the visitor is `identity`, for `zone` (`*`: every zone), valid for
+    /// `valid_s` seconds from `now_ms`: the identity cookie, and the `?usher_identity=` link
+    /// `usher identity sign` makes.
+    pub fn identity_token(&self, identity: &str, zone: &str, valid_s: u64, now_ms: u64) -> String {
+        self.sign(&Claims {
+            iss: self.issuer.clone(),
+            typ: TokenKind::Identity,
+            zone: zone.to_string(),
+            vid: self.identity_id(identity),
+            rank: 0,
+            iat: now_ms / 1_000,
+            exp: now_ms / 1_000 + valid_s,
+            adm: None,
+        })
     }
 
     /// Verifies `token` at `now_ms`, from the cache when it was verified before.

@@ -65,6 +65,8 @@ struct Statements {
     revoked_read: PreparedStatement,
     outbox_write: PreparedStatement,
     outbox_read: PreparedStatement,
+    identity_insert: PreparedStatement,
+    identity_read_serial: PreparedStatement,
 }
 
 /// State in a CQL database.
@@ -147,7 +149,22 @@ impl CqlStore {
         );
         let mut slot_read_serial = prepare(slot_read_cql.clone(), false).await?;
         slot_read_serial.set_consistency(Consistency::Serial);
+        let mut identity_read_serial = prepare(
+            format!("SELECT rank FROM {ks}.identities WHERE zone = ? AND visitor = ?"),
+            false,
+        )
+        .await?;
+        identity_read_serial.set_consistency(Consistency::Serial);
         let statements = Statements {
+            identity_insert: prepare(
+                format!(
+                    "INSERT INTO {ks}.identities (zone, visitor, rank) VALUES (?, ?, ?) \
+                     IF NOT EXISTS USING TTL ?"
+                ),
+                true,
+            )
+            .await?,
+            identity_read_serial,
             load: prepare(load_cql, false).await?,
             load_serial,
             create: prepare(
@@ -649,6 +666,52 @@ impl Store for CqlStore {
             crate::admission::slot::renew(current, from, to, now_ms)
         })
         .await
+    }
+
+    async fn identity_rank(
+        &self,
+        zone: &str,
+        visitor: VisitorId,
+        rank: u64,
+        until_s: u64,
+        now_ms: u64,
+    ) -> Result<u64, StoreError> {
+        let ttl = until_s
+            .saturating_sub(now_ms / 1_000)
+            .clamp(1, i32::MAX as u64) as i32;
+        let values = (zone, visitor_text(visitor), rank as i64, ttl);
+        let inserted = self
+            .session
+            .execute_unpaged(&self.statements.identity_insert, values)
+            .await;
+        let error = match inserted.map(applied) {
+            Ok(Ok(true)) => return Ok(rank),
+            Ok(Ok(false)) => None,
+            Ok(Err(e)) => Some(e),
+            // A timed-out LWT may or may not have applied: the row read at SERIAL says.
+            Err(e) => Some(unavailable(e)),
+        };
+        let read = self
+            .session
+            .execute_unpaged(
+                &self.statements.identity_read_serial,
+                (zone, visitor_text(visitor)),
+            )
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        let first = read
+            .maybe_first_row::<(Option<i64>,)>()
+            .map_err(unavailable)?
+            .and_then(|(rank,)| rank);
+        match (first, error) {
+            (Some(first), _) => Ok(first as u64),
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(unavailable(
+                "an identity's place was neither written nor found",
+            )),
+        }
     }
 
     async fn release(

@@ -94,6 +94,11 @@ pub(super) async fn create(
             "CREATE TABLE IF NOT EXISTS {ks}.revoked (zone text, shard int, visitor text, \
              until bigint, PRIMARY KEY ((zone, shard), visitor))"
         ),
+        // Identities' places: the first arrival of each identity, one partition each.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.identities (zone text, visitor text, rank bigint, \
+             PRIMARY KEY ((zone, visitor)))"
+        ),
         // The transactional outbox: every committed change, by 10-second bucket.
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.outbox (bucket bigint, at bigint, id bigint, \

@@ -36,6 +36,13 @@ pub(super) enum WalRecord {
     },
     /// A zone's slots and ledger as a whole (snapshots only).
     Slots { zone: String, slots: Box<Slots> },
+    /// An identity's place: its arrival, kept until `until_s`.
+    Identity {
+        zone: String,
+        visitor: VisitorId,
+        rank: u64,
+        until_s: u64,
+    },
 }
 
 /// Which kind of file a header opens.

@@ -50,6 +50,8 @@ struct ZoneData {
     state: Option<ZoneState>,
     queue: Queue,
     slots: Slots,
+    /// Identities' places: visitor -> (arrival, kept until second).
+    identities: std::collections::HashMap<VisitorId, (u64, u64)>,
 }
 
 impl ZoneData {
@@ -228,6 +230,17 @@ impl EmbeddedStore {
                 lock(&self.zone(&zone)).slots.apply(visitor, transition);
             }
             WalRecord::Slots { zone, slots } => lock(&self.zone(&zone)).slots = *slots,
+            WalRecord::Identity {
+                zone,
+                visitor,
+                rank,
+                until_s,
+            } => {
+                lock(&self.zone(&zone))
+                    .identities
+                    .entry(visitor)
+                    .or_insert((rank, until_s));
+            }
         }
     }
 
@@ -437,6 +450,32 @@ impl Store for EmbeddedStore {
             });
         }
         Ok(until)
+    }
+
+    async fn identity_rank(
+        &self,
+        zone: &str,
+        visitor: VisitorId,
+        rank: u64,
+        until_s: u64,
+        now_ms: u64,
+    ) -> Result<u64, StoreError> {
+        self.check_open()?;
+        let handle = self.zone(zone);
+        let mut data = lock(&handle);
+        let now_s = now_ms / 1_000;
+        data.identities.retain(|_, (_, until)| *until > now_s);
+        if let Some((first, _)) = data.identities.get(&visitor) {
+            return Ok(*first);
+        }
+        self.log(&WalRecord::Identity {
+            zone: zone.to_string(),
+            visitor,
+            rank,
+            until_s,
+        })?;
+        data.identities.insert(visitor, (rank, until_s));
+        Ok(rank)
     }
 
     async fn active(&self, zone: &str, now_ms: u64) -> Result<u64, StoreError> {

@@ -6,7 +6,7 @@
 use super::format::{self, WalRecord};
 use super::wal::{self, Log};
 use super::{lock, EmbeddedStore};
-use crate::admission::{Grant, QueueKey, Slots, ZoneState};
+use crate::admission::{Grant, QueueKey, Slots, VisitorId, ZoneState};
 use crate::store::StoreError;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -19,6 +19,7 @@ struct ZoneCopy {
     state: Option<ZoneState>,
     keys: Vec<QueueKey>,
     slots: Slots,
+    identities: Vec<(VisitorId, (u64, u64))>,
 }
 
 /// A queue entry as the snapshot writes it: [`WalRecord::Join`] without a `String` per entry.
@@ -30,7 +31,7 @@ enum JoinRef<'a> {
 
 impl ZoneCopy {
     /// The zone as snapshot records: its state (as a tick that admitted nobody and leaves the
-    /// queue alone), its queue entries, and its slots.
+    /// queue alone), its queue entries, its slots, and its identities' places.
     fn lines(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
         let tick = self.state.as_ref().map(|state| {
             format::encode(&WalRecord::Tick {
@@ -55,7 +56,15 @@ impl ZoneCopy {
                 slots: Box::new(self.slots.clone()),
             })
         });
-        tick.into_iter().chain(joins).chain(slots)
+        let identities = self.identities.iter().map(|(visitor, (rank, until_s))| {
+            format::encode(&WalRecord::Identity {
+                zone: self.name.to_string(),
+                visitor: *visitor,
+                rank: *rank,
+                until_s: *until_s,
+            })
+        });
+        tick.into_iter().chain(joins).chain(slots).chain(identities)
     }
 }
 
@@ -143,6 +152,7 @@ impl EmbeddedStore {
                         state: data.state.clone(),
                         keys,
                         slots: data.slots.clone(),
+                        identities: data.identities.iter().map(|(v, e)| (*v, *e)).collect(),
                     }
                 })
                 .collect();

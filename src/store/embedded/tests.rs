@@ -90,6 +90,44 @@ async fn state_survives_a_crash_without_a_snapshot() {
 }
 
 #[tokio::test]
+async fn identities_places_survive_a_crash_and_a_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let until = NOW / 1_000 + 600;
+    let (alice, bob) = (VisitorId(0xa11ce), VisitorId(0xb0b));
+    {
+        let store = EmbeddedStore::open(dir.path(), NOW).expect("open");
+        store
+            .identity_rank("z", alice, 100, until, NOW)
+            .await
+            .expect("alice");
+        // Dropped without a snapshot: the log has it.
+    }
+    {
+        let store = EmbeddedStore::open(dir.path(), NOW + 1_000).expect("reopen");
+        let rank = store
+            .identity_rank("z", alice, 900, until, NOW + 1_000)
+            .await;
+        assert_eq!(rank.expect("alice again"), 100, "from the log");
+        store
+            .identity_rank("z", bob, 200, until, NOW)
+            .await
+            .expect("bob");
+        store.close().expect("close: the final snapshot");
+    }
+    let store = EmbeddedStore::open(dir.path(), NOW + 2_000).expect("reopen");
+    for (who, first) in [(alice, 100), (bob, 200)] {
+        let rank = store.identity_rank("z", who, 999, until, NOW + 2_000).await;
+        assert_eq!(rank.expect("again"), first, "from the snapshot");
+    }
+    // Past its time, an identity's place is a new one.
+    let later = (until + 1) * 1_000;
+    let rank = store
+        .identity_rank("z", alice, later, until + 600, later)
+        .await;
+    assert_eq!(rank.expect("expired"), later);
+}
+
+#[tokio::test]
 async fn a_torn_last_log_line_is_ignored() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
