@@ -17,6 +17,11 @@
 //!   `_2threads` variants hit the same cache from two threads at once.
 //! - `waiting/touch_and_ahead/N_queued`: the two embedded-store calls behind every waiting-page
 //!   view (heartbeat, position) with N visitors in line.
+//! - `newcomer/*`: a newcomer's whole request through `Room::handle` (embedded store, 1,000
+//!   waiting): `join` (a place: a signed visitor token, the position, the waiting page),
+//!   `challenge` (proof of work on: a signed puzzle and the page, nothing written),
+//!   `limited` (a client over its limits: the 429 page). Each request from its own address,
+//!   except `limited`'s.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::collections::HashMap;
@@ -353,6 +358,74 @@ fn waiting_position(c: &mut Criterion) {
     group.finish();
 }
 
+fn newcomer(c: &mut Criterion) {
+    use std::net::IpAddr;
+    use usher::room::{RequestFacts, Room};
+    use usher::store::embedded::EmbeddedStore;
+    use usher::store::Store;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    std::env::set_var(
+        "USHER_BENCH_KEY_NEWCOMER",
+        usher::token::keys::generate_ed25519().0,
+    );
+    let room = |defence: &str| {
+        let text = format!(
+            "[upstreams.shop]\naddrs = [\"127.0.0.1:9000\"]\n\
+             [tokens]\nsigning_key = {{ kid = \"k1\", env = \"USHER_BENCH_KEY_NEWCOMER\" }}\n\
+             [zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 10\nadmit_per_minute = 60\n\
+             mode = \"queue_all\"\n[zones.checkout.defence]\n{defence}\n"
+        );
+        let config = usher::config::parse(&text, Path::new(".")).expect("valid");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(EmbeddedStore::open(dir.path(), now_ms()).expect("store"));
+        runtime.block_on(async {
+            for i in 0..1_000u64 {
+                let key = QueueKey {
+                    rank: now_ms() - 60_000 + i,
+                    visitor: VisitorId(u128::from(i) + 1),
+                };
+                store.touch("checkout", key, now_ms()).await.expect("join");
+            }
+        });
+        let keyring = Keyring::load(&config.tokens).expect("key");
+        let tokens = Tokens::new(keyring, "usher", 100_000);
+        let metrics = usher::metrics::Metrics::new();
+        let room = Room::new(&config, tokens, store, usher::clock::system(), metrics);
+        (room, dir)
+    };
+    let facts = |client: IpAddr| RequestFacts {
+        host: Some(HOST),
+        path: "/checkout",
+        shows_pages: true,
+        accept_language: Some("en-US,en;q=0.8"),
+        client: Some(client),
+        ..RequestFacts::default()
+    };
+    let mut group = c.benchmark_group("newcomer");
+    for (name, defence) in [
+        ("join", ""),
+        ("challenge", "proof_of_work = \"on\""),
+        ("limited", ""),
+    ] {
+        let (room, _dir) = room(defence);
+        let mut n = 0u32;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                // Every newcomer its own address, but `limited` sends all from one.
+                n = n.wrapping_add(1);
+                let client = if name == "limited" { 1 } else { n };
+                let request = facts(IpAddr::from(client.to_be_bytes()));
+                black_box(runtime.block_on(room.handle(&request)));
+            })
+        });
+    }
+    group.finish();
+}
+
 fn short() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -364,6 +437,6 @@ fn short() -> Criterion {
 criterion_group! {
     name = benches;
     config = short();
-    targets = gate_path, verify_eddsa, verify_hs256, waiting_position
+    targets = gate_path, verify_eddsa, verify_hs256, waiting_position, newcomer
 }
 criterion_main!(benches);

@@ -644,6 +644,27 @@ async fn an_idle_stream_sends_heartbeats_and_no_repeats() {
     assert!(started.elapsed() >= super::events::HEARTBEAT);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_stream_ends_after_its_maximum_age_so_a_reader_that_stopped_lets_go() {
+    let h = harness("mode = \"queue_all\"");
+    let mut v = Visitor::default();
+    v.get(&h, "/checkout").await;
+    let mut stream = events(&h, &v, None).await;
+    let started = tokio::time::Instant::now();
+    let mut pieces = 0;
+    while stream.next().await.is_some() {
+        pieces += 1;
+        assert!(pieces < 100, "the stream never ended");
+    }
+    let lasted = started.elapsed();
+    assert!(
+        lasted >= super::events::MAX_AGE
+            && lasted < super::events::MAX_AGE + Duration::from_secs(1),
+        "{lasted:?}"
+    );
+    assert!(pieces >= 10, "heartbeats all along: {pieces}");
+}
+
 #[tokio::test]
 async fn a_reconnecting_stream_never_shows_a_higher_position() {
     let h = harness("mode = \"queue_all\"");
