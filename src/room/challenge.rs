@@ -204,15 +204,7 @@ impl Room {
                 self.place_newcomer(zone, req, now, may_enter, Some(arrival))
                     .await
             }
-            Decision::JoinPrequeue => {
-                let (claims, cookie) = self.mint_place(zone, Some(arrival), now);
-                if let Err(refused) = self.take_place(zone, req, claims.vid, now) {
-                    return self.limited(zone, req, refused);
-                }
-                let status = status::without_place(zone, State::Prequeue, now)
-                    .waited_since(claims.rank, now);
-                Joined::Waiting { status, cookie }
-            }
+            Decision::JoinPrequeue => self.prequeue_newcomer(zone, req, Some(arrival), now).await,
             // The zone closed, ended or opened meanwhile: say so.
             other => {
                 let state = match other {

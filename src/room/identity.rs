@@ -9,8 +9,8 @@
 //! its own slot until it ends (the identity's place is then recorded at that session's arrival,
 //! so a second device goes in at the same rank).
 
-use super::places::Arrival;
 use super::{RequestFacts, Room};
+use crate::admission::VisitorId;
 use crate::token::{cookie, Claims, TokenKind};
 use crate::zone::Zone;
 use std::sync::Arc;
@@ -55,7 +55,12 @@ impl Room {
     }
 
     /// The identity `req` carries for `zone`: a signed link's, else the identity cookie's.
-    fn identity_of(&self, zone: &Zone, req: &RequestFacts<'_>, now: u64) -> Option<Arc<Claims>> {
+    pub(super) fn identity_of(
+        &self,
+        zone: &Zone,
+        req: &RequestFacts<'_>,
+        now: u64,
+    ) -> Option<Arc<Claims>> {
         let from_link = super::endpoints::query_param(req.query, IDENTITY_PARAM);
         let from_cookie = req
             .cookie
@@ -71,27 +76,20 @@ impl Room {
             })
     }
 
-    /// The place a newcomer with an identity takes in `zone`: the identity's id, at the first
-    /// arrival any of its devices had (`rank` if this is the first). `None` without an identity,
-    /// or when the store cannot say (the newcomer then gets a place of their own).
-    pub(super) async fn identity_arrival(
+    /// The arrival of identity `visitor`'s place in `zone`: the first any of its devices had
+    /// (`rank` if this is the first). When the store cannot say, `rank`: the device then has a
+    /// place of its own arrival, under the identity.
+    pub(super) async fn identity_rank(
         &self,
         zone: &Zone,
-        req: &RequestFacts<'_>,
+        visitor: VisitorId,
         rank: u64,
         now: u64,
-    ) -> Option<Arrival> {
-        let identity = self.identity_of(zone, req, now)?;
+    ) -> u64 {
         let name = zone.config.name.as_str();
         let until_s = (now + self.visitor_ttl.as_millis() as u64) / 1_000;
-        let first = self
-            .store
-            .identity_rank(name, identity.vid, rank, until_s, now);
-        let first = self.call(name, "identity", first).await.ok()?;
-        Some(Arrival {
-            visitor: identity.vid,
-            rank: first,
-        })
+        let first = self.store.identity_rank(name, visitor, rank, until_s, now);
+        self.call(name, "identity", first).await.unwrap_or(rank)
     }
 
     /// The origin named the identity of a visitor whose session in `zone` began at `rank`:

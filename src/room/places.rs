@@ -330,16 +330,11 @@ impl Room {
                 return Joined::Admitted(self.admitted_again(zone, direct, now));
             }
         }
-        // A visitor the shop named takes their identity's place, at its first arrival.
-        let rank = arrival.map_or(now, |a| a.rank);
-        let arrival = match self.identity_arrival(zone, req, rank, now).await {
-            Some(identity) => Some(identity),
-            None => arrival,
+        let arrival = match self.newcomer_arrival(zone, req, arrival, now).await {
+            Ok(arrival) => arrival,
+            Err(refused) => return Joined::Limited(refused),
         };
-        let (claims, token) = self.mint_place(zone, arrival, now);
-        if let Err(refused) = self.take_place(zone, req, claims.vid, now) {
-            return Joined::Limited(refused);
-        }
+        let (claims, token) = self.mint_place(zone, Some(arrival), now);
         let key = claims.queue_key();
         if straight_in {
             let touched = self.store.touch(name, key, now);
@@ -364,6 +359,52 @@ impl Room {
                 cookie: token,
             },
             Err(_) => Joined::StoreFailed { cookie: token },
+        }
+    }
+
+    /// Who a newcomer's place is for, once their client's limits allow one: the identity's
+    /// place (at its first arrival) for a visitor the shop named, else `arrival` (a solved
+    /// challenge's), else a fresh visitor now. The limits come first, so a refused flood costs
+    /// no signature and no store call.
+    async fn newcomer_arrival(
+        &self,
+        zone: &Zone,
+        req: &RequestFacts<'_>,
+        arrival: Option<Arrival>,
+        now: u64,
+    ) -> Result<Arrival, crate::defence::Refused> {
+        let rank = arrival.map_or(now, |a| a.rank);
+        let identity = self.identity_of(zone, req, now);
+        let visitor = match (&identity, arrival) {
+            (Some(identity), _) => identity.vid,
+            (None, Some(arrival)) => arrival.visitor,
+            (None, None) => VisitorId::random(),
+        };
+        self.take_place(zone, req, visitor, now)?;
+        let rank = match identity {
+            Some(_) => self.identity_rank(zone, visitor, rank, now).await,
+            None => rank,
+        };
+        Ok(Arrival { visitor, rank })
+    }
+
+    /// A newcomer during a scheduled sale's pre-queue: a place (one lottery ticket per
+    /// identity, too) and the countdown; nothing is written until the draw.
+    pub(super) async fn prequeue_newcomer(
+        &self,
+        zone: &Zone,
+        req: &RequestFacts<'_>,
+        arrival: Option<Arrival>,
+        now: u64,
+    ) -> Joined {
+        match self.newcomer_arrival(zone, req, arrival, now).await {
+            Ok(arrival) => {
+                let (claims, cookie) = self.mint_place(zone, Some(arrival), now);
+                let status = status::without_place(zone, State::Prequeue, now)
+                    .waited_since(claims.rank, now);
+                Joined::Waiting { status, cookie }
+            }
+            Err(refused) => Joined::Limited(refused),
         }
     }
 

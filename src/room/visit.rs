@@ -1,7 +1,7 @@
 //! A request to a zone: the gate decides ([`crate::gate::decide`]), this carries it out. Every
 //! outcome has a label for `usher_gate_requests_total`.
 
-use super::places::Place;
+use super::places::{Joined, Place};
 use super::status;
 use super::{Forward, Outcome, RequestFacts, Room, Session};
 use crate::config::Mode;
@@ -55,18 +55,18 @@ impl Room {
                 return self.join(zone, req, now, may_enter).await;
             }
             (Decision::JoinPrequeue, _) => {
-                // One lottery ticket per identity, too.
-                let arrival = self.identity_arrival(zone, req, now, now).await;
-                let (claims, cookie) = self.mint_place(zone, arrival, now);
-                if let Err(refused) = self.take_place(zone, req, claims.vid, now) {
-                    return ("limited", self.limited(zone, req, refused));
-                }
-                let status = status::without_place(zone, State::Prequeue, now);
-                let code = zone.config.waiting_status;
-                return (
-                    "prequeue",
-                    self.reply(zone, req, code, &status, Some(cookie)),
-                );
+                return match self.prequeue_newcomer(zone, req, None, now).await {
+                    Joined::Limited(refused) => ("limited", self.limited(zone, req, refused)),
+                    Joined::Waiting { status, cookie } => {
+                        let code = zone.config.waiting_status;
+                        let reply = self.reply(zone, req, code, &status, Some(cookie));
+                        ("prequeue", reply)
+                    }
+                    // A pre-queue place is never admitted and writes nothing.
+                    Joined::Admitted(_) | Joined::StoreFailed { .. } => {
+                        self.store_failed(zone, req, now, None)
+                    }
+                };
             }
             (Decision::Forward { renew }, Some(claims)) => {
                 let renewed = if renew {
