@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Joins per second through one usher node, end to end: wrk sends newcomers (no cookie) to a
-# protected path of a `queue_all` zone, so every request is a join: a new visitor token signed,
-# a queue entry written, a position looked up, the waiting page rendered.
+# protected path of a `queue_all` zone, each of which comes back once with its place
+# (join_and_return.lua): a join is a new visitor token signed, a position looked up, the waiting
+# page rendered; the return writes the queue entry and answers the status JSON.
 #
 #   bash benches/load/joins.sh                            # the embedded store
 #   USHER_CQL=127.0.0.1:9042 bash benches/load/joins.sh   # and the CQL store, same run
@@ -56,6 +57,11 @@ paths = ["/checkout"]
 capacity = 10
 admit_per_minute = 60
 mode = "queue_all"
+[defence]
+# A load generator is one client: lift the per-client limits.
+client_places = 1000000
+client_joins_per_minute = 1000000
+client_join_burst = 1000000
 $store
 EOF
     RUST_LOG=warn "$USHER" run --config "$tmp/usher.toml" 2>"$tmp/$name.log" &
@@ -64,9 +70,9 @@ EOF
         curl -fsS -o /dev/null "http://127.0.0.1:$port/_usher/health" 2>/dev/null && break
         sleep 0.1
     done
-    wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$port/checkout" >/dev/null # warm-up
+    wrk -t1 -c"$CONNECTIONS" -d2s -s "$ROOT/benches/load/join_and_return.lua" "http://127.0.0.1:$port/checkout" >/dev/null # warm-up
     local out rps
-    out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$port/checkout")
+    out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$ROOT/benches/load/join_and_return.lua" "http://127.0.0.1:$port/checkout")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     local p50 p99 errors
     p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
@@ -77,7 +83,7 @@ EOF
     pid=""
 }
 
-echo "| store | joins/s | p50 | p99 | errors |"
+echo "| store | requests/s (half joins, half returns) | p50 | p99 | errors |"
 echo "|---|---:|---:|---:|---|"
 run_case embedded "[store]
 data_dir = \"data\""

@@ -280,8 +280,12 @@ status=$(curl -s -o /dev/null -w '%{http_code}' -c "$TMP/admit2.jar" -H "Cookie:
 is_waiting_page() { grep -qE 'You are in line|id="position"' "$1"; }
 
 # (e) decoys join first (the first of them takes the only slot), then the benchmark visitor.
-for _ in 1 2 3; do
-    curl -s -o /dev/null "http://127.0.0.1:$P_USHER/wait/page"
+# Each comes back once with its place, as its page would: usher writes a place to the line only
+# when its holder returns.
+for i in 1 2 3; do
+    curl -s -o /dev/null -c "$TMP/decoy$i.jar" "http://127.0.0.1:$P_USHER/wait/page"
+    curl -s -o /dev/null -H "Cookie: usher_wait=$(cookie_value "$TMP/decoy$i.jar" usher_wait)" \
+        "http://127.0.0.1:$P_USHER/_usher/status?zone=wait"
     sleep 0.05
 done
 status=$(curl -s -o "$TMP/wait.body" -w '%{http_code}' -c "$TMP/wait.jar" "http://127.0.0.1:$P_USHER/wait/page")

@@ -27,14 +27,14 @@ waiting() { curl -s "http://127.0.0.1:$METRICS/metrics" | awk '/^usher_queue_wai
 start 1h
 log "filling the line to $QUEUED"
 while (( $(waiting | cut -d. -f1) < QUEUED )); do
-  wrk -t2 -c64 -d10s "http://127.0.0.1:$PORT/checkout" >/dev/null
+  wrk -t2 -c64 -d10s -s "$ROOT/benches/load/join_and_return.lua" "http://127.0.0.1:$PORT/checkout" >/dev/null
   log "queued: $(waiting)"
 done
 stop
 
 measure() {
   start "$1"
-  wrk -t1 -c16 -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/checkout" > "$TMP/wrk-$1.txt"
+  wrk -t1 -c16 -d"${DURATION}s" --latency -s "$ROOT/benches/load/join_and_return.lua" "http://127.0.0.1:$PORT/checkout" > "$TMP/wrk-$1.txt"
   stop
   awk '/ 50%/ {p50=$2} / 99%/ {p99=$2} /Latency/ && !max {max=$4} /Requests\/sec/ {rps=$2}
        END {printf "p50 %s  p99 %s  max %s  req/s %s\n", p50, p99, max, rps}' "$TMP/wrk-$1.txt"

@@ -90,6 +90,12 @@ mode = "queue_all"
 capacity = $DECOYS
 burst = $DECOYS
 admit_per_minute = 6000
+[defence]
+# A load generator is one client: lift the per-client limits.
+client_places = 1000000
+client_joins_per_minute = 1000000
+client_join_burst = 1000000
+client_event_streams = 1000000
 EOF
     RUST_LOG=warn "$USHER" run --config "$tmp/$n/usher.toml" 2>"$tmp/$n/usher.log" &
     pid=$!

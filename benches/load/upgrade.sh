@@ -22,7 +22,7 @@ if (( PREFILL > 0 )); then
   spawn env RUST_LOG=warn "$USHER" run --config "$TMP/usher.toml" 2>"$TMP/fill.log"
   FILL=$SPAWNED
   wait_ready
-  wrk -t2 -c64 -d"${PREFILL}s" "http://127.0.0.1:$PORT/checkout" >/dev/null
+  wrk -t2 -c64 -d"${PREFILL}s" -s "$ROOT/benches/load/join_and_return.lua" "http://127.0.0.1:$PORT/checkout" >/dev/null
   kill -TERM "$FILL"; while kill -0 "$FILL" 2>/dev/null; do sleep 0.1; done
 fi
 

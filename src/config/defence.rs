@@ -262,24 +262,32 @@ fn secret_of(
     }
 }
 
-/// Problems of a zone's defence that depend on its other settings: a skipped visitor must be
-/// able to come back at least as long as an admitted one may take to claim the slot.
-pub(super) fn check_with_zone(
+/// A zone's defence checked against its other settings: a skipped visitor may come back at
+/// least as long as an admitted one may take to claim the slot. A `return_window` nobody set
+/// follows a longer `claim_window`; one set shorter is a problem. `explicit`: whether the file
+/// sets `return_window` for this zone (in its own table or the top-level one).
+pub(super) fn fit_to_zone(
     c: &mut Checker,
     zone: &str,
-    defence: &Defence,
+    defence: &mut Defence,
     claim_window: Duration,
+    explicit: bool,
 ) {
-    if defence.return_window < claim_window {
-        c.problem(
-            format!("zones.{zone}.defence.return_window"),
-            format!(
-                "must be at least the zone's claim_window ({}s): an admitted visitor who comes \
-                 within the claim window keeps their place",
-                claim_window.as_secs()
-            ),
-        );
+    if defence.return_window >= claim_window {
+        return;
     }
+    if !explicit {
+        defence.return_window = claim_window;
+        return;
+    }
+    c.problem(
+        format!("zones.{zone}.defence.return_window"),
+        format!(
+            "must be at least the zone's claim_window ({}s): an admitted visitor who comes \
+             within the claim window keeps their place",
+            claim_window.as_secs()
+        ),
+    );
 }
 
 #[cfg(test)]
@@ -314,6 +322,26 @@ mod tests {
                 return_window: Duration::from_secs(1_200),
                 ..Defence::default()
             }
+        );
+        // A long claim window carries a return window nobody set along; one set shorter is
+        // refused.
+        let long_claim = text.replace(
+            "[zones.a]\npaths = [\"/a\"]\n",
+            "[zones.a]\npaths = [\"/a\"]\nclaim_window = \"1h\"\n",
+        );
+        let config = parse(&long_claim, std::path::Path::new(".")).expect("valid");
+        let a = &config.zone("a").expect("a").defence;
+        assert_eq!(a.return_window, Duration::from_secs(3_600));
+        let set_short = long_claim.replace(
+            "client_places = 7\n",
+            "client_places = 7\nreturn_window = \"5m\"\n",
+        );
+        let problems = parse(&set_short, std::path::Path::new(".")).expect_err("refused");
+        assert!(
+            problems
+                .to_string()
+                .contains("zones.a.defence.return_window"),
+            "{problems}"
         );
         // Without any table: the defaults.
         let bare = text.split("[defence]").next().expect("head").to_string()
