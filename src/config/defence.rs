@@ -11,23 +11,39 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The top-level `[defence]` table over the built-in defaults.
-pub(super) fn top(c: &mut Checker, raw: &RawDefence, base: &Path) -> Defence {
-    read(c, "defence", raw, &Defence::default(), base)
+/// The top-level `[defence]` table: every zone's defaults.
+pub(super) struct Top {
+    /// The table over the built-in defaults.
+    pub defence: Defence,
+    /// Whether it sets `return_window` (then a zone's claim window cannot stretch it).
+    pub return_window_set: bool,
 }
 
-/// A zone's `[zones.NAME.defence]` over the top-level table.
+/// The top-level `[defence]` table over the built-in defaults.
+pub(super) fn top(c: &mut Checker, raw: &RawDefence, base: &Path) -> Top {
+    Top {
+        defence: read(c, "defence", raw, &Defence::default(), base),
+        return_window_set: raw.return_window.is_some(),
+    }
+}
+
+/// A zone's `[zones.NAME.defence]` over the top-level table, fitted to the zone's
+/// `claim_window` ([`fit_to_zone`]).
 pub(super) fn zone(
     c: &mut Checker,
     zone: &str,
     raw: Option<&RawDefence>,
-    top: &Defence,
+    top: &Top,
+    claim_window: Duration,
     base: &Path,
 ) -> Defence {
-    match raw {
-        Some(raw) => read(c, &format!("zones.{zone}.defence"), raw, top, base),
-        None => top.clone(),
-    }
+    let mut defence = match raw {
+        Some(raw) => read(c, &format!("zones.{zone}.defence"), raw, &top.defence, base),
+        None => top.defence.clone(),
+    };
+    let explicit = top.return_window_set || raw.is_some_and(|r| r.return_window.is_some());
+    fit_to_zone(c, zone, &mut defence, claim_window, explicit);
+    defence
 }
 
 fn read(c: &mut Checker, path: &str, raw: &RawDefence, base: &Defence, dir: &Path) -> Defence {
@@ -266,7 +282,7 @@ fn secret_of(
 /// least as long as an admitted one may take to claim the slot. A `return_window` nobody set
 /// follows a longer `claim_window`; one set shorter is a problem. `explicit`: whether the file
 /// sets `return_window` for this zone (in its own table or the top-level one).
-pub(super) fn fit_to_zone(
+fn fit_to_zone(
     c: &mut Checker,
     zone: &str,
     defence: &mut Defence,

@@ -178,7 +178,6 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
         base,
         &strings,
         &defence,
-        &raw.defence,
     );
     let tokens = tokens(&mut c, &raw.tokens, base);
 
@@ -384,8 +383,7 @@ fn zones(
     default_upstream: &str,
     base: &Path,
     strings: &Arc<Strings>,
-    defence: &Defence,
-    raw_defence: &RawDefence,
+    defence: &super::defence::Top,
 ) -> Vec<ZoneConfig> {
     let mut out = Vec::new();
     let mut claimed: BTreeMap<(String, String), String> = BTreeMap::new();
@@ -544,13 +542,8 @@ fn zones(
             template,
             strings,
             events: Vec::new(),
-            defence: super::defence::zone(c, name, z.defence.as_ref(), defence, base),
+            defence: super::defence::zone(c, name, z.defence.as_ref(), defence, claim_window, base),
         };
-        let explicit = raw_defence.return_window.is_some()
-            || z.defence
-                .as_ref()
-                .is_some_and(|d| d.return_window.is_some());
-        super::defence::fit_to_zone(c, name, &mut zone.defence, claim_window, explicit);
         let events = z.events.as_deref().unwrap_or(&[]);
         zone.events = super::events::events(c, &path, events, &zone, base);
         out.push(zone);
