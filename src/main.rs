@@ -358,6 +358,19 @@ fn draw(path: &Path, zone: &str, event: &str, seed: &str, visitors: &[String]) -
     ExitCode::SUCCESS
 }
 
+/// The token service of `config`'s keys, or every key problem printed.
+fn tokens_of(config: &Config) -> Result<Tokens, ExitCode> {
+    match Keyring::load(&config.tokens) {
+        Ok(keyring) => Ok(Tokens::new(keyring, &config.tokens.issuer, 1)),
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("  {problem}");
+            }
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
 /// `usher identity sign`: a signed identity token and a link carrying it.
 fn sign_identity(
     path: &Path,
@@ -389,16 +402,10 @@ fn sign_identity(
             return ExitCode::FAILURE;
         }
     };
-    let keyring = match Keyring::load(&config.tokens) {
-        Ok(k) => k,
-        Err(problems) => {
-            for problem in problems {
-                eprintln!("  {problem}");
-            }
-            return ExitCode::FAILURE;
-        }
+    let tokens = match tokens_of(&config) {
+        Ok(tokens) => tokens,
+        Err(code) => return code,
     };
-    let tokens = Tokens::new(keyring, &config.tokens.issuer, 1);
     let now = clock::SystemClock.now_ms();
     let token = tokens.identity_token(identity, zone.unwrap_or("*"), valid.as_secs(), now);
     let separator = if url.contains('?') { '&' } else { '?' };
@@ -412,16 +419,10 @@ fn inspect(token: &str, path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let keyring = match Keyring::load(&config.tokens) {
-        Ok(k) => k,
-        Err(problems) => {
-            for problem in problems {
-                eprintln!("  {problem}");
-            }
-            return ExitCode::FAILURE;
-        }
+    let tokens = match tokens_of(&config) {
+        Ok(tokens) => tokens,
+        Err(code) => return code,
     };
-    let tokens = Tokens::new(keyring, &config.tokens.issuer, 1);
     let claims = usher::token::decode_unverified(token)
         .map(|c| serde_json::to_string_pretty(&c).unwrap_or_default())
         .unwrap_or_else(|| "(unreadable)".into());

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::origins::{connect_from, exchange_from};
+use common::origins::{connect_from, exchange_from, get};
 use common::{start_origin, AsyncClient, Usher};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -22,15 +22,6 @@ fn origin() -> SocketAddr {
 
 fn ip(text: &str) -> IpAddr {
     text.parse().expect("ip")
-}
-
-fn get(path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.into_bytes()
 }
 
 fn send_from(usher: &Usher, source: &str, request: &[u8]) -> common::Response {

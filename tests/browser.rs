@@ -52,6 +52,14 @@ fn shop() -> (std::net::SocketAddr, Seen) {
     (addr, seen)
 }
 
+/// Whether the origin saw headless Chromium's request for the URL the browser asked for.
+fn saw_the_browser(seen: &Seen) -> bool {
+    seen.lock()
+        .expect("lock")
+        .iter()
+        .any(|(path, agent)| path == WANTED && agent.contains("Chrome"))
+}
+
 /// Polls `expression` in the page until it yields something other than `null` or `false`, and
 /// returns that. Errors count as "not yet": a page that is reloading itself has no document
 /// to evaluate in for a moment. On timeout, says what the page showed.
@@ -324,13 +332,7 @@ fn a_browser_solves_the_puzzle_and_a_client_that_skips_it_never_gets_a_place() {
          shop {:.2} s after navigating",
         took.as_secs_f64()
     );
-    assert!(
-        seen.lock()
-            .expect("lock")
-            .iter()
-            .any(|(path, agent)| path == WANTED && agent.contains("Chrome")),
-        "the origin never saw the browser"
-    );
+    assert!(saw_the_browser(&seen), "the origin never saw the browser");
     assert_eq!(
         usher.metric("usher_gate_requests_total{decision=\"solved\",zone=\"checkout\"}"),
         2.0,
@@ -410,13 +412,7 @@ fn a_browser_shows_the_providers_widget_and_its_answer_lets_it_in() {
         Duration::from_secs(30),
         &format!("document.body && document.body.innerText.includes('{CHECKOUT_MARKER}')"),
     );
-    assert!(
-        seen.lock()
-            .expect("lock")
-            .iter()
-            .any(|(path, agent)| path == WANTED && agent.contains("Chrome")),
-        "the origin never saw the browser"
-    );
+    assert!(saw_the_browser(&seen), "the origin never saw the browser");
     assert_eq!(
         usher.metric("usher_gate_requests_total{decision=\"solved\",zone=\"checkout\"}"),
         1.0

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::origins::{exchange, read_head};
+use common::origins::{exchange, get, read_head};
 use common::Response;
 use common::{wait_until, Usher};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -106,15 +106,6 @@ fn ok(stream: &mut TcpStream, extra: &str, body: &str) {
         body.len()
     );
     let _ = stream.write_all(response.as_bytes());
-}
-
-fn get(path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.into_bytes()
 }
 
 fn send(usher: &Usher, request: &[u8]) -> Response {

@@ -4,9 +4,7 @@
 
 use super::raw::{RawChallengeHook, RawDefence};
 use super::validate::Checker;
-use super::{
-    parse_duration, CaptchaProvider, ChallengeHook, Defence, ProofOfWork, StoreErrorPolicy,
-};
+use super::{parse_duration, CaptchaProvider, ChallengeHook, Defence, ProofOfWork};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -206,17 +204,7 @@ fn hook_of(
             Duration::from_secs(3)
         }
     };
-    let on_error = match raw.on_error.as_deref() {
-        None | Some("fail_closed") => StoreErrorPolicy::FailClosed,
-        Some("fail_open") => StoreErrorPolicy::FailOpen,
-        Some(other) => {
-            c.problem(
-                format!("{path}.on_error"),
-                format!("`{other}` is not one of: fail_open, fail_closed"),
-            );
-            StoreErrorPolicy::FailClosed
-        }
-    };
+    let on_error = c.policy(format!("{path}.on_error"), raw.on_error.as_deref());
     let mut url = |key: &str, value: Option<&String>| {
         let value = value?;
         let ok = value.starts_with("https://") || value.starts_with("http://");

@@ -105,6 +105,21 @@ impl Checker {
 }
 
 impl Checker {
+    /// A `fail_open` / `fail_closed` value at `path` (default `fail_closed`).
+    pub(super) fn policy(&mut self, path: String, value: Option<&str>) -> StoreErrorPolicy {
+        match value {
+            None | Some("fail_closed") => StoreErrorPolicy::FailClosed,
+            Some("fail_open") => StoreErrorPolicy::FailOpen,
+            Some(other) => {
+                self.problem(
+                    path,
+                    format!("`{other}` is not one of: fail_open, fail_closed"),
+                );
+                StoreErrorPolicy::FailClosed
+            }
+        }
+    }
+
     /// A `mode` value, or `default` when absent.
     pub(super) fn mode(&mut self, path: String, value: Option<&str>, default: Mode) -> Mode {
         match value {
@@ -500,17 +515,10 @@ fn zones(
                 429
             }
         };
-        let on_store_error = match z.on_store_error.as_deref() {
-            None | Some("fail_closed") => StoreErrorPolicy::FailClosed,
-            Some("fail_open") => StoreErrorPolicy::FailOpen,
-            Some(other) => {
-                c.problem(
-                    format!("{path}.on_store_error"),
-                    format!("`{other}` is not one of: fail_open, fail_closed"),
-                );
-                StoreErrorPolicy::FailClosed
-            }
-        };
+        let on_store_error = c.policy(
+            format!("{path}.on_store_error"),
+            z.on_store_error.as_deref(),
+        );
         let template = page::template(c, &format!("{path}.template"), z.template.as_deref(), base);
         let strings = if z.strings.is_empty() {
             strings.clone()

@@ -859,6 +859,23 @@ fn json_facts<'a>(
     }
 }
 
+impl Harness {
+    /// `path` (with `query`) asked by `client` as a script would, with `cookie`: the reply.
+    async fn ask(
+        &self,
+        path: &str,
+        query: Option<&str>,
+        cookie: Option<&str>,
+        client: &str,
+    ) -> Reply {
+        replied(
+            self.room
+                .handle(&json_facts(path, query, cookie, client))
+                .await,
+        )
+    }
+}
+
 fn replied(outcome: Outcome<'_>) -> Reply {
     match outcome {
         Outcome::Reply(reply) => reply,
@@ -878,11 +895,7 @@ fn cookie_pair(set_cookie: &str) -> String {
 async fn a_puzzle_comes_first_and_its_solution_earns_the_place_at_the_arrival() {
     let h = harness("mode = \"queue_all\"\n[zones.checkout.defence]\nproof_of_work = \"on\"\npow_difficulty = 8");
     let arrived = h.clock.now_ms();
-    let first = replied(
-        h.room
-            .handle(&json_facts("/checkout", None, None, "192.0.2.1"))
-            .await,
-    );
+    let first = h.ask("/checkout", None, None, "192.0.2.1").await;
     let status: serde_json::Value = serde_json::from_slice(&first.body).expect("json");
     assert_eq!(status["state"], "challenge", "{status}");
     let challenge = &status["challenge"];
@@ -898,11 +911,7 @@ async fn a_puzzle_comes_first_and_its_solution_earns_the_place_at_the_arrival() 
     );
     assert!(kept.starts_with("usher_checkout.challenge="), "{kept}");
     // A reload with the cookie gets the same puzzle (the same arrival), and no place.
-    let again = replied(
-        h.room
-            .handle(&json_facts("/checkout", None, Some(&kept), "192.0.2.1"))
-            .await,
-    );
+    let again = h.ask("/checkout", None, Some(&kept), "192.0.2.1").await;
     let again: serde_json::Value = serde_json::from_slice(&again.body).expect("json");
     assert_eq!(again["challenge"]["token"], challenge["token"]);
     assert_eq!(
@@ -938,30 +947,16 @@ async fn a_puzzle_comes_first_and_its_solution_earns_the_place_at_the_arrival() 
             "nonce_missing",
         ),
     ] {
-        let r = replied(
-            h.room
-                .handle(&json_facts(
-                    "/_usher/solve",
-                    Some(&query),
-                    None,
-                    "192.0.2.1",
-                ))
-                .await,
-        );
+        let r = h
+            .ask("/_usher/solve", Some(&query), None, "192.0.2.1")
+            .await;
         assert_eq!(r.status, code, "{query}");
         assert!(String::from_utf8_lossy(&r.body).contains(error), "{query}");
     }
     let query = solve(nonce);
-    let solved = replied(
-        h.room
-            .handle(&json_facts(
-                "/_usher/solve",
-                Some(&query),
-                None,
-                "192.0.2.1",
-            ))
-            .await,
-    );
+    let solved = h
+        .ask("/_usher/solve", Some(&query), None, "192.0.2.1")
+        .await;
     assert_eq!(
         solved.status,
         200,
@@ -981,28 +976,14 @@ async fn a_puzzle_comes_first_and_its_solution_earns_the_place_at_the_arrival() 
     );
     assert_eq!(claims.vid.to_string(), seed);
     // Used once.
-    let replay = replied(
-        h.room
-            .handle(&json_facts(
-                "/_usher/solve",
-                Some(&query),
-                None,
-                "192.0.2.9",
-            ))
-            .await,
-    );
+    let replay = h
+        .ask("/_usher/solve", Some(&query), None, "192.0.2.9")
+        .await;
     assert_eq!(replay.status, 409);
     // The place works like any other.
-    let status = replied(
-        h.room
-            .handle(&json_facts(
-                "/_usher/status",
-                None,
-                Some(&place),
-                "192.0.2.1",
-            ))
-            .await,
-    );
+    let status = h
+        .ask("/_usher/status", None, Some(&place), "192.0.2.1")
+        .await;
     let status: serde_json::Value = serde_json::from_slice(&status.body).expect("json");
     assert_eq!(
         (status["state"].as_str(), status["position"].as_u64()),
@@ -1010,11 +991,7 @@ async fn a_puzzle_comes_first_and_its_solution_earns_the_place_at_the_arrival() 
     );
     // A challenge token is never a place.
     let forged = format!("usher_checkout={token}");
-    let r = replied(
-        h.room
-            .handle(&json_facts("/checkout", None, Some(&forged), "192.0.2.1"))
-            .await,
-    );
+    let r = h.ask("/checkout", None, Some(&forged), "192.0.2.1").await;
     let r: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
     assert_eq!(r["state"], "challenge");
 }
@@ -1026,11 +1003,7 @@ async fn auto_proof_of_work_starts_when_newcomers_arrive_fast() {
     for i in 0..40 {
         h.clock.advance(Duration::from_millis(100));
         let client = format!("192.0.2.{}", i + 1);
-        let r = replied(
-            h.room
-                .handle(&json_facts("/checkout", None, None, &client))
-                .await,
-        );
+        let r = h.ask("/checkout", None, None, &client).await;
         let status: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
         states.push(status["state"].as_str().unwrap_or_default().to_string());
     }
@@ -1038,11 +1011,7 @@ async fn auto_proof_of_work_starts_when_newcomers_arrive_fast() {
     assert!(states[21..].iter().all(|s| s == "challenge"), "{states:?}");
     // Two quiet minutes later it is off again.
     h.clock.advance(Duration::from_secs(120));
-    let r = replied(
-        h.room
-            .handle(&json_facts("/checkout", None, None, "192.0.2.200"))
-            .await,
-    );
+    let r = h.ask("/checkout", None, None, "192.0.2.200").await;
     let status: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
     assert_eq!(status["state"], "waiting");
 }
@@ -1053,11 +1022,7 @@ async fn one_client_gets_the_burst_of_places_then_429_with_retry_after() {
     let mut places = 0;
     let mut refused = None;
     for _ in 0..100 {
-        let r = replied(
-            h.room
-                .handle(&json_facts("/checkout", None, None, "198.51.100.7"))
-                .await,
-        );
+        let r = h.ask("/checkout", None, None, "198.51.100.7").await;
         match r.status {
             200 => places += 1,
             429 => refused = Some(r),
@@ -1082,11 +1047,7 @@ async fn one_client_gets_the_burst_of_places_then_429_with_retry_after() {
         .get();
     assert_eq!(metric, 90);
     // Another client is not held back.
-    let other = replied(
-        h.room
-            .handle(&json_facts("/checkout", None, None, "198.51.100.8"))
-            .await,
-    );
+    let other = h.ask("/checkout", None, None, "198.51.100.8").await;
     assert_eq!(other.status, 200);
 }
 
@@ -1250,30 +1211,15 @@ async fn every_device_of_one_identity_shares_one_place_and_one_slot() {
         .identity_token("alice@example.com", "*", 3_600, now);
     let query = format!("{}={link}", super::IDENTITY_PARAM);
     // A stranger joins first, then Alice's phone, then (later) Alice's laptop on another network.
-    let stranger = replied(
-        h.room
-            .handle(&json_facts("/checkout", None, None, "192.0.2.10"))
-            .await,
-    );
+    let stranger = h.ask("/checkout", None, None, "192.0.2.10").await;
     let stranger = cookie_pair(stranger.set_cookie.as_deref().expect("place"));
     h.clock.advance(Duration::from_secs(1));
-    let phone = replied(
-        h.room
-            .handle(&json_facts("/checkout", Some(&query), None, "192.0.2.11"))
-            .await,
-    );
+    let phone = h.ask("/checkout", Some(&query), None, "192.0.2.11").await;
     let phone = cookie_pair(phone.set_cookie.as_deref().expect("place"));
     h.clock.advance(Duration::from_secs(30));
-    let laptop = replied(
-        h.room
-            .handle(&json_facts(
-                "/checkout",
-                Some(&query),
-                None,
-                "198.51.100.12",
-            ))
-            .await,
-    );
+    let laptop = h
+        .ask("/checkout", Some(&query), None, "198.51.100.12")
+        .await;
     let laptop = cookie_pair(laptop.set_cookie.as_deref().expect("place"));
     let claims = |c: &str| {
         h.room
@@ -1332,11 +1278,7 @@ async fn every_device_of_one_identity_shares_one_place_and_one_slot() {
         .tokens()
         .identity_token("alice@example.com", "other", 3_600, now);
     let query = format!("{}={other}", super::IDENTITY_PARAM);
-    let r = replied(
-        h.room
-            .handle(&json_facts("/checkout", Some(&query), None, "192.0.2.13"))
-            .await,
-    );
+    let r = h.ask("/checkout", Some(&query), None, "192.0.2.13").await;
     let c = claims(&cookie_pair(r.set_cookie.as_deref().expect("place")));
     assert_ne!(c.vid, p.vid);
 }

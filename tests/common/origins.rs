@@ -255,6 +255,16 @@ fn spawn(mut command: Command, log: &Path) -> Child {
         })
 }
 
+/// A `GET path HTTP/1.1` request for `shop.test` with extra header lines, as bytes.
+pub fn get(path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.into_bytes()
+}
+
 /// Writes `request` exactly as given on a new connection to `addr` and reads one response
 /// (skipping any 1xx): a body delimited by `Content-Length`, chunked, or by the connection's
 /// close. `Err` says what happened instead (closed without an answer, timed out, unreadable).
