@@ -2,8 +2,8 @@
 //! table gives every zone its defaults; a zone's own table overrides them key by key. Every
 //! value is checked here, with its dotted path.
 
+use super::checker::Checker;
 use super::raw::{RawChallengeHook, RawDefence};
-use super::validate::Checker;
 use super::{parse_duration, CaptchaProvider, ChallengeHook, Defence, ProofOfWork};
 use std::path::Path;
 use std::sync::Arc;

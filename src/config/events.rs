@@ -1,13 +1,12 @@
 //! Validation of `[[zones.NAME.events]]`: times (RFC 3339) in order and never overlapping,
 //! names unique, and the sale's overrides applied to a copy of the zone.
 
+use super::checker::{Checker, LimitOverrides};
 use super::model::{AfterEnd, Event, Mode, ZoneConfig};
 use super::raw::RawEvent;
 use super::timestamp::parse_rfc3339;
-use super::validate::{is_plain_name, Checker};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 fn timestamp(c: &mut Checker, path: String, value: &Option<String>) -> Option<u64> {
     let text = value.as_deref()?;
@@ -40,12 +39,7 @@ pub(super) fn events(
             c.problem(format!("{p}.name"), "is required");
             format!("event-{i}")
         });
-        if !is_plain_name(&name) {
-            c.problem(
-                format!("{p}.name"),
-                "names use only a-z, 0-9, '_' and '-' (they appear in logs and metrics)",
-            );
-        }
+        c.plain_name(format!("{p}.name"), &name, "logs and metrics");
         if !names.insert(name.clone()) {
             c.problem(
                 format!("{p}.name"),
@@ -78,28 +72,13 @@ pub(super) fn events(
             }
         };
         let mode = c.mode(format!("{p}.mode"), e.mode.as_deref(), Mode::Auto);
-        let mut limits = base.limits;
-        if e.capacity.is_some() {
-            limits.capacity = c.positive(format!("{p}.capacity"), e.capacity, false, 1);
-        }
-        if e.admit_per_minute.is_some() {
-            limits.admit_per_minute = c.positive(
-                format!("{p}.admit_per_minute"),
-                e.admit_per_minute,
-                false,
-                1,
-            );
-            limits.burst = limits.admit_per_minute.div_ceil(60);
-        }
-        if e.burst.is_some() {
-            limits.burst = c.positive(format!("{p}.burst"), e.burst, false, 1);
-        }
-        if e.session_ttl.is_some() {
-            limits.session_ttl = c.duration(format!("{p}.session_ttl"), &e.session_ttl, "10m");
-            if limits.session_ttl < Duration::from_secs(1) {
-                c.problem(format!("{p}.session_ttl"), "must be at least 1s");
-            }
-        }
+        let overrides = LimitOverrides {
+            capacity: e.capacity,
+            admit_per_minute: e.admit_per_minute,
+            burst: e.burst,
+            session_ttl: e.session_ttl.as_deref(),
+        };
+        let limits = c.limit_overrides(&p, base.limits, &overrides);
         let title = e.title.clone().unwrap_or_else(|| base.title.clone());
         let template = match e.template.as_deref() {
             Some(file) => super::page::template(c, &format!("{p}.template"), Some(file), dir),

@@ -2,14 +2,19 @@
 //! [`validate`]d into the [`model`] types, with every problem reported together under its dotted
 //! path (`zones.checkout.capacity: must be > 0`).
 
+mod checker;
 mod defence;
 mod duration;
 mod events;
 pub mod model;
 mod page;
 pub mod raw;
+mod server;
+mod store;
 pub mod timestamp;
+mod tokens;
 mod validate;
+mod zones;
 
 pub use duration::parse_duration;
 pub use model::*;

@@ -2,8 +2,8 @@
 //! an unknown `{{variable}}` fails `usher check`) and the `[strings.<lang>]` text overrides, at
 //! the top level and per zone. Problems go to the shared [`Checker`] with their dotted paths.
 
+use super::checker::Checker;
 use super::raw::RawStrings;
-use super::validate::Checker;
 use crate::page::{unknown_placeholders, Key, Lang, Override, Strings, Template};
 use std::path::Path;
 use std::sync::Arc;

@@ -1,0 +1,157 @@
+//! `[server]` and `[upstreams.NAME]`.
+
+use super::checker::Checker;
+use super::model::*;
+use super::raw::*;
+use crate::request::client::{Cidr, TrustedProxies};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub(super) fn upstreams(
+    c: &mut Checker,
+    raw: &BTreeMap<String, RawUpstream>,
+) -> BTreeMap<String, UpstreamConfig> {
+    let mut out = BTreeMap::new();
+    if raw.is_empty() {
+        c.problem("upstreams", "at least one upstream is required");
+    }
+    for (name, up) in raw {
+        let path = format!("upstreams.{name}");
+        c.unknown_keys(&path, &up.extra);
+        c.plain_name(&path, name, "metric labels");
+        let addrs: Vec<SocketAddr> = match &up.addrs {
+            None => {
+                c.problem(format!("{path}.addrs"), "is required");
+                Vec::new()
+            }
+            Some(list) if list.is_empty() => {
+                c.problem(format!("{path}.addrs"), "must name at least one address");
+                Vec::new()
+            }
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, a)| c.addr(format!("{path}.addrs[{i}]"), a))
+                .collect(),
+        };
+        let connect_timeout =
+            c.duration(format!("{path}.connect_timeout"), &up.connect_timeout, "2s");
+        let read_timeout = c.duration(format!("{path}.read_timeout"), &up.read_timeout, "30s");
+        let idle_timeout = c.duration(format!("{path}.idle_timeout"), &up.idle_timeout, "1h");
+        for (key, value) in [
+            ("connect_timeout", connect_timeout),
+            ("read_timeout", read_timeout),
+            ("idle_timeout", idle_timeout),
+        ] {
+            if value.is_zero() {
+                c.problem(format!("{path}.{key}"), "must be > 0");
+            }
+        }
+        out.insert(
+            name.clone(),
+            UpstreamConfig {
+                name: name.clone(),
+                addrs,
+                connect_timeout,
+                read_timeout,
+                idle_timeout,
+            },
+        );
+    }
+    out
+}
+
+pub(super) fn server(
+    c: &mut Checker,
+    raw: &RawServer,
+    upstreams: &BTreeMap<String, UpstreamConfig>,
+) -> ServerConfig {
+    c.unknown_keys("server", &raw.extra);
+    let listen = c
+        .addr(
+            "server.listen".into(),
+            raw.listen.as_deref().unwrap_or("127.0.0.1:8080"),
+        )
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let threads = c.positive("server.threads".into(), raw.threads, false, 1) as usize;
+    let default_upstream = match (&raw.default_upstream, upstreams.len()) {
+        (Some(name), _) => {
+            if !upstreams.contains_key(name) {
+                c.problem(
+                    "server.default_upstream",
+                    format!("no upstream is called `{name}`"),
+                );
+            }
+            name.clone()
+        }
+        (None, 1) => upstreams.keys().next().cloned().unwrap_or_default(),
+        (None, 0) => String::new(),
+        (None, _) => {
+            c.problem(
+                "server.default_upstream",
+                "is required when there is more than one upstream",
+            );
+            String::new()
+        }
+    };
+    let grace_period = c.duration("server.grace_period".into(), &raw.grace_period, "10s");
+    let default_host = raw
+        .default_host
+        .as_deref()
+        .and_then(|text| c.host("server.default_host".into(), text));
+    let trusted_proxies = TrustedProxies::new(
+        raw.trusted_proxies
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, text)| match text.parse::<Cidr>() {
+                Ok(cidr) => Some(cidr),
+                Err(e) => {
+                    c.problem(format!("server.trusted_proxies[{i}]"), e.to_string());
+                    None
+                }
+            })
+            .collect(),
+    );
+    let keepalive_timeout = c.duration(
+        "server.keepalive_timeout".into(),
+        &raw.keepalive_timeout,
+        "60s",
+    );
+    if keepalive_timeout < Duration::from_secs(1) {
+        c.problem("server.keepalive_timeout", "must be at least 1s");
+    }
+    let header_timeout = c.duration("server.header_timeout".into(), &raw.header_timeout, "10s");
+    if header_timeout < Duration::from_secs(1) {
+        c.problem("server.header_timeout", "must be at least 1s");
+    }
+    let max_event_streams = c.positive(
+        "server.max_event_streams".into(),
+        raw.max_event_streams,
+        false,
+        10_000,
+    );
+    let max_connections = raw.max_connections.map(|_| {
+        c.positive(
+            "server.max_connections".into(),
+            raw.max_connections,
+            false,
+            1,
+        )
+    });
+    ServerConfig {
+        listen,
+        threads,
+        default_upstream,
+        grace_period,
+        default_host,
+        trusted_proxies,
+        keepalive_timeout,
+        max_connections,
+        header_timeout,
+        max_event_streams,
+        // Resolved against the data directory once `[store]` is read.
+        upgrade_sock: std::path::PathBuf::new(),
+    }
+}
