@@ -10,9 +10,11 @@
 //! admission tick against the store), [`metrics`], [`room`] (carries out decisions),
 //! [`proxy`] (Pingora glue), [`service`] (composition root), [`demo`] (the quick start's shop).
 
+pub mod admin;
 pub mod admission;
 pub mod clock;
 pub mod config;
+pub mod ctl;
 pub mod defence;
 pub mod demo;
 pub mod exchanger;

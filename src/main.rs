@@ -84,6 +84,21 @@ enum Command {
         #[arg(required = true)]
         visitors: Vec<String>,
     },
+    /// Steer a running usher through its admin API ([admin] listen): zones, revocations, the
+    /// audit log. Prints a table, or the API's JSON with --json.
+    Ctl {
+        /// The admin API, e.g. http://127.0.0.1:9092
+        #[arg(long)]
+        admin: String,
+        /// A file holding one of the [admin] tokens.
+        #[arg(long)]
+        token_file: PathBuf,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        command: CtlCommand,
+    },
     /// Identities: who a visitor is, so all their devices share one place.
     Identity {
         #[command(subcommand)]
@@ -112,6 +127,26 @@ enum TokenCommand {
         #[arg(short, long)]
         config: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum CtlCommand {
+    /// Every zone: mode and limits in force, waiting, active, the wait of a newcomer.
+    Zones,
+    /// One zone.
+    Zone {
+        /// The zone's name.
+        name: String,
+    },
+    /// End a visitor's session (its slot is freed) or place (write token).
+    Revoke {
+        /// The zone.
+        zone: String,
+        /// The visitor id: 32 hex digits, as the origin sees it in Usher-Visitor.
+        visitor: String,
+    },
+    /// Who changed what, when, from where (this node, newest 1,000).
+    Audit,
 }
 
 #[derive(Subcommand)]
@@ -654,6 +689,31 @@ fn main() -> ExitCode {
             seed,
             visitors,
         } => draw(&config, &zone, &event, &seed, &visitors),
+        Command::Ctl {
+            admin,
+            token_file,
+            json,
+            command,
+        } => {
+            let request = match command {
+                CtlCommand::Zones => usher::ctl::CtlRequest::Zones,
+                CtlCommand::Zone { name } => usher::ctl::CtlRequest::Zone(name),
+                CtlCommand::Revoke { zone, visitor } => {
+                    usher::ctl::CtlRequest::Revoke { zone, visitor }
+                }
+                CtlCommand::Audit => usher::ctl::CtlRequest::Audit,
+            };
+            match usher::ctl::run(&admin, &token_file, json, &request) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(message) => {
+                    eprintln!("usher ctl: {message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Identity {
             command:
                 IdentityCommand::Sign {

@@ -152,6 +152,42 @@ impl Checker {
         limits
     }
 
+    /// A secret from `{ env = "VAR" }` or `{ file = "path" }` (relative to `dir`), read now, so
+    /// a missing one stops `usher check` and the start. Never inline.
+    pub(super) fn secret(
+        &mut self,
+        path: &str,
+        raw: Option<&super::raw::RawSecret>,
+        dir: &std::path::Path,
+    ) -> Option<String> {
+        let Some(raw) = raw else {
+            self.problem(
+                path,
+                "is required: { env = \"VAR\" } or { file = \"path\" }",
+            );
+            return None;
+        };
+        self.unknown_keys(path, &raw.extra);
+        let read = match (&raw.env, &raw.file) {
+            (Some(var), None) => std::env::var(var)
+                .map_err(|_| format!("the environment variable `{var}` is not set")),
+            (None, Some(file)) => std::fs::read_to_string(dir.join(file))
+                .map_err(|e| format!("cannot read `{file}`: {e}")),
+            _ => Err("set either env or file (secrets are never inline)".to_string()),
+        };
+        match read.map(|s| s.trim().to_string()) {
+            Ok(secret) if !secret.is_empty() => Some(secret),
+            Ok(_) => {
+                self.problem(path, "is empty");
+                None
+            }
+            Err(message) => {
+                self.problem(path, message);
+                None
+            }
+        }
+    }
+
     /// A `fail_open` / `fail_closed` value at `path` (default `fail_closed`).
     pub(super) fn policy(&mut self, path: String, value: Option<&str>) -> StoreErrorPolicy {
         match value {

@@ -191,7 +191,7 @@ fn hook_of(
             "is required (the provider's public site key)",
         );
     }
-    let secret = secret_of(c, &format!("{path}.secret"), raw.secret.as_ref(), dir);
+    let secret = c.secret(&format!("{path}.secret"), raw.secret.as_ref(), dir);
     let timeout = match raw.timeout.as_deref().map(parse_duration) {
         None => Duration::from_secs(3),
         Some(Ok(d)) if d >= Duration::from_millis(100) => d,
@@ -228,42 +228,6 @@ fn hook_of(
         timeout,
         on_error,
     })
-}
-
-/// A secret from `{ env = "VAR" }` or `{ file = "path" }`, read now.
-fn secret_of(
-    c: &mut Checker,
-    path: &str,
-    raw: Option<&super::raw::RawSecret>,
-    dir: &Path,
-) -> Option<String> {
-    let Some(raw) = raw else {
-        c.problem(
-            path,
-            "is required: secret = { env = \"VAR\" } or { file = \"path\" }",
-        );
-        return None;
-    };
-    c.unknown_keys(path, &raw.extra);
-    let read = match (&raw.env, &raw.file) {
-        (Some(var), None) => {
-            std::env::var(var).map_err(|_| format!("the environment variable `{var}` is not set"))
-        }
-        (None, Some(file)) => std::fs::read_to_string(dir.join(file))
-            .map_err(|e| format!("cannot read `{file}`: {e}")),
-        _ => Err("set either env or file (secrets are never inline)".to_string()),
-    };
-    match read.map(|s| s.trim().to_string()) {
-        Ok(secret) if !secret.is_empty() => Some(secret),
-        Ok(_) => {
-            c.problem(path, "is empty");
-            None
-        }
-        Err(message) => {
-            c.problem(path, message);
-            None
-        }
-    }
 }
 
 /// A zone's defence checked against its other settings: a skipped visitor may come back at

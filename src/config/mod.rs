@@ -2,6 +2,7 @@
 //! [`validate`]d into the [`model`] types, with every problem reported together under its dotted
 //! path (`zones.checkout.capacity: must be > 0`).
 
+mod admin;
 mod checker;
 mod defence;
 mod duration;

@@ -25,6 +25,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The Prometheus listener.
     pub metrics: MetricsConfig,
+    /// The admin API.
+    pub admin: AdminConfig,
     /// The page's texts with the file's `[strings.<lang>]` applied, for usher's pages outside
     /// any zone (the origin error page of an unprotected path).
     pub strings: Arc<Strings>,
@@ -505,4 +507,43 @@ pub struct ScyllaConfig {
 pub struct MetricsConfig {
     /// Address of the `/metrics` listener; `None` turns it off.
     pub listen: Option<SocketAddr>,
+}
+
+/// `[admin]`: the admin API's listener and who may use it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Address of the admin API; `None` turns it off.
+    pub listen: Option<SocketAddr>,
+    /// The bearer tokens it accepts.
+    pub tokens: Vec<AdminToken>,
+}
+
+/// What an admin token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminRole {
+    /// Read zones and the audit log.
+    Read,
+    /// Read, and change (revoke visitors, and the levers to come).
+    Write,
+}
+
+/// One admin bearer token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken {
+    /// Who holds it (in the audit log; never the token).
+    pub name: String,
+    /// The token itself.
+    pub secret: String,
+    /// What it may do.
+    pub role: AdminRole,
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("AdminToken")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
 }

@@ -30,6 +30,28 @@ pub struct RawConfig {
     pub strings: RawStrings,
     #[serde(default)]
     pub defence: RawDefence,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `[admin]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+    pub tokens: Option<Vec<RawAdminToken>>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// One of `[admin] tokens = [{ name, env | file, role }]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAdminToken {
+    pub name: Option<String>,
+    pub env: Option<String>,
+    pub file: Option<String>,
+    pub role: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }

@@ -65,6 +65,8 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
             .and_then(|text| c.addr("metrics.listen".into(), text)),
     };
 
+    let admin = super::admin::admin(&mut c, &raw.admin, base);
+
     if c.problems.is_empty() {
         Ok(Config {
             server,
@@ -73,6 +75,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
             tokens,
             store,
             metrics,
+            admin,
             strings,
         })
     } else {

@@ -21,6 +21,7 @@ mod limits;
 mod look;
 mod origin;
 mod places;
+mod report;
 mod status;
 mod visit;
 
@@ -29,6 +30,7 @@ pub use endpoints::{readiness_json, Endpoint, HEALTH_JSON};
 pub use events::EventStream;
 pub use identity::{is_identity, IDENTITY_PARAM};
 pub use origin::ErrorAudience;
+pub use report::{EventReport, Revoked, ZoneReport};
 
 #[cfg(test)]
 mod tests;

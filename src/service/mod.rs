@@ -2,6 +2,7 @@
 //! proxy service, the metrics listener and the node's background work, and the signals that
 //! stop or upgrade it. The only place besides `proxy` that imports Pingora.
 
+mod admin_app;
 mod background;
 mod limits;
 mod metrics_app;
@@ -68,7 +69,7 @@ pub enum StartError {
     Listen {
         /// The address.
         addr: std::net::SocketAddr,
-        /// Which listener (`server.listen`, `metrics.listen`).
+        /// Which listener (`server.listen`, `metrics.listen`, `admin.listen`).
         what: &'static str,
         /// Why.
         source: std::io::Error,
@@ -79,7 +80,8 @@ pub enum StartError {
 /// error at start instead of Pingora's retries and panic.
 fn check_listeners(config: &Config) -> Result<(), StartError> {
     let listeners = std::iter::once(("server.listen", config.server.listen))
-        .chain(config.metrics.listen.map(|addr| ("metrics.listen", addr)));
+        .chain(config.metrics.listen.map(|addr| ("metrics.listen", addr)))
+        .chain(config.admin.listen.map(|addr| ("admin.listen", addr)));
     for (what, addr) in listeners {
         std::net::TcpListener::bind(addr).map_err(|source| StartError::Listen {
             addr,
@@ -261,7 +263,7 @@ pub fn build_server(
         upgrade_marker: upgrade.then(|| signals::taken_marker(&config.server.upgrade_sock)),
         takeover,
         lifecycle: lifecycle.clone(),
-        clock,
+        clock: clock.clone(),
         tick: config.store.tick,
         snapshot_every: config.store.snapshot_every,
         grace_period: grace,
@@ -283,11 +285,25 @@ pub fn build_server(
         metrics_service.add_tcp(&listen.to_string());
         server.add_service(metrics_service);
     }
+    if let Some(listen) = config.admin.listen {
+        let admin = crate::admin::Admin::new(
+            node.room.clone(),
+            config.admin.tokens.clone(),
+            clock.clone(),
+        );
+        let mut admin_service = pingora::services::listening::Service::new(
+            "usher admin".to_string(),
+            pingora::apps::http_app::HttpServer::new_app(admin_app::AdminApp::new(admin)),
+        );
+        admin_service.add_tcp(&listen.to_string());
+        server.add_service(admin_service);
+    }
     let fds = Arc::new(OnceLock::new());
     server.add_service(ListenFdsCapture { fds: fds.clone() });
     tracing::info!(
         proxy = %config.server.listen,
         metrics = ?config.metrics.listen,
+        admin = ?config.admin.listen,
         zones = ?config.zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>(),
         data_dir = %config.store.data_dir.display(),
         max_connections,

@@ -1,0 +1,66 @@
+//! The admin API's listener (`[admin] listen`): reads the method, path, `Authorization` header
+//! and peer of each request and hands them to [`crate::admin::Admin`].
+
+use crate::admin::{Admin, AdminRequest};
+use async_trait::async_trait;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+/// Serves the admin API.
+pub struct AdminApp {
+    admin: Admin,
+}
+
+impl AdminApp {
+    /// Serves `admin`.
+    pub fn new(admin: Admin) -> Self {
+        AdminApp { admin }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let req = session.req_header();
+        let method = req.method.as_str().to_string();
+        let path = req.uri.path().to_string();
+        let authorization = req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes().to_vec());
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let answer = self
+            .admin
+            .handle(AdminRequest {
+                method: &method,
+                path: &path,
+                authorization: authorization.as_deref(),
+                peer,
+            })
+            .await;
+        let length = http::HeaderValue::from(answer.body.len());
+        let mut response = http::Response::new(answer.body);
+        *response.status_mut() =
+            http::StatusCode::from_u16(answer.status).unwrap_or(http::StatusCode::OK);
+        let headers = response.headers_mut();
+        headers.insert(http::header::CONTENT_LENGTH, length);
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        if answer.status == 401 {
+            headers.insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"usher\""),
+            );
+        }
+        response
+    }
+}
