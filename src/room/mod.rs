@@ -52,8 +52,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a store operation may take on the request path before the zone's policy applies,
-/// unless the config sets one (`store.timeout` of the CQL store).
-pub const STORE_TIMEOUT: Duration = Duration::from_secs(2);
+/// unless the store says otherwise ([`Store::timeout`]).
+pub const STORE_TIMEOUT: Duration = crate::store::DEFAULT_TIMEOUT;
 
 /// The facts of a request the room needs, in canonical form ([`crate::request::View`]);
 /// nothing transport-specific.
@@ -188,7 +188,6 @@ pub struct Room {
     default_upstream: String,
     cookie_secure: bool,
     visitor_ttl: Duration,
-    store_timeout: Duration,
     /// Texts of usher's pages outside any zone.
     strings: Arc<Strings>,
     /// What each client did lately, for the per-client limits.
@@ -258,11 +257,6 @@ impl Room {
             default_upstream: config.server.default_upstream.clone(),
             cookie_secure: config.tokens.cookie_secure,
             visitor_ttl: config.tokens.visitor_ttl,
-            store_timeout: config
-                .store
-                .scylla
-                .as_ref()
-                .map_or(STORE_TIMEOUT, |s| s.timeout),
             strings: config.strings.clone(),
             clients: Clients::default(),
             sharing: Sharing::default(),
@@ -392,9 +386,10 @@ impl Room {
         op: &'static str,
         fut: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let result = match tokio::time::timeout(self.store_timeout, fut).await {
+        let limit = self.store.timeout();
+        let result = match tokio::time::timeout(limit, fut).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError::Timeout(self.store_timeout)),
+            Err(_) => Err(StoreError::Timeout(limit)),
         };
         if let Err(e) = &result {
             tracing::warn!(zone, op, error = %e, "store call failed");

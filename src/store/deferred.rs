@@ -154,6 +154,13 @@ impl Store for Deferred {
     fn healthy(&self) -> bool {
         self.store.get().is_none_or(|store| store.healthy())
     }
+
+    /// The embedded store's (a deferred store is always one).
+    fn timeout(&self) -> std::time::Duration {
+        self.store
+            .get()
+            .map_or(super::DEFAULT_TIMEOUT, |store| store.timeout())
+    }
 }
 
 impl ChangeFeed for Deferred {

@@ -203,7 +203,17 @@ pub trait Store: Send + Sync + 'static {
     fn healthy(&self) -> bool {
         true
     }
+
+    /// How long a call may take on the request path before the zone's store-error policy
+    /// applies: [`DEFAULT_TIMEOUT`], or the store's own setting (`store.timeout` of the CQL
+    /// store).
+    fn timeout(&self) -> std::time::Duration {
+        DEFAULT_TIMEOUT
+    }
 }
+
+/// How long a store call may take on the request path, unless the store says otherwise.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A stream of [`Change`]s: at-least-once, possibly reordered across zones. Consumers apply
 /// changes idempotently and keep the highest version.

@@ -12,62 +12,45 @@
 //! - `sessions` and `ledger` ([`slots`]): one partition per visitor, and slot counts per node,
 //!   partitioned by (zone, shard) with each node writing to the shard its id hashes to.
 //!
-//! Every call is bounded by the configured timeout (the driver's request timeout).
+//! - `identities`: one partition per identity, its first arrival (an LWT insert-if-absent).
+//!
+//! Every call is bounded by the configured timeout (the driver's request timeout), which the
+//! store also reports to the room ([`Store::timeout`]). Files: `statements` (every prepared
+//! statement), `queue` (the queue's scans, through one per-shard helper), `positions` (the
+//! position index), `slots`, `feed` (publishing and following changes: `outbox`, `cdc`),
+//! `schema`.
 
 mod schema;
 
 #[cfg(test)]
 mod tests;
 
+mod feed;
 mod outbox;
 mod positions;
+mod queue;
 mod slots;
+mod statements;
 
 #[cfg(test)]
 mod faults;
 
 mod cdc;
 
-use super::{Change, ChangeFeed, Store, StoreError};
+use super::{Change, Store, StoreError};
 use crate::admission::{Claim, Grant, QueueKey, VisitorId, ZoneState};
 use crate::clock::SharedClock;
-use crate::config::{CqlConsistency, ScyllaConfig, SyncMode};
+use crate::config::{ScyllaConfig, SyncMode};
 use async_trait::async_trait;
 use futures::future::join_all;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::prepared::PreparedStatement;
-use scylla::statement::{Consistency, SerialConsistency};
 use scylla::value::{CqlValue, Row};
-use std::sync::atomic::{AtomicU64, Ordering};
+use statements::Statements;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio::sync::broadcast;
-
-/// Prepared statements, one per operation.
-struct Statements {
-    load: PreparedStatement,
-    load_serial: PreparedStatement,
-    create: PreparedStatement,
-    update: PreparedStatement,
-    touch: PreparedStatement,
-    scan: PreparedStatement,
-    scan_all: PreparedStatement,
-    scan_through: PreparedStatement,
-    forget: PreparedStatement,
-    forget_one: PreparedStatement,
-    slot_read: PreparedStatement,
-    slot_read_serial: PreparedStatement,
-    slot_insert: PreparedStatement,
-    slot_update: PreparedStatement,
-    ledger_write: PreparedStatement,
-    ledger_read: PreparedStatement,
-    revoked_write: PreparedStatement,
-    revoked_read: PreparedStatement,
-    outbox_write: PreparedStatement,
-    outbox_read: PreparedStatement,
-    identity_insert: PreparedStatement,
-    identity_read_serial: PreparedStatement,
-}
 
 /// State in a CQL database.
 pub struct CqlStore {
@@ -77,6 +60,8 @@ pub struct CqlStore {
     /// How long the newest change from another node took to arrive, in ms.
     lag_ms: Arc<AtomicU64>,
     statements: Statements,
+    /// `store.timeout`: every call's bound (the driver's request timeout).
+    timeout: std::time::Duration,
     shards: u32,
     queue_ttl_s: i32,
     clock: SharedClock,
@@ -85,24 +70,6 @@ pub struct CqlStore {
     ledger: slots::NodeLedger,
     /// This node's index of the queue, for positions.
     positions: positions::Positions,
-}
-
-fn consistency(c: CqlConsistency) -> Consistency {
-    match c {
-        CqlConsistency::One => Consistency::One,
-        CqlConsistency::LocalOne => Consistency::LocalOne,
-        CqlConsistency::Quorum => Consistency::Quorum,
-        CqlConsistency::LocalQuorum => Consistency::LocalQuorum,
-        CqlConsistency::All => Consistency::All,
-    }
-}
-
-/// The serial consistency that goes with a data-center-local or global consistency.
-fn serial(c: CqlConsistency) -> SerialConsistency {
-    match c {
-        CqlConsistency::LocalOne | CqlConsistency::LocalQuorum => SerialConsistency::LocalSerial,
-        _ => SerialConsistency::Serial,
-    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -126,166 +93,13 @@ impl CqlStore {
             .await
             .map_err(unavailable)?;
         let sync = schema::create(&session, settings).await?;
-        let ks = &settings.keyspace;
-        let prepare = |cql: String, lwt: bool| {
-            let session = &session;
-            async move {
-                let mut statement = session.prepare(cql).await.map_err(unavailable)?;
-                statement.set_request_timeout(Some(settings.timeout));
-                statement.set_consistency(consistency(settings.consistency));
-                if lwt {
-                    statement.set_serial_consistency(Some(serial(settings.consistency)));
-                } else {
-                    statement.set_is_idempotent(true);
-                }
-                Ok::<_, StoreError>(statement)
-            }
-        };
-        let load_cql = format!("SELECT state FROM {ks}.zones WHERE zone = ?");
-        let mut load_serial = prepare(load_cql.clone(), false).await?;
-        load_serial.set_consistency(Consistency::Serial);
-        let slot_read_cql = format!(
-            "SELECT status, bucket, admitted_at FROM {ks}.sessions WHERE zone = ? AND visitor = ?"
-        );
-        let mut slot_read_serial = prepare(slot_read_cql.clone(), false).await?;
-        slot_read_serial.set_consistency(Consistency::Serial);
-        let mut identity_read_serial = prepare(
-            format!("SELECT rank FROM {ks}.identities WHERE zone = ? AND visitor = ?"),
-            false,
-        )
-        .await?;
-        identity_read_serial.set_consistency(Consistency::Serial);
-        let statements = Statements {
-            identity_insert: prepare(
-                format!(
-                    "INSERT INTO {ks}.identities (zone, visitor, rank) VALUES (?, ?, ?) \
-                     IF NOT EXISTS USING TTL ?"
-                ),
-                true,
-            )
-            .await?,
-            identity_read_serial,
-            load: prepare(load_cql, false).await?,
-            load_serial,
-            create: prepare(
-                format!("INSERT INTO {ks}.zones (zone, version, state) VALUES (?, ?, ?) IF NOT EXISTS"),
-                true,
-            )
-            .await?,
-            update: prepare(
-                format!("UPDATE {ks}.zones SET version = ?, state = ? WHERE zone = ? IF version = ?"),
-                true,
-            )
-            .await?,
-            touch: prepare(
-                format!(
-                    "UPDATE {ks}.queue USING TTL ? SET last_seen = ? \
-                     WHERE zone = ? AND shard = ? AND rank = ? AND visitor = ?"
-                ),
-                false,
-            )
-            .await?,
-            scan: prepare(
-                format!(
-                    "SELECT rank, visitor, last_seen FROM {ks}.queue \
-                     WHERE zone = ? AND shard = ? AND (rank, visitor) > (?, ?) LIMIT ?"
-                ),
-                false,
-            )
-            .await?,
-            scan_all: prepare(
-                format!(
-                    "SELECT rank, visitor FROM {ks}.queue WHERE zone = ? AND shard = ? \
-                     AND (rank, visitor) > (?, ?)"
-                ),
-                false,
-            )
-            .await?,
-            scan_through: prepare(
-                format!(
-                    "SELECT rank, visitor, last_seen FROM {ks}.queue WHERE zone = ? AND shard = ? \
-                     AND (rank, visitor) > (?, ?) AND (rank, visitor) <= (?, ?) LIMIT ?"
-                ),
-                false,
-            )
-            .await?,
-            slot_read: prepare(slot_read_cql, false).await?,
-            slot_read_serial,
-            slot_insert: prepare(
-                format!(
-                    "INSERT INTO {ks}.sessions (zone, visitor, status, bucket, admitted_at) \
-                     VALUES (?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
-                ),
-                true,
-            )
-            .await?,
-            slot_update: prepare(
-                format!(
-                    "UPDATE {ks}.sessions USING TTL ? SET status = ?, bucket = ?, admitted_at = ? \
-                     WHERE zone = ? AND visitor = ? IF status = ? AND bucket = ?"
-                ),
-                true,
-            )
-            .await?,
-            ledger_write: prepare(
-                format!(
-                    "INSERT INTO {ks}.ledger (zone, shard, bucket, node, slots) VALUES (?, ?, ?, ?, ?) \
-                     USING TTL ? AND TIMESTAMP ?"
-                ),
-                false,
-            )
-            .await?,
-            revoked_write: prepare(
-                format!(
-                    "INSERT INTO {ks}.revoked (zone, shard, visitor, until) VALUES (?, ?, ?, ?) \
-                     USING TTL ?"
-                ),
-                false,
-            )
-            .await?,
-            revoked_read: prepare(
-                format!("SELECT visitor, until FROM {ks}.revoked WHERE zone = ? AND shard = ?"),
-                false,
-            )
-            .await?,
-            ledger_read: prepare(
-                format!(
-                    "SELECT slots FROM {ks}.ledger WHERE zone = ? AND shard = ? AND bucket > ?"
-                ),
-                false,
-            )
-            .await?,
-            forget: prepare(
-                format!(
-                    "DELETE FROM {ks}.queue WHERE zone = ? AND shard = ? \
-                     AND (rank, visitor) > (?, ?) AND (rank, visitor) <= (?, ?)"
-                ),
-                false,
-            )
-            .await?,
-            forget_one: prepare(
-                format!(
-                    "DELETE FROM {ks}.queue WHERE zone = ? AND shard = ? AND rank = ? AND visitor = ?"
-                ),
-                false,
-            )
-            .await?,
-            outbox_write: prepare(
-                format!("INSERT INTO {ks}.outbox (bucket, at, id, change) VALUES (?, ?, ?, ?)"),
-                false,
-            )
-            .await?,
-            outbox_read: prepare(
-                format!("SELECT at, change FROM {ks}.outbox WHERE bucket = ? AND at > ?"),
-                false,
-            )
-            .await?,
-        };
+        let statements = Statements::prepare(&session, settings).await?;
         Ok(CqlStore {
             session: Arc::new(session),
             sync,
             lag_ms: Arc::new(AtomicU64::new(0)),
             statements,
+            timeout: settings.timeout,
             shards: settings.shards.max(1),
             queue_ttl_s: settings.queue_ttl.as_secs().min(i32::MAX as u64) as i32,
             clock,
@@ -383,88 +197,6 @@ impl CqlStore {
             },
         }
     }
-
-    /// The queue entries at or below `cursor`, across shards, merged in order.
-    async fn scan_through(
-        &self,
-        zone: &str,
-        cursor: QueueKey,
-        seen_since_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<QueueKey>, StoreError> {
-        let (rank, visitor) = key_values(cursor);
-        let (rank, visitor) = (&rank, &visitor);
-        let per_shard = join_all(self.shards().map(|shard| async move {
-            let page = (limit.max(1) * 2).min(5_000) as i32;
-            let mut live = Vec::new();
-            let mut from = (-1i64, String::new());
-            loop {
-                let values = (zone, shard, from.0, &from.1, rank, visitor, page);
-                let result = self
-                    .session
-                    .execute_unpaged(&self.statements.scan_through, values)
-                    .await
-                    .map_err(unavailable)?;
-                let rows = result.into_rows_result().map_err(unavailable)?;
-                let mut seen_rows = 0;
-                for row in rows
-                    .rows::<(i64, String, Option<i64>)>()
-                    .map_err(unavailable)?
-                {
-                    let (r, v, last_seen) = row.map_err(unavailable)?;
-                    seen_rows += 1;
-                    from = (r, v.clone());
-                    if let Some(visitor) = VisitorId::parse(&v) {
-                        if last_seen.unwrap_or(0) as u64 >= seen_since_ms && live.len() < limit {
-                            live.push(QueueKey {
-                                rank: r as u64,
-                                visitor,
-                            });
-                        }
-                    }
-                }
-                if live.len() >= limit || seen_rows < page {
-                    return Ok::<_, StoreError>(live);
-                }
-            }
-        }))
-        .await;
-        let mut merged = Vec::new();
-        for shard in per_shard {
-            merged.extend(shard?);
-        }
-        merged.sort_unstable();
-        merged.truncate(limit);
-        Ok(merged)
-    }
-
-    /// Drops the queue entries a committed tick is done with: those after `grant.from` up to
-    /// `cursor` (a range delete on every shard), and the admitted ones at or below `grant.from`.
-    async fn forget(&self, zone: &str, grant: &Grant, cursor: QueueKey) -> Result<(), StoreError> {
-        let (from_rank, from_visitor) = key_values(grant.from);
-        let (to_rank, to_visitor) = key_values(cursor);
-        let range = (&from_rank, &from_visitor, &to_rank, &to_visitor);
-        let ranges = self.shards().filter(|_| cursor > grant.from).map(|shard| {
-            let (fr, fv, tr, tv) = range;
-            self.session
-                .execute_unpaged(&self.statements.forget, (zone, shard, fr, fv, tr, tv))
-        });
-        let returned = grant
-            .admitted
-            .iter()
-            .filter(|k| **k <= grant.from)
-            .map(|k| {
-                let (rank, visitor) = key_values(*k);
-                let shard = self.shard_of(k.visitor);
-                self.session
-                    .execute_unpaged(&self.statements.forget_one, (zone, shard, rank, visitor))
-            });
-        let (ranges, returned) = futures::join!(join_all(ranges), join_all(returned));
-        for d in ranges.into_iter().chain(returned) {
-            d.map_err(unavailable)?;
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -549,51 +281,8 @@ impl Store for CqlStore {
         seen_since_ms: u64,
         limit: usize,
     ) -> Result<Vec<QueueKey>, StoreError> {
-        let (rank, visitor) = key_values(after);
-        let (rank, visitor) = (&rank, &visitor);
-        // Each shard's first `limit` live entries, merged: the global first `limit` are among them.
-        let per_shard = join_all(self.shards().map(|shard| async move {
-            let mut live = Vec::new();
-            let mut from = (*rank, visitor.clone());
-            loop {
-                let page = (limit.max(1) * 2).min(5_000) as i32;
-                let result = self
-                    .session
-                    .execute_unpaged(&self.statements.scan, (zone, shard, from.0, &from.1, page))
-                    .await
-                    .map_err(unavailable)?;
-                let rows = result.into_rows_result().map_err(unavailable)?;
-                let mut seen_rows = 0;
-                for row in rows
-                    .rows::<(i64, String, Option<i64>)>()
-                    .map_err(unavailable)?
-                {
-                    let (r, v, last_seen) = row.map_err(unavailable)?;
-                    seen_rows += 1;
-                    from = (r, v.clone());
-                    let Some(visitor) = VisitorId::parse(&v) else {
-                        continue;
-                    };
-                    if last_seen.unwrap_or(0) as u64 >= seen_since_ms && live.len() < limit {
-                        live.push(QueueKey {
-                            rank: r as u64,
-                            visitor,
-                        });
-                    }
-                }
-                if live.len() >= limit || seen_rows < page {
-                    return Ok::<_, StoreError>(live);
-                }
-            }
-        }))
-        .await;
-        let mut merged = Vec::new();
-        for shard in per_shard {
-            merged.extend(shard?);
-        }
-        merged.sort_unstable();
-        merged.truncate(limit);
-        Ok(merged)
+        self.live_keys(zone, Some(after), None, seen_since_ms, limit)
+            .await
     }
 
     async fn ahead(&self, zone: &str, cursor: QueueKey, key: QueueKey) -> Result<u64, StoreError> {
@@ -622,7 +311,7 @@ impl Store for CqlStore {
         // yet; returned visitors are rare, so one slot read each is cheap.
         let now = self.clock.now_ms();
         let candidates = self
-            .scan_through(zone, cursor, seen_since_ms, limit * 2 + 8)
+            .live_keys(zone, None, Some(cursor), seen_since_ms, limit * 2 + 8)
             .await?;
         let slots = join_all(
             candidates
@@ -766,111 +455,31 @@ impl Store for CqlStore {
     ) -> Result<Vec<(VisitorId, u64)>, StoreError> {
         use futures::StreamExt;
         let now_s = now_ms / 1_000;
-        let per_shard = join_all(self.shards().map(|shard| async move {
-            let mut rows = self
-                .session
-                .execute_iter(self.statements.revoked_read.clone(), (zone, shard))
-                .await
-                .map_err(unavailable)?
-                .rows_stream::<(String, i64)>()
-                .map_err(unavailable)?;
-            let mut found = Vec::new();
-            while let Some(row) = rows.next().await {
-                let (visitor, until) = row.map_err(unavailable)?;
-                if let Some(visitor) = VisitorId::parse(&visitor) {
-                    if until as u64 > now_s {
-                        found.push((visitor, until as u64));
+        let per_shard = self
+            .on_every_shard(|shard| async move {
+                let mut rows = self
+                    .session
+                    .execute_iter(self.statements.revoked_read.clone(), (zone, shard))
+                    .await
+                    .map_err(unavailable)?
+                    .rows_stream::<(String, i64)>()
+                    .map_err(unavailable)?;
+                let mut found = Vec::new();
+                while let Some(row) = rows.next().await {
+                    let (visitor, until) = row.map_err(unavailable)?;
+                    if let Some(visitor) = VisitorId::parse(&visitor) {
+                        if until as u64 > now_s {
+                            found.push((visitor, until as u64));
+                        }
                     }
                 }
-            }
-            Ok::<_, StoreError>(found)
-        }))
-        .await;
-        let mut all = Vec::new();
-        for shard in per_shard {
-            all.extend(shard?);
-        }
-        Ok(all)
-    }
-}
-
-impl ChangeFeed for CqlStore {
-    fn subscribe(&self) -> broadcast::Receiver<Change> {
-        self.feed.subscribe()
+                Ok(found)
+            })
+            .await?;
+        Ok(per_shard.into_iter().flatten().collect())
     }
 
-    fn lag_ms(&self) -> u64 {
-        self.lag_ms.load(Ordering::Relaxed)
-    }
-}
-
-impl CqlStore {
-    /// Tells this node's subscribers at once, and the other nodes through the outbox (with
-    /// `sync = "cdc"` the other nodes read the tables' CDC logs instead).
-    async fn publish(&self, change: Change) {
-        let _ = self.feed.send(change.clone());
-        if self.sync == SyncMode::Cdc {
-            return;
-        }
-        if let Err(e) = self.write_outbox(&change).await {
-            // The change is written; the other nodes see it with the next change or reload.
-            tracing::warn!(error = %e, "writing the outbox failed");
-        }
-    }
-}
-
-impl CqlStore {
-    /// The change feed in use: `Cdc` on ScyllaDB (unless `sync = "outbox"`), else `Outbox`.
-    pub fn sync(&self) -> SyncMode {
-        self.sync
-    }
-
-    /// Runs this node's side of the change feed until it fails (CDC) or forever (outbox):
-    /// every change other nodes make reaches [`ChangeFeed::subscribe`]rs, and
-    /// [`ChangeFeed::lag_ms`] tracks how late.
-    pub async fn follow_feed(self: Arc<Self>, settings: ScyllaConfig) -> Result<(), StoreError> {
-        if self.sync == SyncMode::Outbox {
-            self.tail_outbox(settings.feed_interval, settings.feed_safety)
-                .await;
-            return Ok(());
-        }
-        let newest_ms = Arc::new(AtomicU64::new(0));
-        let options = cdc::CdcOptions {
-            keyspace: settings.keyspace.clone(),
-            node: self.ledger.node().to_string(),
-            safety: settings.feed_safety,
-            sleep: settings.feed_interval,
-            // No checkpoints: a node starts reading at now; zone states are whole, so the next
-            // change brings it up to date, and `Room::warm` loads them at start.
-            resume: std::time::Duration::ZERO,
-        };
-        let (mut readers, feed) = cdc::start(
-            self.session.clone(),
-            &options,
-            self.clock.now_ms(),
-            self.feed.clone(),
-            newest_ms.clone(),
-        )
-        .await?;
-        let lag = self.lag_ms.clone();
-        let clock = self.clock.clone();
-        let mut seen = 0;
-        let watch = async move {
-            let mut ticker = tokio::time::interval(settings.feed_interval);
-            loop {
-                ticker.tick().await;
-                let newest = newest_ms.load(Ordering::Relaxed);
-                if newest > seen {
-                    seen = newest;
-                    lag.store(clock.now_ms().saturating_sub(newest), Ordering::Relaxed);
-                }
-            }
-        };
-        let result = tokio::select! {
-            result = feed => result,
-            _ = watch => Ok(()),
-        };
-        readers.stop();
-        result
+    fn timeout(&self) -> std::time::Duration {
+        self.timeout
     }
 }

@@ -15,7 +15,6 @@
 use super::{key_values, unavailable, CqlStore};
 use crate::admission::{QueueKey, VisitorId};
 use crate::store::StoreError;
-use futures::future::join_all;
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -229,34 +228,32 @@ impl CqlStore {
     async fn scan_after(&self, zone: &str, cursor: QueueKey) -> Result<Vec<QueueKey>, StoreError> {
         let (rank, visitor) = key_values(cursor);
         let (rank, visitor) = (&rank, &visitor);
-        let per_shard = join_all(self.shards().map(|shard| async move {
-            let mut rows = self
-                .session
-                .execute_iter(
-                    self.statements.scan_all.clone(),
-                    (zone, shard, *rank, visitor.clone()),
-                )
-                .await
-                .map_err(unavailable)?
-                .rows_stream::<(i64, String)>()
-                .map_err(unavailable)?;
-            let mut keys = Vec::new();
-            while let Some(row) = rows.next().await {
-                let (r, v) = row.map_err(unavailable)?;
-                if let Some(visitor) = VisitorId::parse(&v) {
-                    keys.push(QueueKey {
-                        rank: r as u64,
-                        visitor,
-                    });
+        let per_shard = self
+            .on_every_shard(|shard| async move {
+                let mut rows = self
+                    .session
+                    .execute_iter(
+                        self.statements.scan_all.clone(),
+                        (zone, shard, *rank, visitor.clone()),
+                    )
+                    .await
+                    .map_err(unavailable)?
+                    .rows_stream::<(i64, String)>()
+                    .map_err(unavailable)?;
+                let mut keys = Vec::new();
+                while let Some(row) = rows.next().await {
+                    let (r, v) = row.map_err(unavailable)?;
+                    if let Some(visitor) = VisitorId::parse(&v) {
+                        keys.push(QueueKey {
+                            rank: r as u64,
+                            visitor,
+                        });
+                    }
                 }
-            }
-            Ok::<_, StoreError>(keys)
-        }))
-        .await;
-        let mut merged = Vec::new();
-        for shard in per_shard {
-            merged.extend(shard?);
-        }
+                Ok(keys)
+            })
+            .await?;
+        let mut merged: Vec<QueueKey> = per_shard.into_iter().flatten().collect();
         merged.sort_unstable();
         Ok(merged)
     }

@@ -310,28 +310,26 @@ impl CqlStore {
     pub(super) async fn count_slots(&self, zone: &str, now_ms: u64) -> Result<u64, StoreError> {
         use futures::StreamExt;
         let first_live = (now_ms / 1_000) as i64;
-        let sums = join_all(self.shards().map(|shard| async move {
-            let mut rows = self
-                .session
-                .execute_iter(
-                    self.statements.ledger_read.clone(),
-                    (zone, shard, first_live),
-                )
-                .await
-                .map_err(unavailable)?
-                .rows_stream::<(Option<i64>,)>()
-                .map_err(unavailable)?;
-            let mut sum = 0i64;
-            while let Some(row) = rows.next().await {
-                sum += row.map_err(unavailable)?.0.unwrap_or(0);
-            }
-            Ok::<i64, StoreError>(sum)
-        }))
-        .await;
-        let mut total = 0i64;
-        for sum in sums {
-            total += sum?;
-        }
+        let sums = self
+            .on_every_shard(|shard| async move {
+                let mut rows = self
+                    .session
+                    .execute_iter(
+                        self.statements.ledger_read.clone(),
+                        (zone, shard, first_live),
+                    )
+                    .await
+                    .map_err(unavailable)?
+                    .rows_stream::<(Option<i64>,)>()
+                    .map_err(unavailable)?;
+                let mut sum = 0i64;
+                while let Some(row) = rows.next().await {
+                    sum += row.map_err(unavailable)?.0.unwrap_or(0);
+                }
+                Ok(sum)
+            })
+            .await?;
+        let total: i64 = sums.into_iter().sum();
         Ok(total.max(0) as u64)
     }
 }

@@ -4,6 +4,7 @@
 use super::*;
 use crate::clock::SharedClock;
 use crate::config::{CqlConsistency, ScyllaConfig};
+use crate::store::ChangeFeed;
 use std::sync::Arc;
 use std::time::Duration;
 
