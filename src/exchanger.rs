@@ -57,6 +57,30 @@ impl Via {
     }
 }
 
+/// Sets the zone's gauges of the limits in force; `hold`: a schedule holds admissions (a
+/// pre-queue's countdown), whatever the mode.
+fn show_limits(metrics: &Metrics, zone: &str, config: &ZoneConfig, hold: bool) {
+    let labels = &[zone];
+    let limits = &config.limits;
+    metrics
+        .capacity
+        .with_label_values(labels)
+        .set(i64::from(limits.capacity));
+    metrics
+        .admit_per_minute
+        .with_label_values(labels)
+        .set(i64::from(limits.admit_per_minute));
+    metrics
+        .burst
+        .with_label_values(labels)
+        .set(i64::from(limits.burst));
+    let admits = matches!(config.mode, Mode::Auto | Mode::QueueAll | Mode::Passthrough);
+    metrics
+        .paused
+        .with_label_values(labels)
+        .set(i64::from(hold || !admits));
+}
+
 /// Advances every zone's cursor.
 pub struct Exchanger {
     store: Arc<dyn Store>,
@@ -79,11 +103,11 @@ impl Exchanger {
         clock: SharedClock,
         metrics: Metrics,
     ) -> Self {
+        let now = clock.now_ms();
         for zone in &zones {
-            metrics
-                .capacity
-                .with_label_values(&[&zone.name])
-                .set(zone.limits.capacity as i64);
+            let phase = onsale::phase(&zone.events, now);
+            let hold = matches!(phase, Phase::Prequeue(_));
+            show_limits(&metrics, &zone.name, onsale::in_force(zone, phase), hold);
         }
         let turns = zones
             .iter()
@@ -176,6 +200,12 @@ impl Exchanger {
         let phase = onsale::phase(&zone.events, now);
         let config = onsale::in_force(zone, phase);
         let limits = &config.limits;
+        show_limits(
+            &self.metrics,
+            name,
+            config,
+            matches!(phase, Phase::Prequeue(_)),
+        );
         let loaded = store.load(name).await?;
         let expected = loaded.as_ref().map(|s| s.version);
         let read = loaded.clone().map(Arc::new);

@@ -17,8 +17,15 @@ pub struct Metrics {
     pub waiting: IntGaugeVec,
     /// `usher_sessions_active{zone}`: slots occupied (sessions plus reservations).
     pub active: IntGaugeVec,
-    /// `usher_zone_capacity{zone}`: configured capacity.
+    /// `usher_zone_capacity{zone}`: capacity in force (a scheduled sale's during one).
     pub capacity: IntGaugeVec,
+    /// `usher_zone_admit_per_minute{zone}`: admission rate in force.
+    pub admit_per_minute: IntGaugeVec,
+    /// `usher_zone_burst{zone}`: burst in force.
+    pub burst: IntGaugeVec,
+    /// `usher_zone_paused{zone}`: 1 while the mode in force admits nobody (`paused`, `closed`,
+    /// or a pre-queue's countdown).
+    pub paused: IntGaugeVec,
     /// `usher_admitted_total{zone, via}`: admissions, by the exchanger (`queue`) or at once (`direct`).
     pub admitted: IntCounterVec,
     /// `usher_token_rejections_total{reason}`: presented tokens refused, by reason.
@@ -128,7 +135,19 @@ impl Metrics {
             "usher_sessions_active",
             "Occupied slots: active sessions plus reservations of admitted visitors.",
         );
-        let capacity = gauge("usher_zone_capacity", "Configured capacity of the zone.");
+        let capacity = gauge(
+            "usher_zone_capacity",
+            "Capacity of the zone in force (a scheduled sale's during one).",
+        );
+        let admit_per_minute = gauge(
+            "usher_zone_admit_per_minute",
+            "Admission rate of the zone in force, per minute.",
+        );
+        let burst = gauge("usher_zone_burst", "Admission burst of the zone in force.");
+        let paused = gauge(
+            "usher_zone_paused",
+            "1 while the zone's mode in force admits nobody (paused, closed, a pre-queue).",
+        );
         let tick_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "usher_exchanger_tick_seconds",
@@ -190,6 +209,9 @@ impl Metrics {
             waiting,
             active,
             capacity,
+            admit_per_minute,
+            burst,
+            paused,
             admitted,
             rejections,
             store_errors,

@@ -1282,3 +1282,41 @@ async fn every_device_of_one_identity_shares_one_place_and_one_slot() {
     let c = claims(&cookie_pair(r.set_cookie.as_deref().expect("place")));
     assert_ne!(c.vid, p.vid);
 }
+
+#[tokio::test]
+async fn the_limits_in_force_are_the_metrics_and_the_admin_report() {
+    let events = event_toml(
+        60,
+        120,
+        600,
+        "capacity = 10\nadmit_per_minute = 180\nmode = \"auto\"",
+    );
+    let h = harness(&format!("mode = \"queue_all\"\n{events}"));
+    let gauges = |h: &Harness| {
+        let m = h.room.metrics();
+        let get = |g: &prometheus::IntGaugeVec| g.with_label_values(&["checkout"]).get();
+        (
+            get(&m.capacity),
+            get(&m.admit_per_minute),
+            get(&m.burst),
+            get(&m.paused),
+        )
+    };
+    h.tick().await;
+    assert_eq!(gauges(&h), (2, 60, 2, 0), "the zone's own");
+    h.clock.advance(Duration::from_secs(70));
+    h.tick().await;
+    assert_eq!(gauges(&h).3, 1, "the pre-queue admits nobody");
+    h.clock.advance(Duration::from_secs(60));
+    h.tick().await;
+    assert_eq!(gauges(&h), (10, 180, 3, 0), "the sale's");
+    let report = h
+        .room
+        .zone_report("checkout", h.clock.now_ms())
+        .expect("zone");
+    assert_eq!(
+        (report.capacity, report.admit_per_minute, report.burst),
+        (10, 180, 3)
+    );
+    assert_eq!(report.event.map(|e| e.phase), Some("sale"));
+}
