@@ -204,7 +204,12 @@ impl Room {
                 self.place_newcomer(zone, req, now, may_enter, Some(arrival))
                     .await
             }
-            Decision::JoinPrequeue => self.prequeue_newcomer(zone, req, Some(arrival), now).await,
+            Decision::JoinPrequeue => {
+                match self.prequeue_newcomer(zone, req, Some(arrival), now).await {
+                    Ok((status, cookie)) => Joined::Waiting { status, cookie },
+                    Err(refused) => Joined::Limited(refused),
+                }
+            }
             // The zone closed, ended or opened meanwhile: say so.
             other => {
                 let state = match other {

@@ -389,23 +389,20 @@ impl Room {
     }
 
     /// A newcomer during a scheduled sale's pre-queue: a place (one lottery ticket per
-    /// identity, too) and the countdown; nothing is written until the draw.
+    /// identity, too) and the countdown, as the status and the cookie that carries the place;
+    /// nothing is written until the draw.
     pub(super) async fn prequeue_newcomer(
         &self,
         zone: &Zone,
         req: &RequestFacts<'_>,
         arrival: Option<Arrival>,
         now: u64,
-    ) -> Joined {
-        match self.newcomer_arrival(zone, req, arrival, now).await {
-            Ok(arrival) => {
-                let (claims, cookie) = self.mint_place(zone, Some(arrival), now);
-                let status = status::without_place(zone, State::Prequeue, now)
-                    .waited_since(claims.rank, now);
-                Joined::Waiting { status, cookie }
-            }
-            Err(refused) => Joined::Limited(refused),
-        }
+    ) -> Result<(Status, String), crate::defence::Refused> {
+        let arrival = self.newcomer_arrival(zone, req, arrival, now).await?;
+        let (claims, cookie) = self.mint_place(zone, Some(arrival), now);
+        let status =
+            status::without_place(zone, State::Prequeue, now).waited_since(claims.rank, now);
+        Ok((status, cookie))
     }
 
     /// Runs a tick for a newcomer in a quiet zone and claims their slot if it admitted them.

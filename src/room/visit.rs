@@ -1,7 +1,7 @@
 //! A request to a zone: the gate decides ([`crate::gate::decide`]), this carries it out. Every
 //! outcome has a label for `usher_gate_requests_total`.
 
-use super::places::{Joined, Place};
+use super::places::Place;
 use super::status;
 use super::{Forward, Outcome, RequestFacts, Room, Session};
 use crate::config::Mode;
@@ -56,16 +56,12 @@ impl Room {
             }
             (Decision::JoinPrequeue, _) => {
                 return match self.prequeue_newcomer(zone, req, None, now).await {
-                    Joined::Limited(refused) => ("limited", self.limited(zone, req, refused)),
-                    Joined::Waiting { status, cookie } => {
+                    Ok((status, cookie)) => {
                         let code = zone.config.waiting_status;
                         let reply = self.reply(zone, req, code, &status, Some(cookie));
                         ("prequeue", reply)
                     }
-                    // A pre-queue place is never admitted and writes nothing.
-                    Joined::Admitted(_) | Joined::StoreFailed { .. } => {
-                        self.store_failed(zone, req, now, None)
-                    }
+                    Err(refused) => ("limited", self.limited(zone, req, refused)),
                 };
             }
             (Decision::Forward { renew }, Some(claims)) => {
