@@ -77,9 +77,12 @@ impl Room {
         }
     }
 
-    /// Counts a newcomer to `zone` (for `proof_of_work = "auto"`).
+    /// Counts a newcomer to `zone` when `proof_of_work = "auto"` reads the count (other zones
+    /// take no lock for it).
     pub(super) fn note_newcomer(&self, zone: &Zone, now: u64) {
-        self.arrivals[zone.index].record(now);
+        if zone.config.defence.proof_of_work == ProofOfWork::Auto {
+            self.arrivals[zone.index].record(now);
+        }
     }
 
     /// The name of the cookie that keeps `zone`'s puzzle across reloads (a zone name holds
