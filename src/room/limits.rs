@@ -188,10 +188,8 @@ impl Room {
         let pending =
             std::mem::take(&mut *self.to_release.lock().unwrap_or_else(|e| e.into_inner()));
         for (zone, visitor) in pending {
-            let release = self.store.release(&zone, visitor, now);
-            if let Ok(Some(until)) = self.call(&zone, "release", release).await {
-                self.revoked.insert(visitor, until);
-            }
+            // A failure is counted and logged by `call`; the node refuses the token already.
+            let _ = self.end_session(&zone, visitor, now).await;
         }
         let last = self.swept_at.load(Ordering::Relaxed);
         if now.saturating_sub(last) < SWEEP_EVERY_MS {

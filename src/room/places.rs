@@ -476,11 +476,25 @@ impl Room {
     pub async fn release(&self, zone_name: &str, visitor: VisitorId) -> Option<String> {
         let zone = self.zones.by_name(zone_name)?;
         let now = self.clock.now_ms();
-        let release = self.store.release(zone_name, visitor, now);
-        if let Ok(Some(until)) = self.call(zone_name, "release", release).await {
-            self.revoked.insert(visitor, until);
+        if let Ok(Some(_)) = self.end_session(zone_name, visitor, now).await {
             self.requests.inc(zone.index, "release");
         }
         Some(cookie::clear(&zone.cookie, self.cookie_secure))
+    }
+
+    /// Frees `visitor`'s slot in the store and refuses their token on this node (the change
+    /// feed tells the others). `Ok(None)`: they held no session.
+    pub(super) async fn end_session(
+        &self,
+        zone_name: &str,
+        visitor: VisitorId,
+        now: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let release = self.store.release(zone_name, visitor, now);
+        let until = self.call(zone_name, "release", release).await?;
+        if let Some(until) = until {
+            self.revoked.insert(visitor, until);
+        }
+        Ok(until)
     }
 }

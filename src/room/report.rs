@@ -112,10 +112,8 @@ impl Room {
     ) -> Option<Result<Revoked, StoreError>> {
         let zone = self.zones.by_name(zone_name)?;
         let now = self.clock.now_ms();
-        let release = self.store.release(zone_name, visitor, now);
-        Some(match self.call(zone_name, "release", release).await {
+        Some(match self.end_session(zone_name, visitor, now).await {
             Ok(Some(until_s)) => {
-                self.revoked.insert(visitor, until_s);
                 self.requests.inc(zone.index, "release");
                 Ok(Revoked::Session { until_s })
             }
