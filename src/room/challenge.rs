@@ -91,11 +91,11 @@ impl Room {
         format!("{}.challenge", zone.cookie)
     }
 
-    /// A challenge token from `raw` for `zone`, if it is one, valid and unused.
+    /// The claims of `raw` if it is a valid challenge token for `zone`.
     fn challenge_claims(&self, zone: &Zone, raw: &str, now: u64) -> Option<std::sync::Arc<Claims>> {
         let claims = self.tokens.verify(raw, now).ok()?;
         let fits = claims.typ == TokenKind::Challenge && claims.zone == zone.config.name;
-        (fits && !self.used_challenges.contains_key(&claims.vid)).then_some(claims)
+        fits.then_some(claims)
     }
 
     /// The puzzle for a newcomer to `zone`: the one their cookie keeps, while it is good, else
@@ -110,7 +110,8 @@ impl Room {
         let kept = req
             .cookie
             .and_then(|c| cookie::find(c, &name))
-            .and_then(|raw| Some((raw, self.challenge_claims(zone, raw, now)?)));
+            .and_then(|raw| Some((raw, self.challenge_claims(zone, raw, now)?)))
+            .filter(|(_, claims)| !self.used_challenges.contains_key(&claims.vid));
         let (token, claims, set_cookie) = match kept {
             Some((raw, claims)) => (raw.to_string(), (*claims).clone(), None),
             None => {
@@ -177,8 +178,7 @@ impl Room {
         };
         let (zone, phase) = zone.at(now);
         let Some(claims) = query_param(req.query, "challenge")
-            .and_then(|raw| self.tokens.verify(raw, now).ok())
-            .filter(|c| c.typ == TokenKind::Challenge && c.zone == zone.config.name)
+            .and_then(|raw| self.challenge_claims(zone, raw, now))
         else {
             self.requests.inc(zone.index, "challenge_refused");
             return refusal(400, "challenge_invalid");
