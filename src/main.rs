@@ -442,7 +442,8 @@ fn sign_identity(
         Err(code) => return code,
     };
     let now = clock::SystemClock.now_ms();
-    let token = tokens.identity_token(identity, zone.unwrap_or("*"), valid.as_secs(), now);
+    let id = tokens.identity_id(identity);
+    let token = tokens.identity_token(id, zone.unwrap_or("*"), valid.as_secs(), now);
     let separator = if url.contains('?') { '&' } else { '?' };
     println!("{token}");
     println!("{url}{separator}{}={token}", usher::room::IDENTITY_PARAM);

@@ -428,12 +428,11 @@ impl ProxyHttp for UsherProxy {
         // The shop names the visitor: an identity cookie, and the identity's place recorded at
         // this session's arrival. The header itself never reaches the visitor.
         if let Some(identity) = upstream_response.remove_header("usher-identity") {
-            let identity = identity.as_bytes();
-            if let Some(cookie) = self.room.identity_cookie(identity) {
+            let named = self
+                .room
+                .identity_named(identity.as_bytes(), forward.session.as_ref());
+            if let Some(cookie) = named.await {
                 upstream_response.append_header("set-cookie", cookie)?;
-            }
-            if let Some(s) = &forward.session {
-                self.room.identity_seen(&s.zone, identity, s.rank).await;
             }
         }
         let cookie = match (&forward.session, release) {

@@ -9,7 +9,7 @@
 //! its own slot until it ends (the identity's place is then recorded at that session's arrival,
 //! so a second device goes in at the same rank).
 
-use super::{RequestFacts, Room};
+use super::{RequestFacts, Room, Session};
 use crate::admission::VisitorId;
 use crate::token::{cookie, Claims, TokenKind};
 use crate::zone::Zone;
@@ -30,22 +30,29 @@ pub fn is_identity(value: &[u8]) -> bool {
 }
 
 impl Room {
-    /// The name of the identity cookie: `<prefix>_~identity` (`~` is in no zone's name, so it
-    /// never names a zone's cookie, and it is stripped before the origin like every other).
-    pub fn identity_cookie_name(&self) -> &str {
-        &self.identity_cookie
-    }
-
-    /// The `Set-Cookie` for the identity the origin named in `Usher-Identity`; `None` when the
-    /// value cannot be an identity.
-    pub fn identity_cookie(&self, identity: &[u8]) -> Option<String> {
+    /// The origin named the visitor of this response in `Usher-Identity`: the `Set-Cookie`
+    /// of their identity cookie (`<prefix>_~identity`: `~` is in no zone's name, so it never
+    /// names a zone's cookie, and it is stripped before the origin like every other), and, if
+    /// the response is for a `session`, the identity's place recorded at that session's
+    /// arrival, so its other devices go in at the same rank. `None` when the value cannot be
+    /// an identity.
+    pub async fn identity_named(
+        &self,
+        identity: &[u8],
+        session: Option<&Session>,
+    ) -> Option<String> {
         let identity = std::str::from_utf8(identity)
             .ok()
             .filter(|i| is_identity(i.as_bytes()))?;
         let now = self.clock.now_ms();
+        let id = self.tokens.identity_id(identity);
+        let recorded_at = session.and_then(|s| Some((self.zones.by_name(&s.zone)?, s.rank)));
+        if let Some((zone, rank)) = recorded_at {
+            self.identity_rank(zone, id, rank, now).await;
+        }
         let token = self
             .tokens
-            .identity_token(identity, "*", IDENTITY_COOKIE_TTL_S, now);
+            .identity_token(id, "*", IDENTITY_COOKIE_TTL_S, now);
         Some(cookie::set(
             &self.identity_cookie,
             &token,
@@ -90,25 +97,6 @@ impl Room {
         let until_s = (now + self.visitor_ttl.as_millis() as u64) / 1_000;
         let first = self.store.identity_rank(name, visitor, rank, until_s, now);
         self.call(name, "identity", first).await.unwrap_or(rank)
-    }
-
-    /// The origin named the identity of a visitor whose session in `zone` began at `rank`:
-    /// the identity's place there is recorded at that arrival, so its other devices go in at
-    /// the same rank.
-    pub async fn identity_seen(&self, zone_name: &str, identity: &[u8], rank: u64) {
-        let Some(identity) = std::str::from_utf8(identity)
-            .ok()
-            .filter(|i| is_identity(i.as_bytes()))
-        else {
-            return;
-        };
-        let now = self.clock.now_ms();
-        let visitor = self.tokens.identity_id(identity);
-        let until_s = (now + self.visitor_ttl.as_millis() as u64) / 1_000;
-        let record = self
-            .store
-            .identity_rank(zone_name, visitor, rank, until_s, now);
-        let _ = self.call(zone_name, "identity", record).await;
     }
 }
 

@@ -1205,10 +1205,12 @@ async fn a_place_passed_longer_than_the_return_window_ago_goes_to_the_back() {
 async fn every_device_of_one_identity_shares_one_place_and_one_slot() {
     let h = harness("mode = \"queue_all\"");
     let now = h.clock.now_ms();
-    let link = h
-        .room
-        .tokens()
-        .identity_token("alice@example.com", "*", 3_600, now);
+    let link = h.room.tokens().identity_token(
+        h.room.tokens().identity_id("alice@example.com"),
+        "*",
+        3_600,
+        now,
+    );
     let query = format!("{}={link}", super::IDENTITY_PARAM);
     // A stranger joins first, then Alice's phone, then (later) Alice's laptop on another network.
     let stranger = h.ask("/checkout", None, None, "192.0.2.10").await;
@@ -1273,10 +1275,12 @@ async fn every_device_of_one_identity_shares_one_place_and_one_slot() {
         "the stranger's reservation and Alice's one session"
     );
     // A token for another zone, or a forged one, is no identity here.
-    let other = h
-        .room
-        .tokens()
-        .identity_token("alice@example.com", "other", 3_600, now);
+    let other = h.room.tokens().identity_token(
+        h.room.tokens().identity_id("alice@example.com"),
+        "other",
+        3_600,
+        now,
+    );
     let query = format!("{}={other}", super::IDENTITY_PARAM);
     let r = h.ask("/checkout", Some(&query), None, "192.0.2.13").await;
     let c = claims(&cookie_pair(r.set_cookie.as_deref().expect("place")));

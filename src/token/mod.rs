@@ -139,15 +139,15 @@ impl Tokens {
         VisitorId(u128::from_be_bytes(id))
     }
 
-    /// A token saying the visitor is `identity`, for `zone` (`*`: every zone), valid for
-    /// `valid_s` seconds from `now_ms`: the identity cookie, and the `?usher_identity=` link
-    /// `usher identity sign` makes.
-    pub fn identity_token(&self, identity: &str, zone: &str, valid_s: u64, now_ms: u64) -> String {
+    /// A token saying the visitor is the identity with keyed id `id` ([`Tokens::identity_id`]),
+    /// for `zone` (`*`: every zone), valid for `valid_s` seconds from `now_ms`: the identity
+    /// cookie, and the `?usher_identity=` link `usher identity sign` makes.
+    pub fn identity_token(&self, id: VisitorId, zone: &str, valid_s: u64, now_ms: u64) -> String {
         self.sign(&Claims {
             iss: self.issuer.clone(),
             typ: TokenKind::Identity,
             zone: zone.to_string(),
-            vid: self.identity_id(identity),
+            vid: id,
             rank: 0,
             iat: now_ms / 1_000,
             exp: now_ms / 1_000 + valid_s,
