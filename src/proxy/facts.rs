@@ -128,12 +128,7 @@ pub(super) fn client(
     peer: Option<std::net::IpAddr>,
     trusted: &crate::request::client::TrustedProxies,
 ) -> Option<std::net::IpAddr> {
-    let lines: Vec<&[u8]> = req
-        .headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
+    let lines = values(req, &super::upstream_headers::X_FORWARDED_FOR);
     Some(crate::request::client::client_ip(peer?, &lines, trusted))
 }
 
