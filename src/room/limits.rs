@@ -191,6 +191,10 @@ impl Room {
             // A failure is counted and logged by `call`; the node refuses the token already.
             let _ = self.end_session(&zone, visitor, now).await;
         }
+        // Streams end without telling anyone: the gauge is brought up to date every tick.
+        self.metrics
+            .event_streams_open
+            .set(i64::from(self.clients.open_streams()));
         let last = self.swept_at.load(Ordering::Relaxed);
         if now.saturating_sub(last) < SWEEP_EVERY_MS {
             return;
@@ -207,8 +211,5 @@ impl Room {
         );
         self.sharing.sweep(now / 1_000);
         self.forget_used_challenges(now);
-        self.metrics
-            .event_streams_open
-            .set(i64::from(self.clients.open_streams()));
     }
 }
