@@ -51,10 +51,6 @@ use dashmap::DashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a store operation may take on the request path before the zone's policy applies,
-/// unless the store says otherwise ([`Store::timeout`]).
-pub const STORE_TIMEOUT: Duration = crate::store::DEFAULT_TIMEOUT;
-
 /// The facts of a request the room needs, in canonical form ([`crate::request::View`]);
 /// nothing transport-specific.
 #[derive(Debug, Clone, Copy, Default)]
