@@ -30,6 +30,16 @@ pub(super) struct Admitted {
 }
 
 impl Admitted {
+    /// The session without its cookie, for the client's record of it.
+    pub fn direct(&self) -> Direct {
+        Direct {
+            visitor: self.visitor,
+            rank: self.rank,
+            admitted_at_ms: self.admitted_at_ms,
+            bucket: self.bucket,
+        }
+    }
+
     /// Milliseconds they waited.
     pub fn queue_ms(&self) -> u64 {
         self.admitted_at_ms.saturating_sub(self.rank)
@@ -343,13 +353,7 @@ impl Room {
             }
             if let Some(admitted) = self.enter_if_first(zone, &claims, now).await {
                 self.place_done(zone, req, claims.vid);
-                let direct = Direct {
-                    visitor: admitted.visitor,
-                    rank: admitted.rank,
-                    admitted_at_ms: admitted.admitted_at_ms,
-                    bucket: admitted.bucket,
-                };
-                self.remember_direct(zone, req, direct, now);
+                self.remember_direct(zone, req, admitted.direct(), now);
                 return Joined::Admitted(admitted);
             }
         }
