@@ -57,11 +57,7 @@ paths = ["/checkout"]
 capacity = 10
 admit_per_minute = 60
 mode = "queue_all"
-[defence]
-# A load generator is one client: lift the per-client limits.
-client_places = 1000000
-client_joins_per_minute = 1000000
-client_join_burst = 1000000
+$(cat "$ROOT/benches/load/one_client.toml")
 $store
 EOF
     RUST_LOG=warn "$USHER" run --config "$tmp/usher.toml" 2>"$tmp/$name.log" &

@@ -49,12 +49,7 @@ capacity = 10
 admit_per_minute = 1
 burst = 1
 mode = "queue_all"
-[defence]
-# A load generator is one client: lift the per-client limits.
-client_places = 1000000
-client_joins_per_minute = 1000000
-client_join_burst = 1000000
-client_event_streams = 1000000
+$(cat "$ROOT/benches/load/one_client.toml")
 [store]
 data_dir = "data"
 ${1:-}

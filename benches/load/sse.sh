@@ -77,6 +77,8 @@ for n in $NS; do
 [server]
 listen = "127.0.0.1:$port"
 grace_period = "1s"
+# Every stream of the bench on one node (the default cap is 10,000).
+max_event_streams = 1000000
 [upstreams.shop]
 addrs = ["127.0.0.1:$origin"]
 [tokens]
@@ -90,12 +92,7 @@ mode = "queue_all"
 capacity = $DECOYS
 burst = $DECOYS
 admit_per_minute = 6000
-[defence]
-# A load generator is one client: lift the per-client limits.
-client_places = 1000000
-client_joins_per_minute = 1000000
-client_join_burst = 1000000
-client_event_streams = 1000000
+$(cat "$ROOT/benches/load/one_client.toml")
 EOF
     RUST_LOG=warn "$USHER" run --config "$tmp/$n/usher.toml" 2>"$tmp/$n/usher.log" &
     pid=$!

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 /// A protected path of the bench zone (`mode = "queue_all"`): every newcomer gets a place.
 const PROTECTED: &str = "/checkout";
+/// The status of a place, whose first poll writes the place to the line.
+const STATUS: &str = "/_usher/status?zone=checkout";
 /// The demo shop's page that answers `Usher-Command: release`.
 const DONE: &str = "/checkout/done";
 
@@ -62,9 +64,13 @@ async fn join_one(addr: SocketAddr, conn: &mut Option<Conn>) -> anyhow::Result<S
 pub async fn fill_slots(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<String>> {
     let (visitors, failed) = join(addr, n, 32).await;
     anyhow::ensure!(failed == 0, "{failed} decoy joins failed");
+    let mut conn = Conn::open(addr).await?;
+    // Each comes back once, as its page would: usher writes a place to the line only then.
+    for visitor in &visitors {
+        conn.get(STATUS, Some(visitor)).await?;
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut access = Vec::with_capacity(n);
-    let mut conn = Conn::open(addr).await?;
     for visitor in visitors {
         loop {
             // Their turn came when the claim is forwarded to the shop and sets the access cookie.
