@@ -7,9 +7,10 @@
 #                                            # the state: the old process saves it, the new loads it)
 #
 # `/checkout` is a queue_all zone: every request is a newcomer joining the line (a signed place;
-# the store is written when a place comes back, which PREFILL does); `/` is forwarded to nginx. Prints wrk's summary, the new process's wait for the store (the
-# pause in store work during the handover) and how long the upgrade took. Every process it
-# starts is stopped by PID on exit.
+# the store is written when a place comes back, which PREFILL does); `/` is forwarded to nginx.
+# Prints wrk's summary, the new process's wait for the store (the pause in store work during
+# the handover) and how long the upgrade took. Every process it starts is stopped by PID on
+# exit.
 PATHS=${PATHS:-"/checkout /"}
 PREFILL=${PREFILL:-0}
 CONNECTIONS=${CONNECTIONS:-64}
