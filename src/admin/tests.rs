@@ -138,3 +138,46 @@ fn token_comparison_is_exact() {
     assert!(!same(b"abc", b"ab"));
     assert!(same(b"", b""));
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        /// Any method, path and `Authorization` bytes get an answer with a JSON body: 401 for
+        /// anything that is not a token, and never a panic.
+        #[test]
+        fn any_request_gets_a_json_answer(
+            method in prop_oneof![Just("GET".to_string()), Just("POST".to_string()), "\\PC{0,8}"],
+            path in prop_oneof![
+                "(/v1(/zones(/[a-z/%.]{0,12}){0,3})?)?",
+                "\\PC{0,40}",
+            ],
+            authorization in prop::collection::vec(any::<u8>(), 0..40),
+            with_token in any::<bool>(),
+        ) {
+            let (admin, _, _dir) = admin();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let header = if with_token {
+                format!("Bearer {READ}").into_bytes()
+            } else {
+                authorization.clone()
+            };
+            let response = runtime.block_on(admin.handle(AdminRequest {
+                method: &method,
+                path: &path,
+                authorization: Some(&header),
+                peer: None,
+            }));
+            prop_assert!(serde_json::from_slice::<serde_json::Value>(&response.body).is_ok());
+            if !with_token {
+                prop_assert_eq!(response.status, 401);
+            }
+        }
+    }
+}
