@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{free_port, start_origin, Usher};
+use common::{free_addr, start_origin, Usher};
 use std::process::Command;
 use usher::demo::origin::OriginResponse;
 
@@ -31,23 +31,23 @@ fn operators_read_zones_and_revoke_visitors_with_the_right_token() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("read.token"), READ).expect("token");
     std::fs::write(dir.path().join("write.token"), WRITE).expect("token");
-    let port = free_port();
+    let listen = free_addr();
     let zones = format!(
         "[zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 5\nadmit_per_minute = 300\n\
-         [admin]\nlisten = \"127.0.0.1:{port}\"\ntokens = [\
+         [admin]\nlisten = \"{listen}\"\ntokens = [\
          {{ name = \"grafana\", file = \"read.token\", role = \"read\" }}, \
          {{ name = \"sre\", file = \"write.token\", role = \"write\" }}]\n"
     );
     let usher = Usher::start(dir.path(), origin, &zones);
-    let admin = format!("http://127.0.0.1:{port}");
+    let admin = format!("http://{listen}");
     common::wait_until(
         "the admin listener",
         std::time::Duration::from_secs(10),
-        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        || std::net::TcpStream::connect(listen).is_ok(),
     );
 
     // No token, a wrong one: 401 and nothing else.
-    let mut raw = common::Client::connect(format!("127.0.0.1:{port}").parse().expect("addr"));
+    let mut raw = common::Client::connect(listen);
     let none = raw.get("/v1/zones", &[]);
     assert_eq!(none.status, 401);
     assert_eq!(

@@ -269,7 +269,7 @@ fn start_up_problems_are_one_clear_line_and_exit_1() {
     );
 
     // The demo with its shop's port taken ends too, instead of panicking and running on.
-    let free = format!("127.0.0.1:{}", common::free_port());
+    let free = common::free_addr().to_string();
     let config = config_in(dir.path(), &free, &busy_addr);
     let (code, stderr) = run_to_end(&["demo", "--config", &config]);
     assert_eq!(code, Some(1), "{stderr}");

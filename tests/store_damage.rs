@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{ensure_key, free_port, start_origin, wait_until, Client, Usher};
+use common::{ensure_key, free_addr, start_origin, wait_until, Client, Usher};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -155,8 +155,8 @@ fn write_config(
     origin: SocketAddr,
     data_dir: &Path,
 ) -> (PathBuf, SocketAddr, SocketAddr) {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let addr = free_addr();
+    let metrics = free_addr();
     let key = ensure_key(dir);
     let zones = ZONES.replace(
         "data_dir = \"data\"",

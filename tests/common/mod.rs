@@ -13,12 +13,26 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port the OS just handed out (bound to port 0, read back, released).
+/// A port the OS just handed out on 127.0.0.1 (bound to port 0, read back, released), for
+/// programs that cannot listen on a port they pick and report it (nginx).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// An address for a child process to listen on: a loopback address of its own, picked at
+/// random from 127.100.0.1 up, and a port the OS just handed out there. A bare free port on
+/// 127.0.0.1 can be handed out again to a parallel test before the first child binds it; the
+/// child that loses then fails to start while the test, connecting to the other test's
+/// listener, takes it for its own (seen once in CI: a trial read another usher's metrics).
+pub fn free_addr() -> SocketAddr {
+    let [a, b, c]: [u8; 3] = rand::random();
+    let ip = std::net::Ipv4Addr::new(127, 100 + a % 155, b, 1 + c % 254);
+    TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback address")
 }
 
 /// Polls `ready` until it holds or `timeout` passes.
@@ -97,8 +111,8 @@ impl Usher {
         upstream: &str,
         zones: &str,
     ) -> Usher {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let addr = free_addr();
+        let metrics = free_addr();
         let key = ensure_key(dir);
         // A test that sets its own grace period keeps it.
         let grace = if server.contains("grace_period") {
@@ -123,7 +137,7 @@ impl Usher {
     }
 
     fn spawn(dir: &Path, config: PathBuf, addr: SocketAddr, metrics: SocketAddr) -> Usher {
-        let log = dir.join(format!("usher-{}.log", free_port()));
+        let log = dir.join(format!("usher-{}.log", free_addr().port()));
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_usher"))
             .args(["run", "--config"])
