@@ -27,6 +27,7 @@ use usher::metrics::Metrics;
 use usher::store::cql::CqlStore;
 use usher::store::embedded::EmbeddedStore;
 use usher::store::Store;
+use usher::zone::{LiveZones, ZoneTable};
 
 /// Concurrent joiners: a busy node has many requests in flight at once.
 const CONCURRENCY: usize = 128;
@@ -186,7 +187,11 @@ async fn tick_times(
     let tick_clock = Arc::new(ManualClock::new(now));
     let exchanger = Exchanger::new(
         store,
-        vec![zone.clone()],
+        Arc::new(LiveZones::new(ZoneTable::of(
+            std::slice::from_ref(&zone),
+            "usher",
+            None,
+        ))),
         Duration::ZERO,
         tick_clock.clone(),
         Metrics::new(),

@@ -18,6 +18,17 @@ pub enum CtlRequest {
         /// The visitor id (32 hex digits).
         visitor: String,
     },
+    /// Override settings of a zone live: a JSON object (`{"admit_per_minute": 600}`).
+    Set {
+        /// The zone.
+        zone: String,
+        /// The settings.
+        patch: serde_json::Value,
+    },
+    /// Drop every override of a zone: back to the config.
+    Reset(String),
+    /// Re-read the config file.
+    Reload,
     /// The audit log.
     Audit,
 }
@@ -31,6 +42,9 @@ impl CtlRequest {
                 "POST",
                 format!("/v1/zones/{zone}/visitors/{visitor}/revoke"),
             ),
+            CtlRequest::Set { zone, .. } => ("PATCH", format!("/v1/zones/{zone}")),
+            CtlRequest::Reset(zone) => ("DELETE", format!("/v1/zones/{zone}/overrides")),
+            CtlRequest::Reload => ("POST", "/v1/reload".into()),
             CtlRequest::Audit => ("GET", "/v1/audit".into()),
         }
     }
@@ -58,8 +72,17 @@ pub fn run(
         .build()
         .into();
     let authorization = format!("Bearer {token}");
-    let sent = match method {
-        "POST" => agent
+    let sent = match (method, request) {
+        ("PATCH", CtlRequest::Set { patch, .. }) => agent
+            .patch(&url)
+            .header("authorization", &authorization)
+            .content_type("application/json")
+            .send(patch.to_string()),
+        ("DELETE", _) => agent
+            .delete(&url)
+            .header("authorization", &authorization)
+            .call(),
+        ("POST", _) => agent
             .post(&url)
             .header("authorization", &authorization)
             .send_empty(),
@@ -81,7 +104,14 @@ pub fn run(
     if status >= 400 {
         let error = value["error"].as_str().unwrap_or("error");
         let message = value["message"].as_str().unwrap_or_default();
-        return Err(format!("{status} {error}: {message}"));
+        let problems: String = value["problems"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|p| format!("\n  {}: {}", text(&p["path"]), text(&p["message"])))
+            .collect();
+        return Err(format!("{status} {error}: {message}{problems}"));
     }
     if json {
         return Ok(serde_json::to_string_pretty(&value).unwrap_or(body));
@@ -93,7 +123,26 @@ pub fn run(
                 .map(Vec::as_slice)
                 .unwrap_or_default(),
         ),
-        CtlRequest::Zone(_) => zone_table(std::slice::from_ref(&value)),
+        CtlRequest::Zone(_) | CtlRequest::Set { .. } | CtlRequest::Reset(_) => {
+            zone_table(std::slice::from_ref(&value)) + &overrides_table(&value)
+        }
+        CtlRequest::Reload => {
+            let restart: Vec<String> = value["needs_restart"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(text)
+                .collect();
+            let mut out = format!("reloaded: config {}", text(&value["hash"]));
+            if !restart.is_empty() {
+                out += &format!(
+                    "\nchanged but only applied at start (run `usher upgrade`): {}",
+                    restart.join(", ")
+                );
+            }
+            out
+        }
         CtlRequest::Revoke { .. } => {
             format!("revoked: {}", value["revoked"].as_str().unwrap_or("?"))
         }
@@ -165,6 +214,37 @@ fn zone_table(zones: &[serde_json::Value]) -> String {
         })
         .collect();
     table(&header, rows)
+}
+
+/// The zone's message and live overrides under its table (nothing when it has none).
+fn overrides_table(zone: &serde_json::Value) -> String {
+    let mut out = String::new();
+    if let Some(message) = zone["message"].as_str().filter(|m| !m.is_empty()) {
+        out += &format!("\nmessage: {message}\n");
+    }
+    let overrides = zone["overrides"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if overrides.is_empty() {
+        return out;
+    }
+    let rows = overrides
+        .iter()
+        .map(|o| {
+            vec![
+                text(&o["setting"]),
+                text(&o["value"]),
+                text(&o["by"]),
+                text(&o["from"]),
+                o["at_ms"]
+                    .as_u64()
+                    .map(crate::config::timestamp::format_rfc3339)
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    out + "\noverrides:\n" + &table(&["SETTING", "VALUE", "BY", "FROM", "AT"], rows)
 }
 
 fn audit_table(entries: &[serde_json::Value]) -> String {

@@ -19,6 +19,7 @@ use crate::config::{Mode, ZoneConfig};
 use crate::metrics::Metrics;
 use crate::onsale::{self, Phase};
 use crate::store::{Store, StoreError};
+use crate::zone::LiveZones;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -84,7 +85,8 @@ fn show_limits(metrics: &Metrics, zone: &str, config: &ZoneConfig, hold: bool) {
 /// Advances every zone's cursor.
 pub struct Exchanger {
     store: Arc<dyn Store>,
-    zones: Vec<ZoneConfig>,
+    /// The zones in force (shared with the room: a reload or an override reaches both).
+    zones: Arc<LiveZones>,
     /// One tick at a time per zone on this node: a join's tick and the periodic one would only
     /// race each other's compare-and-set.
     turns: HashMap<String, tokio::sync::Mutex<()>>,
@@ -98,19 +100,22 @@ impl Exchanger {
     /// An exchanger for `zones` that leaves arrivals younger than `settle` alone.
     pub fn new(
         store: Arc<dyn Store>,
-        zones: Vec<ZoneConfig>,
+        zones: Arc<LiveZones>,
         settle: std::time::Duration,
         clock: SharedClock,
         metrics: Metrics,
     ) -> Self {
         let now = clock.now_ms();
-        for zone in &zones {
+        let table = zones.current();
+        for zone in table.configs() {
             let phase = onsale::phase(&zone.events, now);
             let hold = matches!(phase, Phase::Prequeue(_));
             show_limits(&metrics, &zone.name, onsale::in_force(zone, phase), hold);
         }
-        let turns = zones
-            .iter()
+        // Zones never come or go while the process runs (a reload that would add or remove
+        // one is refused), so the turns are fixed.
+        let turns = table
+            .configs()
             .map(|z| (z.name.clone(), tokio::sync::Mutex::new(())))
             .collect();
         Exchanger {
@@ -129,17 +134,13 @@ impl Exchanger {
         self.settle
     }
 
-    /// The zones this exchanger ticks.
-    pub fn zones(&self) -> &[ZoneConfig] {
-        &self.zones
-    }
-
     /// One pass over every zone; a failing zone does not stop the others. Returns the states
     /// committed.
     pub async fn tick(&self) -> Vec<(String, Arc<ZoneState>)> {
         let timer = self.metrics.tick_seconds.start_timer();
         let mut committed = Vec::new();
-        for zone in &self.zones {
+        let table = self.zones.current();
+        for zone in table.configs() {
             match self.tick_zone(zone, Via::Schedule).await {
                 Ok(report) => committed.extend(report.committed.map(|s| (zone.name.clone(), s))),
                 Err(e) => {
@@ -182,10 +183,11 @@ impl Exchanger {
     /// the zone as configured, whatever phase of its schedule the caller is in: the schedule
     /// (holds, the draw, the sale's overrides) is read from it inside the tick.
     pub async fn tick_named(&self, name: &str, via: Via) -> Result<TickReport, StoreError> {
-        let Some(zone) = self.zones.iter().find(|z| z.name == name) else {
+        let table = self.zones.current();
+        let Some(zone) = table.by_name(name) else {
             return Ok(TickReport::default());
         };
-        self.tick_zone(zone, via).await
+        self.tick_zone(&zone.config, via).await
     }
 
     /// One zone's tick.

@@ -84,8 +84,9 @@ enum Command {
         #[arg(required = true)]
         visitors: Vec<String>,
     },
-    /// Steer a running usher through its admin API ([admin] listen): zones, revocations, the
-    /// audit log. Prints a table, or the API's JSON with --json.
+    /// Steer a running usher through its admin API ([admin] listen): zones, live overrides
+    /// and messages, reloads, revocations, the audit log. Prints a table, or the API's JSON
+    /// with --json.
     Ctl {
         /// The admin API, e.g. http://127.0.0.1:9092
         #[arg(long)]
@@ -133,11 +134,15 @@ enum TokenCommand {
 enum CtlCommand {
     /// Every zone: mode and limits in force, waiting, active, the wait of a newcomer.
     Zones,
-    /// One zone.
+    /// One zone; with `set`, `message` or `reset`, change it live (write token).
     Zone {
         /// The zone's name.
         name: String,
+        #[command(subcommand)]
+        change: Option<ZoneChange>,
     },
+    /// Re-read the config file on the node (like SIGHUP); a file with problems changes nothing.
+    Reload,
     /// End a visitor's session (its slot is freed) or place (write token).
     Revoke {
         /// The zone.
@@ -147,6 +152,72 @@ enum CtlCommand {
     },
     /// Who changed what, when, from where (this node, newest 1,000).
     Audit,
+}
+
+/// A live change to one zone: kept in the store, enforced by every node at its next tick.
+#[derive(Subcommand)]
+enum ZoneChange {
+    /// Override limits or the mode, e.g. `set --rate 600 --mode paused`.
+    Set {
+        /// Admissions per minute (brings a second's worth of burst unless --burst is given).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Sessions at once.
+        #[arg(long)]
+        capacity: Option<u64>,
+        /// Admissions at once above the rate.
+        #[arg(long)]
+        burst: Option<u64>,
+        /// auto, queue_all, paused, passthrough or closed.
+        #[arg(long)]
+        mode: Option<String>,
+        /// How long a new session lasts, e.g. 10m.
+        #[arg(long)]
+        session_ttl: Option<String>,
+    },
+    /// Show a notice on every waiting page of the zone now; "" clears it.
+    Message {
+        /// The text (plain text, at most 1,000 bytes).
+        text: String,
+    },
+    /// Drop every override: the zone runs as configured again.
+    Reset,
+}
+
+impl ZoneChange {
+    fn request(self, zone: String) -> usher::ctl::CtlRequest {
+        use usher::ctl::CtlRequest;
+        match self {
+            ZoneChange::Set {
+                rate,
+                capacity,
+                burst,
+                mode,
+                session_ttl,
+            } => {
+                let mut patch = serde_json::Map::new();
+                let mut put = |key: &str, value: Option<serde_json::Value>| {
+                    if let Some(value) = value {
+                        patch.insert(key.to_string(), value);
+                    }
+                };
+                put("admit_per_minute", rate.map(Into::into));
+                put("capacity", capacity.map(Into::into));
+                put("burst", burst.map(Into::into));
+                put("mode", mode.map(Into::into));
+                put("session_ttl", session_ttl.map(Into::into));
+                CtlRequest::Set {
+                    zone,
+                    patch: patch.into(),
+                }
+            }
+            ZoneChange::Message { text } => CtlRequest::Set {
+                zone,
+                patch: serde_json::json!({ "message": text }),
+            },
+            ZoneChange::Reset => CtlRequest::Reset(zone),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -227,7 +298,7 @@ fn run(path: &Path, upgrade: bool) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match usher::service::build_server(&config, clock::system(), upgrade) {
+    match usher::service::build_server(path, &config, clock::system(), upgrade) {
         Ok(node) => {
             node.run();
             ExitCode::SUCCESS
@@ -698,7 +769,12 @@ fn main() -> ExitCode {
         } => {
             let request = match command {
                 CtlCommand::Zones => usher::ctl::CtlRequest::Zones,
-                CtlCommand::Zone { name } => usher::ctl::CtlRequest::Zone(name),
+                CtlCommand::Zone { name, change: None } => usher::ctl::CtlRequest::Zone(name),
+                CtlCommand::Zone {
+                    name,
+                    change: Some(change),
+                } => change.request(name),
+                CtlCommand::Reload => usher::ctl::CtlRequest::Reload,
                 CtlCommand::Revoke { zone, visitor } => {
                     usher::ctl::CtlRequest::Revoke { zone, visitor }
                 }

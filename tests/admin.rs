@@ -1,10 +1,13 @@
 //! The admin API and `usher ctl` against the real binary: tokens and roles, zone reports, a
-//! revocation that ends a session on the proxy, the audit log.
+//! revocation that ends a session on the proxy, the audit log; live overrides (pause, rate,
+//! a message pushed to an open page) that survive `kill -9`; reloads by `SIGHUP` and the API.
 
 mod common;
 
-use common::{free_addr, start_origin, Usher};
+use common::sse::Sse;
+use common::{free_addr, start_origin, wait_until, Usher};
 use std::process::Command;
+use std::time::Duration;
 use usher::demo::origin::OriginResponse;
 
 const READ: &str = "grafana-reads-0123456789";
@@ -127,4 +130,235 @@ fn operators_read_zones_and_revoke_visitors_with_the_right_token() {
     // An unreachable API says what to check.
     let (ok, down) = ctl("http://127.0.0.1:9", &read, &["zones"]);
     assert!(!ok && down.contains("[admin] listen"), "{down}");
+}
+
+/// usher with the admin API on, a read and a write token; the admin URL and the token files.
+fn with_admin(
+    dir: &std::path::Path,
+    zones: &str,
+) -> (Usher, String, std::path::PathBuf, std::path::PathBuf) {
+    let origin = start_origin(|_| async move { OriginResponse::html("<h1>checkout</h1>".into()) });
+    std::fs::write(dir.join("read.token"), READ).expect("token");
+    std::fs::write(dir.join("write.token"), WRITE).expect("token");
+    let listen = free_addr();
+    let zones = format!(
+        "{zones}\n[admin]\nlisten = \"{listen}\"\ntokens = [\
+         {{ name = \"grafana\", file = \"read.token\", role = \"read\" }}, \
+         {{ name = \"sre\", file = \"write.token\", role = \"write\" }}]\n"
+    );
+    let usher = Usher::start(dir, origin, &zones);
+    common::wait_until("the admin listener", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(listen).is_ok()
+    });
+    (
+        usher,
+        format!("http://{listen}"),
+        dir.join("read.token"),
+        dir.join("write.token"),
+    )
+}
+
+const LIVE_ZONE: &str = "[store]\ntick = \"100ms\"\n\
+    [zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 50\nadmit_per_minute = 600\n\
+    mode = \"queue_all\"\nrefresh_interval = \"1s\"\n";
+
+#[test]
+fn an_operator_pauses_tells_and_resumes_a_live_zone_and_the_change_survives_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (usher, admin, read, write) = with_admin(dir.path(), LIVE_ZONE);
+    let paused = "usher_zone_paused{zone=\"checkout\"}";
+    let rate = "usher_zone_admit_per_minute{zone=\"checkout\"}";
+    assert_eq!(usher.metric(rate), 600.0);
+
+    // A read token may not steer; a bad value is refused with its path, nothing changes.
+    let (ok, said) = ctl(
+        &admin,
+        &read,
+        &["zone", "checkout", "set", "--mode", "paused"],
+    );
+    assert!(!ok && said.contains("403"), "{said}");
+    let (ok, said) = ctl(
+        &admin,
+        &write,
+        &["zone", "checkout", "set", "--capacity", "0"],
+    );
+    assert!(
+        !ok && said.contains("422") && said.contains("zones.checkout.capacity: must be > 0"),
+        "{said}"
+    );
+
+    // Pause and slow down: enforced by the next tick.
+    let (ok, said) = ctl(
+        &admin,
+        &write,
+        &[
+            "zone", "checkout", "set", "--mode", "paused", "--rate", "60",
+        ],
+    );
+    assert!(
+        ok && said.contains("paused") && said.contains("overrides:"),
+        "{said}"
+    );
+    wait_until(
+        "the next tick to pause the zone",
+        Duration::from_secs(5),
+        || usher.metric(paused) == 1.0 && usher.metric(rate) == 60.0,
+    );
+
+    // A visitor arrives and waits; their open page hears the operator's message at once.
+    let cookie = usher
+        .client()
+        .get("/checkout", &[])
+        .cookie()
+        .expect("a place");
+    let (mut page, _) = Sse::open(&usher, &cookie, None);
+    let first = page.status(Duration::from_secs(5));
+    assert_eq!(first["state"], "paused", "{first}");
+    assert!(first.get("message").is_none(), "{first}");
+    let notice = "Back at 10:05 <b>really</b>";
+    let (ok, said) = ctl(&admin, &write, &["zone", "checkout", "message", notice]);
+    assert!(ok, "{said}");
+    let told = page.status(Duration::from_secs(5));
+    assert_eq!(told["message"], notice, "{told}");
+    let html = usher
+        .client()
+        .get("/checkout", &[("Cookie", &cookie)])
+        .text();
+    assert!(
+        html.contains("Back at 10:05 &lt;b&gt;really&lt;/b&gt;") && !html.contains("<b>really"),
+        "the page shows the notice escaped"
+    );
+
+    // Resumed: the waiting visitor's page is told to go in.
+    let (ok, said) = ctl(
+        &admin,
+        &write,
+        &["zone", "checkout", "set", "--mode", "queue_all"],
+    );
+    assert!(ok, "{said}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = page.status(deadline.saturating_duration_since(std::time::Instant::now()));
+        if status["state"] == "admitted" {
+            break;
+        }
+    }
+
+    // kill -9: the overrides come back with the store.
+    let mut usher = usher;
+    usher.kill9();
+    let usher = usher.restart();
+    common::wait_until("the admin listener again", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(admin.trim_start_matches("http://")).is_ok()
+    });
+    let (ok, json) = ctl(&admin, &read, &["--json", "zone", "checkout"]);
+    assert!(ok, "{json}");
+    let zone: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(
+        (
+            zone["admit_per_minute"].as_u64(),
+            zone["mode"].as_str(),
+            zone["message"].as_str()
+        ),
+        (Some(60), Some("queue_all"), Some(notice)),
+        "{zone}"
+    );
+    let settings: Vec<&str> = zone["overrides"]
+        .as_array()
+        .expect("overrides")
+        .iter()
+        .filter_map(|o| o["setting"].as_str())
+        .collect();
+    assert_eq!(settings, ["admit_per_minute", "message", "mode"], "{zone}");
+    wait_until("the restarted node's tick", Duration::from_secs(5), || {
+        usher.metric(rate) == 60.0
+    });
+
+    // Back to the config.
+    let (ok, said) = ctl(&admin, &write, &["zone", "checkout", "reset"]);
+    assert!(ok && !said.contains("overrides:"), "{said}");
+    wait_until("the config's rate again", Duration::from_secs(5), || {
+        usher.metric(rate) == 600.0
+    });
+    let (ok, audit) = ctl(&admin, &read, &["--json", "audit"]);
+    assert!(ok, "{audit}");
+    assert!(audit.contains("\"reset\""), "{audit}");
+}
+
+#[test]
+fn sighup_applies_a_valid_file_and_a_broken_one_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut usher, admin, _read, write) = with_admin(dir.path(), LIVE_ZONE);
+    let capacity = "usher_zone_capacity{zone=\"checkout\"}";
+    let reloads = |result: &str| {
+        usher.metric(&format!(
+            "usher_config_reloads_total{{result=\"{result}\"}}"
+        ))
+    };
+    let hash = usher.metric("usher_config_hash");
+    assert!(hash > 0.0);
+    let original = std::fs::read_to_string(&usher.config).expect("config");
+
+    // A new capacity, applied without a restart.
+    std::fs::write(
+        &usher.config,
+        original.replace("capacity = 50", "capacity = 9"),
+    )
+    .expect("edit");
+    usher.signal("HUP");
+    wait_until(
+        "the reload and the next tick",
+        Duration::from_secs(5),
+        || reloads("ok") == 1.0 && usher.metric(capacity) == 9.0,
+    );
+    assert_ne!(usher.metric("usher_config_hash"), hash);
+    assert_eq!(usher.client().get("/checkout", &[]).status, 200);
+
+    // A broken file: every problem logged, the running config stays, requests are served.
+    std::fs::write(
+        &usher.config,
+        original.replace("capacity = 50", "capacity = 0\nburst = -1"),
+    )
+    .expect("break");
+    usher.signal("HUP");
+    wait_until("the refused reload", Duration::from_secs(5), || {
+        reloads("invalid") == 1.0
+    });
+    let log = usher.log();
+    for problem in [
+        "zones.checkout.capacity",
+        "zones.checkout.burst",
+        "config reload refused",
+    ] {
+        assert!(log.contains(problem), "{problem} not logged:\n{log}");
+    }
+    assert_eq!(usher.metric(capacity), 9.0);
+    assert_eq!(usher.client().get("/checkout", &[]).status, 200);
+    assert!(matches!(usher.child.try_wait(), Ok(None)), "still running");
+
+    // The API reloads too, and says what only a restart applies.
+    let moved = free_addr();
+    std::fs::write(
+        &usher.config,
+        original.replace("capacity = 50", "capacity = 11").replacen(
+            &format!("listen = \"{}\"", usher.addr),
+            &format!("listen = \"{moved}\""),
+            1,
+        ),
+    )
+    .expect("edit");
+    let (ok, said) = ctl(&admin, &write, &["reload"]);
+    assert!(
+        ok && said.contains("reloaded: config") && said.contains("server"),
+        "{said}"
+    );
+    wait_until("the API's reload", Duration::from_secs(5), || {
+        usher.metric(capacity) == 11.0
+    });
+    let (ok, said) = ctl(&admin, &write, &["reload"]);
+    assert!(ok, "{said}");
+    // Broken through the API: 422 with the problems.
+    std::fs::write(&usher.config, "[zones.checkout\n").expect("break");
+    let (ok, said) = ctl(&admin, &write, &["reload"]);
+    assert!(!ok && said.contains("422"), "{said}");
 }

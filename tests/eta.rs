@@ -24,6 +24,7 @@ use usher::exchanger::{Exchanger, Via};
 use usher::metrics::Metrics;
 use usher::store::embedded::EmbeddedStore;
 use usher::store::Store;
+use usher::zone::{LiveZones, ZoneTable};
 
 const T0: u64 = 1_800_000_000_000;
 const ZONE: &str = "checkout";
@@ -150,7 +151,11 @@ async fn simulate(s: &Scenario) -> Figures {
     let clock = Arc::new(ManualClock::new(T0));
     let exchanger = Exchanger::new(
         store.clone(),
-        vec![zone.clone()],
+        Arc::new(LiveZones::new(ZoneTable::of(
+            std::slice::from_ref(&zone),
+            "usher",
+            None,
+        ))),
         Duration::ZERO,
         clock.clone(),
         Metrics::new(),

@@ -181,3 +181,62 @@ fn a_visitor_waiting_on_one_node_hears_of_an_admission_made_by_the_other() {
     );
     eprintln!("fleet: node A heard of node B's admission within {heard_after:?}");
 }
+
+#[test]
+#[ignore = "needs a CQL server: set USHER_CQL=host:port (make test starts Cassandra and sets it)"]
+fn an_override_made_on_one_node_is_enforced_by_the_other() {
+    let keyspace = format!("usher_fleet_{:08x}", rand::random::<u32>());
+    let (origin_addr, _origin) = Origin::start();
+    let tokens = tempfile::tempdir().expect("tempdir");
+    let token = tokens.path().join("write.token");
+    std::fs::write(&token, "fleet-sre-writes-0123456789").expect("token");
+    let listen = common::free_addr();
+    let admin = format!(
+        "[admin]\nlisten = \"{listen}\"\ntokens = [{{ name = \"sre\", file = \"{}\", role = \"write\" }}]\n",
+        token.display()
+    );
+    let config = fleet_config(&contact(), &keyspace);
+    let [a, b] = two_nodes(origin_addr, &format!("{config}{admin}"), &config);
+    wait_until("the admin listener", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(listen).is_ok()
+    });
+    let rate = "usher_zone_admit_per_minute{zone=\"checkout\"}";
+    let paused = "usher_zone_paused{zone=\"checkout\"}";
+    assert_eq!(b.metric(rate), LIMITS.admit_per_minute as f64);
+
+    let set = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+        .args([
+            "ctl",
+            "--admin",
+            &format!("http://{listen}"),
+            "--token-file",
+        ])
+        .arg(&token)
+        .args([
+            "zone", "checkout", "set", "--rate", "30", "--mode", "paused",
+        ])
+        .output()
+        .expect("usher ctl");
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let started = std::time::Instant::now();
+    // feed_interval (100 ms) plus one tick (200 ms); a generous deadline for a loaded machine.
+    wait_until(
+        "node B to enforce node A's change",
+        Duration::from_secs(5),
+        || b.metric(rate) == 30.0 && b.metric(paused) == 1.0,
+    );
+    let enforced_after = started.elapsed();
+    // Node B, paused by node A's change, lets nobody in.
+    let cookie = b.client().get("/checkout", &[]).cookie().expect("a place");
+    let status = b
+        .client()
+        .get("/_usher/status", &[("Cookie", &cookie)])
+        .json();
+    assert_eq!(status["state"], "paused", "{status}");
+    assert_eq!(a.metric(rate), 30.0);
+    eprintln!("fleet: node B enforced node A's override after {enforced_after:?}");
+}

@@ -10,13 +10,17 @@
 //! |---|---|
 //! | `GET /v1/zones` | `{"zones": [ZoneReport...]}` |
 //! | `GET /v1/zones/{zone}` | a [`ZoneReport`] |
+//! | `PATCH /v1/zones/{zone}` | settings to override live (write): the [`ZoneReport`] after, or `422` with every problem |
+//! | `DELETE /v1/zones/{zone}/overrides` | back to the config (write): the [`ZoneReport`] after |
 //! | `POST /v1/zones/{zone}/visitors/{visitor}/revoke` | `{"revoked": "session" \| "place", ...}` (write) |
+//! | `POST /v1/reload` | re-read the config file (write): `{"reloaded": true, ...}`, or `422` with every problem |
 //! | `GET /v1/audit` | `{"entries": [...]}` |
 
 use crate::admission::VisitorId;
 use crate::clock::SharedClock;
+use crate::config::Problem;
 use crate::config::{AdminRole, AdminToken};
-use crate::room::{Revoked, Room};
+use crate::room::{OverrideError, Revoked, Room};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -39,6 +43,27 @@ pub struct AdminRequest<'a> {
     pub authorization: Option<&'a [u8]>,
     /// The client's address.
     pub peer: Option<IpAddr>,
+    /// The request body (at most [`MAX_BODY`] bytes; the transport refuses longer ones).
+    pub body: &'a [u8],
+}
+
+/// The largest request body the API reads.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Re-reads the configuration and puts it in force (the composition root's `SIGHUP` handling).
+pub trait Reload: Send + Sync {
+    /// Reloads; `Ok`: what changed, and what needs a restart to change; `Err`: every problem,
+    /// and the old configuration keeps running.
+    fn reload(&self) -> Result<Reloaded, Vec<Problem>>;
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Reloaded {
+    /// The new configuration's hash (as in `usher_config_hash`), 16 hex digits.
+    pub hash: String,
+    /// Settings that changed in the file but take a restart (`usher upgrade`) to apply.
+    pub needs_restart: Vec<String>,
 }
 
 /// The answer: a status and a JSON body.
@@ -89,6 +114,7 @@ pub struct Admin {
     tokens: Vec<AdminToken>,
     audit: Mutex<VecDeque<AuditEntry>>,
     clock: SharedClock,
+    reload: Option<Arc<dyn Reload>>,
 }
 
 /// Whether `a` and `b` are equal, in time that depends only on their lengths.
@@ -107,6 +133,15 @@ impl Admin {
             tokens,
             audit: Mutex::default(),
             clock,
+            reload: None,
+        }
+    }
+
+    /// The same API, answering `POST /v1/reload` with `reload`.
+    pub fn with_reload(self, reload: Arc<dyn Reload>) -> Self {
+        Admin {
+            reload: Some(reload),
+            ..self
         }
     }
 
@@ -143,12 +178,29 @@ impl Admin {
                 Some(report) => AdminResponse::json(200, &report),
                 None => no_zone(zone),
             },
+            ("PATCH" | "DELETE" | "POST", _) if holder.role != AdminRole::Write => {
+                read_only(holder)
+            }
+            ("PATCH", ["v1", "zones", zone]) => {
+                let patch = match serde_json::from_slice::<serde_json::Value>(req.body) {
+                    Ok(patch) => patch,
+                    Err(e) => {
+                        return AdminResponse::error(
+                            400,
+                            "bad_json",
+                            &format!("the body is not JSON ({e}); send an object of settings, like {{\"admit_per_minute\": 600}}"),
+                        )
+                    }
+                };
+                self.set(holder, req.peer, zone, Some(&patch)).await
+            }
+            ("DELETE", ["v1", "zones", zone, "overrides"]) => {
+                self.set(holder, req.peer, zone, None).await
+            }
             ("POST", ["v1", "zones", zone, "visitors", visitor, "revoke"]) => {
-                if holder.role != AdminRole::Write {
-                    return read_only(holder);
-                }
                 self.revoke(holder, req.peer, zone, visitor).await
             }
+            ("POST", ["v1", "reload"]) => self.reload(holder, req.peer).await,
             ("GET", ["v1", "audit"]) => {
                 let entries: Vec<AuditEntry> = self.audit().iter().cloned().collect();
                 AdminResponse::json(
@@ -156,13 +208,75 @@ impl Admin {
                     &serde_json::json!({ "version": 1, "entries": entries }),
                 )
             }
-            (_, ["v1", "zones"] | ["v1", "zones", _] | ["v1", "audit"])
+            (_, ["v1", "zones"] | ["v1", "zones", _] | ["v1", "audit"] | ["v1", "reload"])
+            | (_, ["v1", "zones", _, "overrides"])
             | (_, ["v1", "zones", _, "visitors", _, "revoke"]) => AdminResponse::error(
                 405,
                 "method_not_allowed",
                 "see the table in `usher ctl --help` or docs/admin-api.md",
             ),
             _ => AdminResponse::error(404, "no_such_endpoint", "the API is under /v1/"),
+        }
+    }
+
+    /// Lays `patch` over the zone's overrides (`None`: drops them all).
+    async fn set(
+        &self,
+        holder: &AdminToken,
+        peer: Option<IpAddr>,
+        zone: &str,
+        patch: Option<&serde_json::Value>,
+    ) -> AdminResponse {
+        let from = peer.map(|p| p.to_string()).unwrap_or_default();
+        match self
+            .room
+            .set_overrides(zone, patch, &holder.name, &from)
+            .await
+        {
+            Ok(None) => no_zone(zone),
+            Ok(Some(_)) => {
+                let (action, detail) = match patch {
+                    Some(patch) => ("set", patch.to_string()),
+                    None => ("reset", "every override dropped".to_string()),
+                };
+                self.record(holder, peer, action, zone, detail);
+                match self.room.zone_report(zone, self.clock.now_ms()) {
+                    Some(report) => AdminResponse::json(200, &report),
+                    None => no_zone(zone),
+                }
+            }
+            Err(OverrideError::Invalid(problems)) => invalid(&problems),
+            Err(OverrideError::Store(e)) => AdminResponse::error(
+                503,
+                "store_unavailable",
+                &format!("nothing changed: {e}; try again once the store answers"),
+            ),
+        }
+    }
+
+    async fn reload(&self, holder: &AdminToken, peer: Option<IpAddr>) -> AdminResponse {
+        let Some(reload) = self.reload.clone() else {
+            return AdminResponse::error(503, "no_reload", "this node cannot reload");
+        };
+        // Reading files and building the tables is blocking work.
+        let result = tokio::task::spawn_blocking(move || reload.reload()).await;
+        match result {
+            Ok(Ok(reloaded)) => {
+                self.record(
+                    holder,
+                    peer,
+                    "reload",
+                    "*",
+                    format!("config {}", reloaded.hash),
+                );
+                AdminResponse::json(
+                    200,
+                    &serde_json::json!({ "version": 1, "reloaded": true,
+                        "hash": reloaded.hash, "needs_restart": reloaded.needs_restart }),
+                )
+            }
+            Ok(Err(problems)) => invalid(&problems),
+            Err(e) => AdminResponse::error(500, "reload_failed", &e.to_string()),
         }
     }
 
@@ -231,6 +345,19 @@ impl Admin {
 
 fn no_zone(zone: &str) -> AdminResponse {
     AdminResponse::error(404, "no_such_zone", &format!("no zone is called `{zone}`"))
+}
+
+/// `422`: every problem, with its path; nothing changed.
+fn invalid(problems: &[Problem]) -> AdminResponse {
+    let problems: Vec<serde_json::Value> = problems
+        .iter()
+        .map(|p| serde_json::json!({ "path": p.path, "message": p.message }))
+        .collect();
+    AdminResponse::json(
+        422,
+        &serde_json::json!({ "version": 1, "error": "invalid",
+            "message": "nothing changed; fix every problem listed", "problems": problems }),
+    )
 }
 
 fn read_only(holder: &AdminToken) -> AdminResponse {

@@ -51,6 +51,16 @@ async fn ask(
     path: &str,
     token: Option<&str>,
 ) -> (u16, serde_json::Value) {
+    send(admin, method, path, token, b"").await
+}
+
+async fn send(
+    admin: &Admin,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, serde_json::Value) {
     let header = token.map(|t| format!("Bearer {t}"));
     let response = admin
         .handle(AdminRequest {
@@ -58,6 +68,7 @@ async fn ask(
             path,
             authorization: header.as_deref().map(str::as_bytes),
             peer: Some("192.0.2.7".parse().expect("ip")),
+            body,
         })
         .await;
     let body = serde_json::from_slice(&response.body).expect("json");
@@ -131,6 +142,99 @@ async fn zones_are_reported_with_their_limits_in_force() {
     }
 }
 
+#[tokio::test]
+async fn overrides_are_checked_kept_in_the_store_reported_and_dropped() {
+    let (admin, room, _dir) = admin();
+    let patch = br#"{"admit_per_minute": 30, "mode": "paused", "message": "Back in 2 minutes"}"#;
+    let (status, body) = send(&admin, "PATCH", "/v1/zones/checkout", Some(READ), patch).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = send(&admin, "PATCH", "/v1/zones/checkout", Some(WRITE), patch).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["mode"].as_str(), body["admit_per_minute"].as_u64()),
+        (Some("paused"), Some(30))
+    );
+    assert_eq!(body["capacity"], 7, "untouched settings stay as configured");
+    assert_eq!(body["message"], "Back in 2 minutes");
+    let overrides = body["overrides"].as_array().expect("overrides");
+    assert_eq!(overrides.len(), 3, "{body}");
+    assert!(overrides
+        .iter()
+        .all(|o| o["by"] == "sre" && o["from"] == "192.0.2.7" && o["at_ms"] == T0));
+    // In the zone table the gate and the exchanger read, and in the store.
+    let zones = room.zones();
+    let zone = &zones.by_name("checkout").expect("zone").config;
+    assert_eq!(zone.limits.admit_per_minute, 30);
+    let stored = room
+        .store_for_tests()
+        .overrides("checkout")
+        .await
+        .expect("read");
+    assert_eq!(stored.map(|o| o.settings.len()), Some(3));
+
+    // Every problem at once, with its path; nothing changes.
+    let bad = br#"{"capacity": 0, "mode": "fast", "paths": ["/"]}"#;
+    let (status, body) = send(&admin, "PATCH", "/v1/zones/checkout", Some(WRITE), bad).await;
+    assert_eq!(status, 422, "{body}");
+    let paths: Vec<&str> = body["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .filter_map(|p| p["path"].as_str())
+        .collect();
+    for want in [
+        "zones.checkout.capacity",
+        "zones.checkout.mode",
+        "zones.checkout.paths",
+    ] {
+        assert!(paths.contains(&want), "{want} in {body}");
+    }
+    assert_eq!(
+        room.zones()
+            .by_name("checkout")
+            .expect("zone")
+            .config
+            .limits
+            .capacity,
+        7
+    );
+    for (body, status) in [(&b"{"[..], 400), (b"", 400), (b"[]", 422), (b"{}", 422)] {
+        let (got, answer) = send(&admin, "PATCH", "/v1/zones/checkout", Some(WRITE), body).await;
+        assert_eq!(got, status, "{answer}");
+    }
+    let (status, _) = send(&admin, "PATCH", "/v1/zones/nope", Some(WRITE), b"{}").await;
+    assert_eq!(status, 404);
+
+    // Back to the config, in the table and the store.
+    let (status, body) = ask(
+        &admin,
+        "DELETE",
+        "/v1/zones/checkout/overrides",
+        Some(WRITE),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["mode"].as_str(), body["admit_per_minute"].as_u64()),
+        (Some("auto"), Some(120))
+    );
+    assert!(body["overrides"].as_array().is_some_and(Vec::is_empty));
+    let stored = room
+        .store_for_tests()
+        .overrides("checkout")
+        .await
+        .expect("read");
+    assert_eq!(stored, None);
+    let (_, audit) = ask(&admin, "GET", "/v1/audit", Some(READ)).await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["set", "reset"], "refused changes are not changes");
+}
+
 #[test]
 fn token_comparison_is_exact() {
     assert!(same(b"abc", b"abc"));
@@ -156,6 +260,7 @@ mod never_panics {
                 "\\PC{0,40}",
             ],
             authorization in prop::collection::vec(any::<u8>(), 0..40),
+            body in prop::collection::vec(any::<u8>(), 0..60),
             with_token in any::<bool>(),
         ) {
             let (admin, _, _dir) = admin();
@@ -173,6 +278,7 @@ mod never_panics {
                 path: &path,
                 authorization: Some(&header),
                 peer: None,
+                body: &body,
             }));
             prop_assert!(serde_json::from_slice::<serde_json::Value>(&response.body).is_ok());
             if !with_token {

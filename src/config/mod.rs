@@ -8,6 +8,7 @@ mod defence;
 mod duration;
 mod events;
 pub mod model;
+pub mod overrides;
 mod page;
 pub mod raw;
 mod server;

@@ -175,6 +175,9 @@ pub struct ZoneConfig {
     /// The waiting page's texts in every language, with the file's `[strings.<lang>]` and the
     /// zone's own overrides applied.
     pub strings: Arc<Strings>,
+    /// A notice shown on every waiting page of the zone (`message`, or set live through the
+    /// admin API); empty: none.
+    pub message: String,
     /// Scheduled on-sales, in time order (never overlapping).
     pub events: Vec<Event>,
     /// What one client may do in the zone (`[defence]` with the zone's overrides).

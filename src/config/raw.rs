@@ -148,6 +148,7 @@ pub struct RawZone {
     pub no_page_status: Option<i64>,
     pub on_store_error: Option<String>,
     pub template: Option<String>,
+    pub message: Option<String>,
     #[serde(default)]
     pub strings: RawStrings,
     pub events: Option<Vec<RawEvent>>,

@@ -194,6 +194,7 @@ pub(super) fn zones(
             on_store_error,
             template,
             strings,
+            message: message(c, &path, z.message.as_deref()),
             events: Vec::new(),
             defence: super::defence::zone(c, name, z.defence.as_ref(), defence, claim_window, base),
         };
@@ -202,4 +203,20 @@ pub(super) fn zones(
         out.push(zone);
     }
     out
+}
+
+/// A zone's `message`: at most [`super::overrides::MAX_MESSAGE`] bytes.
+fn message(c: &mut Checker, path: &str, text: Option<&str>) -> String {
+    let text = text.unwrap_or_default();
+    if text.len() > super::overrides::MAX_MESSAGE {
+        c.problem(
+            format!("{path}.message"),
+            format!(
+                "is {} bytes; at most {}",
+                text.len(),
+                super::overrides::MAX_MESSAGE
+            ),
+        );
+    }
+    text.to_string()
 }

@@ -61,6 +61,14 @@ pub struct Metrics {
     /// `usher_challenge_errors_total{zone}`: answers to the challenge hook that could not be
     /// checked (the provider timed out, failed or answered nonsense).
     pub challenge_errors: IntCounterVec,
+    /// `usher_config_reloads_total{result}`: reloads (`SIGHUP`, `POST /v1/reload`) by result
+    /// (`ok`, `invalid`: refused, the running config stays).
+    pub reloads: IntCounterVec,
+    /// `usher_config_hash`: the first 48 bits of the SHA-256 of the config file in force (nodes
+    /// of a fleet that differ run different files).
+    pub config_hash: IntGauge,
+    /// `usher_config_loaded_timestamp_seconds`: when the config in force was loaded.
+    pub config_loaded: IntGauge,
 }
 
 /// Reasons of `usher_client_refusals_total`: over `client_joins_per_minute`, over
@@ -122,6 +130,11 @@ impl Metrics {
             "usher_challenge_errors_total",
             "Answers to the challenge hook that could not be checked with the provider.",
             &["zone"],
+        );
+        let reloads = counter(
+            "usher_config_reloads_total",
+            "Config reloads (SIGHUP, POST /v1/reload) by result: ok, or invalid (the running config stays).",
+            &["result"],
         );
         let gauge = |name: &str, help: &str| {
             let g = IntGaugeVec::new(Opts::new(name, help), &["zone"]).expect("valid metric");
@@ -189,8 +202,20 @@ impl Metrics {
             "Event streams (/_usher/events) open on this node.",
         )
         .expect("valid metric");
+        let config_hash = IntGauge::new(
+            "usher_config_hash",
+            "First 48 bits of the SHA-256 of the config file in force.",
+        )
+        .expect("valid metric");
+        let config_loaded = IntGauge::new(
+            "usher_config_loaded_timestamp_seconds",
+            "When the config in force was loaded (Unix seconds).",
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(event_streams_open.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(config_hash.clone()),
+            Box::new(config_loaded.clone()),
             Box::new(connections_open.clone()),
             Box::new(connections_refused.clone()),
             Box::new(ready.clone()),
@@ -226,6 +251,9 @@ impl Metrics {
             tokens_shared,
             event_streams_open,
             challenge_errors,
+            reloads,
+            config_hash,
+            config_loaded,
         }
     }
 

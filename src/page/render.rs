@@ -150,6 +150,7 @@ pub fn render(look: Look<'_>, status: &Status, lang: Lang) -> String {
         Var::Updated => text(Key::UpdatedNow),
         Var::UpdatedAtMs => owned(status.updated_at_ms.to_string()),
         Var::RefreshSeconds => owned(refresh_s.to_string()),
+        Var::Notice => owned(status.message.clone()),
         Var::UsherHead => head.as_str().into(),
         Var::UsherChallenge => "<div id=\"usher-challenge\"></div>".into(),
     })

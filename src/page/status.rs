@@ -83,6 +83,10 @@ pub struct Status {
     /// The puzzle to solve (state `challenge`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub challenge: Option<Box<Challenge>>,
+    /// The operator's notice to everyone in the zone (the zone's `message`, or one set live
+    /// through the admin API); absent when there is none. Plain text: pages escape it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 /// What a newcomer must pass before they get a place (`docs/status-json.md`): a proof-of-work
@@ -152,6 +156,8 @@ pub struct Heading {
     pub refresh_ms: u64,
     /// The scheduled on-sale in force or coming up, if any.
     pub event: Option<EventInfo>,
+    /// The operator's notice (empty: none).
+    pub message: String,
 }
 
 impl Status {
@@ -175,6 +181,7 @@ impl Status {
             event: heading.event,
             degraded: false,
             challenge: None,
+            message: heading.message,
         }
     }
 

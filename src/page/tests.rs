@@ -31,6 +31,7 @@ fn status_of(config: &Config, state: State) -> Status {
         title: zone.title.clone(),
         refresh_ms: zone.refresh_interval.as_millis() as u64,
         event: None,
+        message: String::new(),
     };
     match state {
         State::Waiting | State::Paused => {

@@ -50,6 +50,10 @@ pub enum Var {
     /// Pre-rendered HTML for `<head>`: the no-JavaScript refresh, the stylesheet, the page's
     /// data and its script. Every template must use it.
     UsherHead,
+    /// The operator's notice to the zone (its `message`, or one set live), as text; empty when
+    /// there is none. The page's script keeps it current; without it in a template the script
+    /// adds it at the top of `<main>` when one is set.
+    Notice,
     /// Where the challenge hook's widget (Turnstile, hCaptcha, reCAPTCHA) appears: an empty
     /// `<div id="usher-challenge">` the page's script renders it into. Without it, the widget
     /// goes at the end of `<main>`.
@@ -58,7 +62,7 @@ pub enum Var {
 
 impl Var {
     /// Every variable.
-    pub const ALL: [Var; 23] = [
+    pub const ALL: [Var; 24] = [
         Var::Lang,
         Var::Title,
         Var::Zone,
@@ -80,6 +84,7 @@ impl Var {
         Var::Updated,
         Var::UpdatedAtMs,
         Var::RefreshSeconds,
+        Var::Notice,
         Var::UsherHead,
         Var::UsherChallenge,
     ];
@@ -108,6 +113,7 @@ impl Var {
             Var::Updated => "updated",
             Var::UpdatedAtMs => "updated_at_ms",
             Var::RefreshSeconds => "refresh_seconds",
+            Var::Notice => "notice",
             Var::UsherHead => "usher_head",
             Var::UsherChallenge => "usher_challenge",
         }

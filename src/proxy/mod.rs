@@ -53,10 +53,35 @@ struct Upstream {
     next: AtomicUsize,
 }
 
+/// The upstreams in force, swapped whole by a reload; a request keeps the one it started
+/// with.
+pub struct Upstreams(arc_swap::ArcSwap<HashMap<String, Arc<Upstream>>>);
+
+impl Upstreams {
+    fn of(config: &Config) -> HashMap<String, Arc<Upstream>> {
+        config
+            .upstreams
+            .values()
+            .map(|config| {
+                let upstream = Upstream {
+                    config: config.clone(),
+                    next: AtomicUsize::new(0),
+                };
+                (config.name.clone(), Arc::new(upstream))
+            })
+            .collect()
+    }
+
+    /// Puts `config`'s upstreams in force.
+    pub fn replace(&self, config: &Config) {
+        self.0.store(Arc::new(Upstreams::of(config)));
+    }
+}
+
 /// usher as a Pingora proxy.
 pub struct UsherProxy {
     room: Arc<Room>,
-    upstreams: HashMap<String, Upstream>,
+    upstreams: Arc<Upstreams>,
     cookie_prefix: String,
     trusted: TrustedProxies,
     /// `[server] default_host`: the `Host` sent for a request that named none (HTTP/1.0).
@@ -95,19 +120,9 @@ pub struct RequestCtx {
 impl UsherProxy {
     /// The proxy of `room` for `config`: its upstreams, cookie prefix and `[server]` settings.
     pub fn new(room: Arc<Room>, config: &Config, lifecycle: Arc<Lifecycle>) -> Self {
-        let upstreams = config
-            .upstreams
-            .values()
-            .map(|config| {
-                (
-                    config.name.clone(),
-                    Upstream {
-                        config: config.clone(),
-                        next: AtomicUsize::new(0),
-                    },
-                )
-            })
-            .collect();
+        let upstreams = Arc::new(Upstreams(arc_swap::ArcSwap::from_pointee(Upstreams::of(
+            config,
+        ))));
         UsherProxy {
             room,
             upstreams,
@@ -121,13 +136,18 @@ impl UsherProxy {
         }
     }
 
-    fn upstream(&self, ctx: &RequestCtx) -> Result<&Upstream> {
+    /// The upstreams in force (a reload replaces them).
+    pub fn upstreams(&self) -> Arc<Upstreams> {
+        self.upstreams.clone()
+    }
+
+    fn upstream(&self, ctx: &RequestCtx) -> Result<Arc<Upstream>> {
         let name = ctx
             .forward
             .as_ref()
             .map(|f| f.upstream.as_str())
             .unwrap_or_default();
-        self.upstreams.get(name).ok_or_else(|| {
+        self.upstreams.0.load().get(name).cloned().ok_or_else(|| {
             Error::explain(ErrorType::InternalError, format!("no upstream `{name}`"))
         })
     }

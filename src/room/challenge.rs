@@ -209,7 +209,10 @@ impl Room {
             }
             Decision::JoinPrequeue => {
                 match self.prequeue_newcomer(zone, req, Some(arrival), now).await {
-                    Ok((status, cookie)) => Joined::Waiting { status, cookie },
+                    Ok((status, cookie)) => Joined::Waiting {
+                        status: Box::new(status),
+                        cookie,
+                    },
                     Err(refused) => Joined::Limited(refused),
                 }
             }
@@ -229,7 +232,7 @@ impl Room {
                 status::without_place(zone, State::Admitted, now),
                 Some(admitted.cookie),
             ),
-            Joined::Waiting { status, cookie } => (status, Some(cookie)),
+            Joined::Waiting { status, cookie } => (*status, Some(cookie)),
             Joined::Limited(refused) => return self.limited(zone, req, refused),
             Joined::StoreFailed { cookie } => (status::degraded(zone, now), Some(cookie)),
         };

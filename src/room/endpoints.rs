@@ -9,6 +9,7 @@ use crate::lifecycle::NotReady;
 use crate::page::assets;
 use crate::token::cookie;
 use crate::zone::Zone;
+use std::sync::Arc;
 
 /// A reserved path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,20 +148,19 @@ impl Room {
 
     /// The zone a status request is about: `?zone=NAME`, else the first zone of this host the
     /// visitor holds a cookie for, else the host's only zone.
-    pub(super) fn status_zone(&self, req: &RequestFacts<'_>) -> Option<&Zone> {
+    pub(super) fn status_zone(&self, req: &RequestFacts<'_>) -> Option<Arc<Zone>> {
+        let table = self.zones.current();
         if let Some(name) = query_param(req.query, "zone") {
-            return self.zones.by_name(name);
+            return table.by_name(name).cloned();
         }
-        let with_cookie = self.zones.for_host(req.host).find(|zone| {
+        let with_cookie = table.for_host(req.host).find(|zone| {
             req.cookie
                 .and_then(|c| cookie::find(c, &zone.cookie))
                 .is_some()
         });
-        // Looked up again by index: the zone borrows from the table, not from the request.
-        let index = with_cookie
-            .or_else(|| self.zones.for_host(req.host).next())?
-            .index;
-        self.zones.get(index)
+        with_cookie
+            .or_else(|| table.for_host(req.host).next())
+            .cloned()
     }
 
     async fn status(&self, req: &RequestFacts<'_>, now: u64) -> Outcome<'_> {
@@ -182,7 +182,7 @@ impl Room {
         let now = self.clock.now_ms();
         let (at, _) = zone.at(now);
         let token = self.check(at, req, now);
-        let permit = self.open_stream(zone, req, now)?;
+        let permit = self.open_stream(&zone, req, now)?;
         self.requests.inc(zone.index, "events");
         Ok(super::EventStream::open(
             self,

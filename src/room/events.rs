@@ -16,6 +16,7 @@ use crate::defence::StreamPermit;
 use crate::gate::TokenCheck;
 use crate::page::{State, Status};
 use crate::zone::Zone;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -32,7 +33,9 @@ pub const MAX_AGE: Duration = Duration::from_secs(300);
 /// An open event stream of one visitor.
 pub struct EventStream<'r> {
     room: &'r Room,
-    zone: &'r Zone,
+    /// The zone as it ran at the last status (taken again from the room each time, so a
+    /// reload or an operator's override reaches open pages).
+    zone: Arc<Zone>,
     /// What the visitor's cookie held when the stream opened.
     token: TokenCheck,
     wake: watch::Receiver<u64>,
@@ -67,16 +70,16 @@ impl<'r> EventStream<'r> {
     /// header of a reconnecting `EventSource`.
     pub(super) fn open(
         room: &'r Room,
-        zone: &'r Zone,
+        zone: Arc<Zone>,
         token: TokenCheck,
         last_event_id: Option<&str>,
         permit: Option<StreamPermit<'r>>,
     ) -> Self {
         EventStream {
             room,
+            wake: room.zone_changes(&zone),
             zone,
             token,
-            wake: room.zone_changes(zone),
             best: last_event_id.and_then(shown_position).unwrap_or(0),
             last_id: None,
             // The first status writes the place: a newcomer's page load did not (its place is
@@ -158,6 +161,9 @@ impl EventStream<'_> {
     async fn status(&mut self) -> Status {
         let room = self.room;
         let now = room.clock.now_ms();
+        if let Some(current) = room.zone_named(&self.zone.config.name) {
+            self.zone = current;
+        }
         let (zone, phase) = self.zone.at(now);
         let decision = room.decide(zone, phase, &self.token, false, now);
         let touch = self.touch_in().is_zero();
@@ -170,7 +176,7 @@ impl EventStream<'_> {
 
     /// Turns a status into an event, unless it says nothing new.
     fn event(&mut self, status: Status) -> Option<String> {
-        let mut status = self.room.with_draw(self.zone, status);
+        let mut status = self.room.with_draw(&self.zone, status);
         let waiting = matches!(
             status.state,
             State::Waiting | State::Paused | State::Prequeue
@@ -200,12 +206,21 @@ impl EventStream<'_> {
 /// shown, so a reconnecting browser's `Last-Event-ID` keeps the position from going up.
 fn event_id(status: &Status) -> String {
     format!(
-        "{}.{}.{}.{}",
+        "{}.{}.{}.{}.{:x}",
         status.position,
         state_code(status.state),
         status.eta_seconds,
-        u8::from(status.degraded)
+        u8::from(status.degraded),
+        text_hash(&status.message)
     )
+}
+
+/// A short hash of the operator's notice, so a new notice is a new event.
+fn text_hash(text: &str) -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = foldhash::fast::FixedState::with_seed(0).build_hasher();
+    hasher.write(text.as_bytes());
+    hasher.finish() as u32
 }
 
 fn state_code(state: State) -> &'static str {

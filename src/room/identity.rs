@@ -46,9 +46,9 @@ impl Room {
             .filter(|i| is_identity(i.as_bytes()))?;
         let now = self.clock.now_ms();
         let id = self.tokens.identity_id(identity);
-        let recorded_at = session.and_then(|s| Some((self.zones.by_name(&s.zone)?, s.rank)));
+        let recorded_at = session.and_then(|s| Some((self.zone_named(&s.zone)?, s.rank)));
         if let Some((zone, rank)) = recorded_at {
-            self.identity_rank(zone, id, rank, now).await;
+            self.identity_rank(&zone, id, rank, now).await;
         }
         let token = self
             .tokens

@@ -200,7 +200,7 @@ impl Room {
             return;
         }
         self.swept_at.store(now, Ordering::Relaxed);
-        let zones = &self.zones;
+        let zones = self.zones.current();
         self.clients.sweep(
             |index| {
                 let zone = zones.get(index)?;

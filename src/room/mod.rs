@@ -30,14 +30,16 @@ pub use endpoints::{readiness_json, Endpoint, HEALTH_JSON};
 pub use events::EventStream;
 pub use identity::{is_identity, IDENTITY_PARAM};
 pub use origin::ErrorAudience;
-pub use report::{EventReport, Revoked, ZoneReport};
+pub use report::{EventReport, OverrideReport, Revoked, ZoneReport};
 
 #[cfg(test)]
 mod tests;
 
 use crate::admission::{QueueKey, VisitorId, ZoneState};
 use crate::clock::SharedClock;
+use crate::config::overrides::{self, Overrides};
 use crate::config::{Config, StoreErrorPolicy};
+use crate::config::{Problem, ZoneConfig};
 use crate::defence::{Arrivals, Clients, Sharing};
 use crate::exchanger::Exchanger;
 use crate::gate::{self, Decision, Facts, TokenCheck};
@@ -46,7 +48,7 @@ use crate::onsale::Phase;
 use crate::page::{self, State, Status, Strings};
 use crate::store::{Change, Store, StoreError};
 use crate::token::{cookie, Tokens};
-use crate::zone::{Zone, ZoneTable};
+use crate::zone::{LiveZones, Zone, ZoneTable};
 use dashmap::DashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,9 +169,23 @@ pub enum Outcome<'r> {
     Events(EventStream<'r>),
 }
 
+/// Why live overrides were not set.
+#[derive(Debug, thiserror::Error)]
+pub enum OverrideError {
+    /// The values break the config's rules; every problem, with its path.
+    #[error("{} problem(s)", .0.len())]
+    Invalid(Vec<Problem>),
+    /// The store could not keep them: nothing changed.
+    #[error("the store could not keep the overrides: {0}")]
+    Store(StoreError),
+}
+
 /// The waiting room of one usher node.
 pub struct Room {
-    zones: ZoneTable,
+    /// The zones in force (shared with the exchanger).
+    zones: Arc<LiveZones>,
+    /// What the zones in force are made of: the config's zones and the overrides on them.
+    settings: std::sync::Mutex<Settings>,
     tokens: Tokens,
     store: Arc<dyn Store>,
     exchanger: Arc<Exchanger>,
@@ -204,6 +220,39 @@ pub struct Room {
     swept_at: std::sync::atomic::AtomicU64,
 }
 
+/// The zones as configured and the live overrides laid over them: the table in force is
+/// always made from these two ([`Room::put_in_force`]).
+struct Settings {
+    /// The zones as the config file has them.
+    configured: Vec<ZoneConfig>,
+    /// Live overrides by zone name (none: the zone runs as configured).
+    overrides: std::collections::HashMap<String, Overrides>,
+    /// `tokens.cookie_prefix`.
+    cookie_prefix: String,
+    /// `server.default_host`.
+    default_host: Option<String>,
+}
+
+impl Settings {
+    /// The table these settings make. An override that no longer fits its zone (a reload
+    /// changed the zone under it) is logged and left out.
+    fn table(&self) -> ZoneTable {
+        let zones: Vec<ZoneConfig> = self
+            .configured
+            .iter()
+            .map(|zone| match self.overrides.get(&zone.name) {
+                None => zone.clone(),
+                Some(o) => overrides::apply(zone, o).unwrap_or_else(|problems| {
+                    tracing::warn!(zone = %zone.name, ?problems,
+                        "live overrides do not fit the zone as configured; running without them");
+                    zone.clone()
+                }),
+            })
+            .collect();
+        ZoneTable::of(&zones, &self.cookie_prefix, self.default_host.clone())
+    }
+}
+
 impl Room {
     /// A room for `config`, signing with `tokens` and keeping state in `store`.
     pub fn new(
@@ -213,8 +262,14 @@ impl Room {
         clock: SharedClock,
         metrics: Metrics,
     ) -> Self {
-        let zones = ZoneTable::new(config);
-        let names: Vec<&str> = zones.iter().map(|z| z.config.name.as_str()).collect();
+        let settings = Settings {
+            configured: config.zones.clone(),
+            overrides: Default::default(),
+            cookie_prefix: config.tokens.cookie_prefix.clone(),
+            default_host: config.server.default_host.clone(),
+        };
+        let zones = Arc::new(LiveZones::new(settings.table()));
+        let names: Vec<&str> = config.zones.iter().map(|z| z.name.as_str()).collect();
         let requests = RequestCounters::new(&metrics, &names);
         for zone in &names {
             for reason in crate::metrics::CLIENT_REFUSALS {
@@ -234,13 +289,14 @@ impl Room {
             .map_or(Duration::ZERO, |s| s.join_settle);
         let exchanger = Arc::new(Exchanger::new(
             store.clone(),
-            config.zones.clone(),
+            zones.clone(),
             settle,
             clock.clone(),
             metrics.clone(),
         ));
         Room {
             zones,
+            settings: std::sync::Mutex::new(settings),
             requests,
             tokens,
             store,
@@ -265,9 +321,120 @@ impl Room {
         }
     }
 
-    /// The zone table.
-    pub fn zones(&self) -> &ZoneTable {
-        &self.zones
+    /// The zone table in force now.
+    pub fn zones(&self) -> Arc<ZoneTable> {
+        self.zones.current()
+    }
+
+    /// The store (tests look behind the room).
+    #[cfg(test)]
+    pub(crate) fn store_for_tests(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The zone called `name`, as it runs now.
+    fn zone_named(&self, name: &str) -> Option<Arc<Zone>> {
+        self.zones.current().by_name(name).cloned()
+    }
+
+    /// Makes the zone table from the configured zones and their overrides and puts it in
+    /// force; wakes every event stream, so open pages show a new message or a pause at once
+    /// (changes are rare: one recomputation per open page each).
+    fn put_in_force(&self, settings: &Settings) {
+        self.zones.replace(settings.table());
+        for changes in &self.changes {
+            changes.send_modify(|_| {});
+        }
+    }
+
+    /// The live overrides of zone `name` (empty when it runs as configured).
+    pub fn overrides(&self, name: &str) -> Overrides {
+        let settings = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+        settings.overrides.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Lays `patch` (a JSON object of settings) over zone `name`'s overrides, checks the
+    /// result as the config would, writes it to the store (so every node and a restart have
+    /// it) and puts it in force here. `Ok(None)`: no such zone.
+    pub async fn set_overrides(
+        &self,
+        name: &str,
+        patch: Option<&serde_json::Value>,
+        by: &str,
+        from: &str,
+    ) -> Result<Option<Overrides>, OverrideError> {
+        let now = self.clock.now_ms();
+        let Some(zone) = self.configured(name) else {
+            return Ok(None);
+        };
+        let next = match patch {
+            None => Overrides::default(),
+            Some(patch) => self
+                .overrides(name)
+                .check(&zone, patch, by, from, now)
+                .map_err(OverrideError::Invalid)?,
+        };
+        self.call(name, "overrides", self.store.set_overrides(name, &next))
+            .await
+            .map_err(OverrideError::Store)?;
+        self.take_overrides(name, next.clone());
+        Ok(Some(next))
+    }
+
+    /// Zone `name` as the config file has it.
+    fn configured(&self, name: &str) -> Option<ZoneConfig> {
+        let settings = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+        settings.configured.iter().find(|z| z.name == name).cloned()
+    }
+
+    /// Puts `overrides` of zone `name` in force if they differ from those in force.
+    fn take_overrides(&self, name: &str, overrides: Overrides) {
+        let mut settings = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+        let current = settings.overrides.get(name);
+        if current.map_or(overrides.is_empty(), |c| *c == overrides) {
+            return;
+        }
+        match overrides.is_empty() {
+            true => settings.overrides.remove(name),
+            false => settings.overrides.insert(name.to_string(), overrides),
+        };
+        self.put_in_force(&settings);
+    }
+
+    /// Reads every zone's overrides from the store and puts any that changed in force: how a
+    /// change made on another node (or before a restart) reaches this one.
+    pub async fn load_overrides(&self) -> Result<(), StoreError> {
+        let names: Vec<String> = self
+            .zones
+            .current()
+            .configs()
+            .map(|z| z.name.clone())
+            .collect();
+        for name in names {
+            let stored = self.store.overrides(&name).await?;
+            self.take_overrides(&name, stored.unwrap_or_default());
+        }
+        Ok(())
+    }
+
+    /// Puts a reloaded config's zones in force, with the live overrides kept. Refused (and
+    /// nothing changes) when zones were added, removed or reordered: per-zone counters and
+    /// streams are laid out at start, so that takes a restart.
+    pub fn reload_zones(&self, config: &crate::config::Config) -> Result<(), String> {
+        let mut settings = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+        let names = |zones: &[ZoneConfig]| zones.iter().map(|z| z.name.clone()).collect::<Vec<_>>();
+        if names(&settings.configured) != names(&config.zones) {
+            return Err(format!(
+                "the zones changed ({} before, {} now): adding, removing or reordering zones \
+                 needs a restart (`usher upgrade`)",
+                names(&settings.configured).join(", "),
+                names(&config.zones).join(", ")
+            ));
+        }
+        settings.configured = config.zones.clone();
+        settings.default_host = config.server.default_host.clone();
+        self.put_in_force(&settings);
+        Ok(())
     }
 
     /// The token service.
@@ -299,7 +466,7 @@ impl Room {
         if newer {
             let version = state.version;
             self.cache.insert(zone.to_string(), state);
-            if let Some(zone) = self.zones.by_name(zone) {
+            if let Some(zone) = self.zones.current().by_name(zone) {
                 self.changes[zone.index].send_replace(version);
             }
         }
@@ -320,8 +487,12 @@ impl Room {
             .is_some_and(|until| *until > now / 1_000)
     }
 
-    /// Runs one exchanger pass and caches what it committed.
+    /// Runs one exchanger pass and caches what it committed. The overrides are read first, so
+    /// a change made on any node is enforced by this node's next tick.
     pub async fn tick(&self) {
+        if let Err(e) = self.load_overrides().await {
+            tracing::warn!(error = %e, "reading the live overrides failed; keeping those in force");
+        }
         for (zone, state) in self.exchanger.tick().await {
             self.remember(&zone, state);
         }
@@ -334,7 +505,7 @@ impl Room {
     /// Loads every zone's state and the revocations in force into the edge cache.
     pub async fn warm(&self) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
-        for zone in self.zones.iter() {
+        for zone in self.zones.current().iter() {
             let name = &zone.config.name;
             if let Some(state) = self.store.load(name).await? {
                 self.remember(name, Arc::new(state));
@@ -343,7 +514,7 @@ impl Room {
                 self.revoked.insert(visitor, until);
             }
         }
-        Ok(())
+        self.load_overrides().await
     }
 
     /// Applies a change from the feed to the edge cache.
@@ -404,7 +575,8 @@ impl Room {
         if let Some(endpoint) = Endpoint::of(req.path) {
             return self.endpoint(endpoint, req, now).await;
         }
-        let Some(zone) = self.zones.find(req.host, req.path) else {
+        let table = self.zones.current();
+        let Some(zone) = table.find(req.host, req.path) else {
             return Outcome::Forward(Forward::plain(&self.default_upstream));
         };
         let (label, outcome) = self.visit(zone, req, now).await;

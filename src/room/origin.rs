@@ -39,7 +39,7 @@ impl Room {
     /// not be moved (already renewed elsewhere, released, or the store is down): then whatever
     /// the forward would have set stands.
     pub async fn forward_failed(&self, session: &Session) -> Option<String> {
-        let zone = self.zones.by_name(&session.zone)?;
+        let zone = self.zone_named(&session.zone)?;
         let now = self.clock.now_ms();
         let (zone, _) = zone.at(now);
         let to = bucket_of(now + zone.config.limits.claim_window.as_millis() as u64);
@@ -77,8 +77,9 @@ impl Room {
             .upstream_errors
             .with_label_values(&[upstream, error.kind()])
             .inc();
-        let zone = zone.and_then(|name| self.zones.by_name(name));
+        let zone = zone.and_then(|name| self.zone_named(name));
         let retry_after = zone
+            .as_ref()
             .map_or(RETRY_AFTER, |z| {
                 (z.config.limits.claim_window / 2).min(RETRY_AFTER)
             })
@@ -91,7 +92,7 @@ impl Room {
                 origin_error::json(error, retry_after),
             )
         } else {
-            let strings = zone.map_or(&self.strings, |z| &z.config.strings);
+            let strings = zone.as_ref().map_or(&self.strings, |z| &z.config.strings);
             let html = origin_error::page(error, strings, audience.lang, retry_after);
             Reply {
                 vary: Some("Accept-Language"),

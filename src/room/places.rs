@@ -75,8 +75,8 @@ pub(super) enum Joined {
     Admitted(Admitted),
     /// They have a place: their status, and the cookie that carries the place.
     Waiting {
-        /// Their status.
-        status: Status,
+        /// Their status (boxed: the enum's other variants are small).
+        status: Box<Status>,
         /// `Set-Cookie` with the visitor token.
         cookie: String,
     },
@@ -359,7 +359,7 @@ impl Room {
         }
         match self.waiting_status(zone, key, claims.rank, now).await {
             Ok(status) => Joined::Waiting {
-                status,
+                status: Box::new(status),
                 cookie: token,
             },
             Err(_) => Joined::StoreFailed { cookie: token },
@@ -478,7 +478,7 @@ impl Room {
     /// The origin is done with `visitor` (`Usher-Command: release`): frees their slot and
     /// revokes their token. Returns the `Set-Cookie` that deletes it.
     pub async fn release(&self, zone_name: &str, visitor: VisitorId) -> Option<String> {
-        let zone = self.zones.by_name(zone_name)?;
+        let zone = self.zone_named(zone_name)?;
         let now = self.clock.now_ms();
         if let Ok(Some(_)) = self.end_session(zone_name, visitor, now).await {
             self.requests.inc(zone.index, "release");

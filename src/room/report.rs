@@ -1,7 +1,7 @@
 //! What the admin API says of a zone, from this node's edge cache: the mode and limits in force
 //! (a scheduled sale's, during one), the line and the slots as of the last tick, the wait a
-//! newcomer would have now, and the scheduled event in force. And the one lever it has so far:
-//! revoking a visitor.
+//! newcomer would have now, the scheduled event in force and the live overrides (each with who
+//! set it, when, from where). And revoking a visitor.
 
 use super::Room;
 use crate::admission::{eta, VisitorId};
@@ -33,8 +33,25 @@ pub struct ZoneReport {
     pub eta_seconds: u64,
     /// The scheduled event in force, if any.
     pub event: Option<EventReport>,
-    /// Live changes over the config (none yet: the config is all there is).
-    pub overrides: Vec<serde_json::Value>,
+    /// The operator's notice on the waiting pages (empty: none).
+    pub message: String,
+    /// Live changes over the config, by setting.
+    pub overrides: Vec<OverrideReport>,
+}
+
+/// One live override.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OverrideReport {
+    /// The setting (`admit_per_minute`, `mode`, ...).
+    pub setting: String,
+    /// Its value in force.
+    pub value: serde_json::Value,
+    /// The admin token's name that set it.
+    pub by: String,
+    /// The address it was set from.
+    pub from: String,
+    /// When, ms since the epoch.
+    pub at_ms: u64,
 }
 
 /// A scheduled event and where the zone stands in it.
@@ -63,6 +80,7 @@ impl Room {
     /// Every zone's report, in config order.
     pub fn zone_reports(&self, now: u64) -> Vec<ZoneReport> {
         self.zones
+            .current()
             .iter()
             .map(|zone| self.report(zone, now))
             .collect()
@@ -70,7 +88,7 @@ impl Room {
 
     /// The report of the zone called `name`.
     pub fn zone_report(&self, name: &str, now: u64) -> Option<ZoneReport> {
-        self.zones.by_name(name).map(|zone| self.report(zone, now))
+        self.zone_named(name).map(|zone| self.report(&zone, now))
     }
 
     fn report(&self, zone: &Zone, now: u64) -> ZoneReport {
@@ -99,7 +117,19 @@ impl Room {
                 name: e.name.clone(),
                 phase,
             }),
-            overrides: Vec::new(),
+            message: config.message.clone(),
+            overrides: self
+                .overrides(&config.name)
+                .settings
+                .into_iter()
+                .map(|(setting, o)| OverrideReport {
+                    setting,
+                    value: o.value,
+                    by: o.by,
+                    from: o.from,
+                    at_ms: o.at_ms,
+                })
+                .collect(),
         }
     }
 
@@ -110,7 +140,7 @@ impl Room {
         zone_name: &str,
         visitor: VisitorId,
     ) -> Option<Result<Revoked, StoreError>> {
-        let zone = self.zones.by_name(zone_name)?;
+        let zone = self.zone_named(zone_name)?;
         let now = self.clock.now_ms();
         Some(match self.end_session(zone_name, visitor, now).await {
             Ok(Some(until_s)) => {

@@ -30,6 +30,7 @@ pub(super) fn heading(zone: &Zone, now_ms: u64) -> Heading {
         title: zone.config.title.clone(),
         refresh_ms: zone.config.refresh_interval.as_millis() as u64,
         event: event_info(zone, now_ms),
+        message: zone.config.message.clone(),
     }
 }
 

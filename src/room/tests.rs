@@ -470,6 +470,19 @@ impl crate::store::Store for BrokenStore {
     async fn active(&self, _: &str, _: u64) -> Result<u64, StoreError> {
         self.fail().await
     }
+    async fn overrides(
+        &self,
+        _: &str,
+    ) -> Result<Option<crate::config::overrides::Overrides>, StoreError> {
+        self.fail().await
+    }
+    async fn set_overrides(
+        &self,
+        _: &str,
+        _: &crate::config::overrides::Overrides,
+    ) -> Result<(), StoreError> {
+        self.fail().await
+    }
     async fn revocations(&self, _: &str, _: u64) -> Result<Vec<(VisitorId, u64)>, StoreError> {
         self.fail().await
     }
@@ -788,12 +801,8 @@ async fn a_scheduled_sale_counts_down_draws_the_prequeue_then_ends() {
     h.tick().await;
 
     // Admitted in lottery order, computed independently from the published seed.
-    let Some(launch) = h
-        .room
-        .zones()
-        .by_name("checkout")
-        .and_then(|z| z.schedule.first())
-    else {
+    let zones = h.room.zones();
+    let Some(launch) = zones.by_name("checkout").and_then(|z| z.schedule.first()) else {
         panic!("the event");
     };
     let seed = u64::from_str_radix(&seed, 16).expect("hex seed");

@@ -1,7 +1,7 @@
 //! The admin API's listener (`[admin] listen`): reads the method, path, `Authorization` header
 //! and peer of each request and hands them to [`crate::admin::Admin`].
 
-use crate::admin::{Admin, AdminRequest};
+use crate::admin::{Admin, AdminRequest, MAX_BODY};
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
@@ -32,6 +32,17 @@ impl ServeHttp for AdminApp {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_BODY => {
+                    body.extend_from_slice(&chunk)
+                }
+                Ok(Some(_)) => return too_large(),
+                Ok(None) => break,
+                Err(_) => return plain(400, b"{\"version\":1,\"error\":\"bad_body\"}".to_vec()),
+            }
+        }
         let answer = self
             .admin
             .handle(AdminRequest {
@@ -39,6 +50,7 @@ impl ServeHttp for AdminApp {
                 path: &path,
                 authorization: authorization.as_deref(),
                 peer,
+                body: &body,
             })
             .await;
         let length = http::HeaderValue::from(answer.body.len());
@@ -63,4 +75,30 @@ impl ServeHttp for AdminApp {
         }
         response
     }
+}
+
+/// A request body over [`MAX_BODY`]: refused unread.
+fn too_large() -> http::Response<Vec<u8>> {
+    plain(
+        413,
+        format!(
+            "{{\"version\":1,\"error\":\"too_large\",\"message\":\"at most {MAX_BODY} bytes\"}}"
+        )
+        .into_bytes(),
+    )
+}
+
+/// A JSON answer made here, before the API saw the request.
+fn plain(status: u16, body: Vec<u8>) -> http::Response<Vec<u8>> {
+    let length = http::HeaderValue::from(body.len());
+    let mut response = http::Response::new(body);
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_LENGTH, length);
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }

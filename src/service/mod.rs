@@ -7,6 +7,7 @@ mod background;
 mod limits;
 mod metrics_app;
 mod notify;
+mod reload;
 mod signals;
 pub mod upgrade;
 
@@ -186,7 +187,7 @@ fn open_cql(config: &ScyllaConfig, clock: SharedClock) -> Result<Arc<CqlStore>, 
 pub struct Built {
     /// The server, with every service added.
     pub server: Server,
-    /// What the main loop waits on (SIGTERM, SIGQUIT, SIGINT; SIGHUP ignored).
+    /// What the main loop waits on (SIGTERM, SIGQUIT, SIGINT; SIGHUP reloads).
     pub signals: Signals,
 }
 
@@ -200,10 +201,12 @@ impl Built {
     }
 }
 
-/// Builds the Pingora server for `config`: proxy, metrics listener, background work.
-/// `upgrade`: take the listening sockets and the data directory over from a running usher
-/// (which is sent `SIGQUIT`, see `usher upgrade`).
+/// Builds the Pingora server for `config` (read from the file at `path`, which a reload reads
+/// again): proxy, metrics listener, admin API, background work. `upgrade`: take the listening
+/// sockets and the data directory over from a running usher (which is sent `SIGQUIT`, see
+/// `usher upgrade`).
 pub fn build_server(
+    path: &std::path::Path,
     config: &Config,
     clock: SharedClock,
     upgrade: bool,
@@ -237,6 +240,13 @@ pub fn build_server(
     server.bootstrap();
 
     let proxy = UsherProxy::new(node.room.clone(), config, lifecycle.clone());
+    let reloader: Arc<dyn crate::admin::Reload> = Arc::new(reload::Reloader::new(
+        path.to_path_buf(),
+        config.clone(),
+        node.room.clone(),
+        proxy.upstreams(),
+        clock.clone(),
+    ));
     let proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
     let proxy = Connections::new(
         proxy,
@@ -290,7 +300,8 @@ pub fn build_server(
             node.room.clone(),
             config.admin.tokens.clone(),
             clock.clone(),
-        );
+        )
+        .with_reload(reloader.clone());
         let mut admin_service = pingora::services::listening::Service::new(
             "usher admin".to_string(),
             pingora::apps::http_app::HttpServer::new_app(admin_app::AdminApp::new(admin)),
@@ -316,6 +327,7 @@ pub fn build_server(
             fds,
             upgrade_sock: config.server.upgrade_sock.clone(),
             lifecycle,
+            reload: reloader,
         },
     })
 }

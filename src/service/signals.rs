@@ -7,8 +7,8 @@
 //!   `SIGTERM` and hands the data directory over. If no new process takes the sockets, this one
 //!   goes on serving: an upgrade that cannot happen must not become an outage.
 //! - `SIGINT`: stop at once (the state written so far is on disk).
-//! - `SIGHUP`: logged and ignored (a config reload is not built yet; it must not end the
-//!   process, as the default action would).
+//! - `SIGHUP`: reload the config file ([`super::reload`]); a file with problems is logged and
+//!   the running config stays.
 //!
 //! Pingora sends the sockets itself on `SIGQUIT`, but then keeps accepting for 5 s, during
 //! which the new process could not open the store: so usher sends them itself, from the
@@ -31,6 +31,8 @@ pub struct Signals {
     pub upgrade_sock: PathBuf,
     /// Told when a drain begins.
     pub lifecycle: Arc<Lifecycle>,
+    /// What `SIGHUP` runs.
+    pub reload: Arc<dyn crate::admin::Reload>,
 }
 
 fn listen(kind: SignalKind) -> Signal {
@@ -57,7 +59,10 @@ impl ShutdownSignalWatch for Signals {
                     return ShutdownSignal::FastShutdown;
                 }
                 _ = hup.recv() => {
-                    tracing::warn!("SIGHUP ignored: usher does not reload its config yet; to apply a new one without downtime, run `usher upgrade`");
+                    tracing::info!("SIGHUP: reloading the config");
+                    let reload = self.reload.clone();
+                    // Logged by the reload itself, whatever the result.
+                    let _ = tokio::task::spawn_blocking(move || reload.reload()).await;
                 }
                 _ = quit.recv() => match self.hand_over().await {
                     Ok(()) => {

@@ -6,6 +6,7 @@
 use super::embedded::EmbeddedStore;
 use super::{Change, ChangeFeed, Store, StoreError};
 use crate::admission::{Claim, Grant, QueueKey, VisitorId, ZoneState};
+use crate::config::overrides::Overrides;
 use async_trait::async_trait;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::broadcast;
@@ -140,6 +141,14 @@ impl Store for Deferred {
 
     async fn active(&self, zone: &str, now_ms: u64) -> Result<u64, StoreError> {
         self.store()?.active(zone, now_ms).await
+    }
+
+    async fn overrides(&self, zone: &str) -> Result<Option<Overrides>, StoreError> {
+        self.store()?.overrides(zone).await
+    }
+
+    async fn set_overrides(&self, zone: &str, overrides: &Overrides) -> Result<(), StoreError> {
+        self.store()?.set_overrides(zone, overrides).await
     }
 
     async fn revocations(

@@ -12,6 +12,7 @@ pub mod embedded;
 pub(crate) mod contract;
 
 use crate::admission::{Claim, Grant, QueueKey, VisitorId, ZoneState};
+use crate::config::overrides::Overrides;
 use async_trait::async_trait;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -185,6 +186,13 @@ pub trait Store: Send + Sync + 'static {
         until_s: u64,
         now_ms: u64,
     ) -> Result<u64, StoreError>;
+
+    /// The live overrides of `zone` (the admin API's `PATCH`), if any were ever set.
+    async fn overrides(&self, zone: &str) -> Result<Option<Overrides>, StoreError>;
+
+    /// Replaces the live overrides of `zone` (empty: the zone runs as configured). Every node
+    /// reads them at its next tick.
+    async fn set_overrides(&self, zone: &str, overrides: &Overrides) -> Result<(), StoreError>;
 
     /// Slots occupied at `now_ms` (sessions and reservations), over every node.
     async fn active(&self, zone: &str, now_ms: u64) -> Result<u64, StoreError>;

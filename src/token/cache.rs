@@ -28,6 +28,11 @@ impl VerifiedCache {
         self.map.get(token).map(|entry| entry.value().clone())
     }
 
+    /// Forgets every token (the keys changed).
+    pub fn clear(&self) {
+        self.map.clear();
+    }
+
     /// Remembers that `token` verified to `claims`.
     pub fn insert(&self, token: &str, claims: Arc<Claims>, now_ms: u64) {
         if self.map.len() >= self.capacity {

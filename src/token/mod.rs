@@ -83,7 +83,8 @@ impl Rejection {
 
 /// Signs and verifies usher's tokens, caching verified ones.
 pub struct Tokens {
-    keyring: Keyring,
+    /// The keys in force; a reload swaps them whole.
+    keyring: arc_swap::ArcSwap<Keyring>,
     issuer: String,
     cache: VerifiedCache,
 }
@@ -92,15 +93,22 @@ impl Tokens {
     /// A token service over `keyring`, caching up to `cache_size` verified tokens.
     pub fn new(keyring: Keyring, issuer: &str, cache_size: usize) -> Self {
         Tokens {
-            keyring,
+            keyring: arc_swap::ArcSwap::from_pointee(keyring),
             issuer: issuer.to_string(),
             cache: VerifiedCache::new(cache_size),
         }
     }
 
     /// The keys, for the JWKS endpoint and `token inspect`.
-    pub fn keyring(&self) -> &Keyring {
-        &self.keyring
+    pub fn keyring(&self) -> Arc<Keyring> {
+        self.keyring.load_full()
+    }
+
+    /// Puts `keyring` in force (a reload): new tokens are signed with its signing key, and
+    /// only its keys verify from now on; tokens verified before are checked again.
+    pub fn replace_keys(&self, keyring: Keyring) {
+        self.keyring.store(Arc::new(keyring));
+        self.cache.clear();
     }
 
     /// The issuer written into every token.
@@ -110,11 +118,12 @@ impl Tokens {
 
     /// Signs `claims` with the current signing key.
     pub fn sign(&self, claims: &Claims) -> String {
-        let mut header = Header::new(self.keyring.algorithm);
-        header.kid = Some(self.keyring.signing_kid.clone());
+        let keyring = self.keyring.load();
+        let mut header = Header::new(keyring.algorithm);
+        header.kid = Some(keyring.signing_kid.clone());
         // Signing our own claims with a key that loaded cannot fail; an empty token would
         // simply be refused on the way back.
-        jsonwebtoken::encode(&header, claims, self.keyring.encoding_key()).unwrap_or_default()
+        jsonwebtoken::encode(&header, claims, keyring.encoding_key()).unwrap_or_default()
     }
 
     /// The keyed id of an identity (a shop's user id, an e-mail address): a hash of the
@@ -181,18 +190,16 @@ impl Tokens {
         if alg.eq_ignore_ascii_case("none") {
             return Err(Rejection::AlgNone);
         }
-        if alg != algorithm_name(self.keyring.algorithm) {
+        let keyring = self.keyring.load();
+        if alg != algorithm_name(keyring.algorithm) {
             return Err(Rejection::WrongAlgorithm);
         }
         let kid = header
             .get("kid")
             .and_then(|k| k.as_str())
             .ok_or(Rejection::UnknownKid)?;
-        let key = self
-            .keyring
-            .decoding_key(kid)
-            .ok_or(Rejection::UnknownKid)?;
-        let mut validation = Validation::new(self.keyring.algorithm);
+        let key = keyring.decoding_key(kid).ok_or(Rejection::UnknownKid)?;
+        let mut validation = Validation::new(keyring.algorithm);
         // Expiry is checked against usher's injected clock, not jsonwebtoken's.
         validation.validate_exp = false;
         validation.required_spec_claims.clear();

@@ -3,6 +3,9 @@
 //! wins; for equal prefixes a zone naming the host beats one for every host. A request whose
 //! host no zone names (or that names none) is taken to be for `[server] default_host`, or, without
 //! one, is matched against every zone, host-scoped ones included: it fails closed.
+//!
+//! The table in force is swapped whole ([`LiveZones`]) when a reload or an operator's override
+//! changes a zone; a request keeps the table it started with.
 
 use crate::config::{Config, Event, Mode, ZoneConfig};
 use crate::onsale::{self, Phase};
@@ -79,7 +82,7 @@ impl Zone {
 /// All zones of a configuration.
 #[derive(Debug, Clone)]
 pub struct ZoneTable {
-    zones: Vec<Zone>,
+    zones: Vec<Arc<Zone>>,
     /// Every host some zone names.
     named_hosts: Vec<String>,
     /// `[server] default_host`.
@@ -99,13 +102,22 @@ enum Hosts<'a> {
 impl ZoneTable {
     /// Builds the table from a validated config.
     pub fn new(config: &Config) -> Self {
-        let zones: Vec<Zone> = config
-            .zones
+        ZoneTable::of(
+            &config.zones,
+            &config.tokens.cookie_prefix,
+            config.server.default_host.clone(),
+        )
+    }
+
+    /// A table of `zones` (validated, perhaps with live overrides applied), with cookies named
+    /// after `cookie_prefix`.
+    pub fn of(zones: &[ZoneConfig], cookie_prefix: &str, default_host: Option<String>) -> Self {
+        let zones: Vec<Arc<Zone>> = zones
             .iter()
             .enumerate()
             .map(|(index, z)| {
-                let cookie = crate::token::cookie::name(&config.tokens.cookie_prefix, &z.name);
-                Zone::new(index, z.clone(), cookie)
+                let cookie = crate::token::cookie::name(cookie_prefix, &z.name);
+                Arc::new(Zone::new(index, z.clone(), cookie))
             })
             .collect();
         let mut named_hosts: Vec<String> = zones
@@ -117,7 +129,7 @@ impl ZoneTable {
         ZoneTable {
             zones,
             named_hosts,
-            default_host: config.server.default_host.clone(),
+            default_host,
         }
     }
 
@@ -142,11 +154,11 @@ impl ZoneTable {
     /// The zone for a request to canonical `host` and canonical `path`
     /// ([`crate::request::View`]): the longest prefix wins; for equal prefixes a zone that
     /// names the host beats one for every host.
-    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Zone> {
+    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<Zone>> {
         let hosts = self.hosts(host);
         // Folded once, and only if a zone compares so (borrowed when nothing changes).
         let folded = path::fold(path);
-        let mut best: Option<(&Zone, usize, bool)> = None;
+        let mut best: Option<(&Arc<Zone>, usize, bool)> = None;
         for zone in self.zones.iter().filter(|z| Self::serves(z, hosts)) {
             let host_specific = !zone.config.hosts.is_empty();
             let compared = if zone.config.case_sensitive {
@@ -179,24 +191,55 @@ impl ZoneTable {
     }
 
     /// The zone called `name`.
-    pub fn by_name(&self, name: &str) -> Option<&Zone> {
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Zone>> {
         self.zones.iter().find(|z| z.config.name == name)
     }
 
     /// Zones that serve canonical `host`, by the same rule as [`ZoneTable::find`].
-    pub fn for_host<'a>(&'a self, host: Option<&'a str>) -> impl Iterator<Item = &'a Zone> + 'a {
+    pub fn for_host<'a>(
+        &'a self,
+        host: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Arc<Zone>> + 'a {
         let hosts = self.hosts(host);
         self.zones.iter().filter(move |z| Self::serves(z, hosts))
     }
 
     /// The zone at `index` (its [`Zone::index`]).
-    pub fn get(&self, index: usize) -> Option<&Zone> {
+    pub fn get(&self, index: usize) -> Option<&Arc<Zone>> {
         self.zones.get(index)
     }
 
     /// Every zone.
-    pub fn iter(&self) -> impl Iterator<Item = &Zone> {
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Zone>> {
         self.zones.iter()
+    }
+
+    /// Every zone's configuration as it runs (overrides applied), in table order.
+    pub fn configs(&self) -> impl Iterator<Item = &ZoneConfig> {
+        self.zones.iter().map(|z| &z.config)
+    }
+}
+
+/// The zone table in force, swapped whole when a reload or a live override changes a zone.
+/// Readers take the current table ([`LiveZones::current`]) and keep it for as long as they
+/// work on a request or a tick.
+#[derive(Debug)]
+pub struct LiveZones(arc_swap::ArcSwap<ZoneTable>);
+
+impl LiveZones {
+    /// `table` in force.
+    pub fn new(table: ZoneTable) -> Self {
+        LiveZones(arc_swap::ArcSwap::from_pointee(table))
+    }
+
+    /// The table in force now.
+    pub fn current(&self) -> Arc<ZoneTable> {
+        self.0.load_full()
+    }
+
+    /// Puts `table` in force; requests already under way finish with the one they had.
+    pub fn replace(&self, table: ZoneTable) {
+        self.0.store(Arc::new(table));
     }
 }
 

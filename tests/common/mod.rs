@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod crowd;
 pub mod origins;
+pub mod sse;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -95,8 +95,23 @@
     }
   }
 
+  // The operator's notice: kept current, added at the top of <main> by a template without it.
+  function showNotice(text) {
+    var el = byId('notice');
+    if (!el && text) {
+      el = document.createElement('p');
+      el.id = 'notice';
+      el.className = 'notice';
+      el.setAttribute('role', 'status');
+      var main = document.querySelector('main') || document.body;
+      main.insertBefore(el, main.firstChild);
+    }
+    if (el && el.textContent !== text) el.textContent = text;
+  }
+
   function show(st) {
     var next = st.degraded ? 'degraded' : st.state;
+    showNotice(st.message || '');
     var inLine = next === 'waiting' || next === 'paused';
     if (next !== view) setView(next, st.state);
     setText('title', st.event ? st.event.title : st.title);

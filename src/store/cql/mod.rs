@@ -13,6 +13,7 @@
 //!   partitioned by (zone, shard) with each node writing to the shard its id hashes to.
 //!
 //! - `identities`: one partition per identity, its first arrival (an LWT insert-if-absent).
+//! - `overrides`: one row per zone, its live overrides as JSON (every node reads it each tick).
 //!
 //! Every call is bounded by the configured timeout (the driver's request timeout), which the
 //! store also reports to the room ([`Store::timeout`]). Files: `statements` (every prepared
@@ -40,6 +41,7 @@ mod cdc;
 use super::{Change, Store, StoreError};
 use crate::admission::{Claim, Grant, QueueKey, VisitorId, ZoneState};
 use crate::clock::SharedClock;
+use crate::config::overrides::Overrides;
 use crate::config::{ScyllaConfig, SyncMode};
 use async_trait::async_trait;
 use futures::future::join_all;
@@ -401,6 +403,41 @@ impl Store for CqlStore {
                 "an identity's place was neither written nor found",
             )),
         }
+    }
+
+    async fn overrides(&self, zone: &str) -> Result<Option<Overrides>, StoreError> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.overrides_read, (zone,))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        let Some((text,)) = rows
+            .maybe_first_row::<(Option<String>,)>()
+            .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        match text.as_deref().map(Overrides::from_json) {
+            None => Ok(None),
+            Some(Some(overrides)) => Ok(Some(overrides)),
+            // Written by a newer usher, or damaged: not something to run a zone with.
+            Some(None) => Err(unavailable(format!(
+                "the overrides row of zone `{zone}` cannot be read"
+            ))),
+        }
+    }
+
+    async fn set_overrides(&self, zone: &str, overrides: &Overrides) -> Result<(), StoreError> {
+        self.session
+            .execute_unpaged(
+                &self.statements.overrides_write,
+                (zone, overrides.to_json()),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn release(

@@ -99,6 +99,10 @@ pub(super) async fn create(
             "CREATE TABLE IF NOT EXISTS {ks}.identities (zone text, visitor text, rank bigint, \
              PRIMARY KEY ((zone, visitor)))"
         ),
+        // Live overrides: one row per zone, the overrides as JSON, replaced whole.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.overrides (zone text PRIMARY KEY, overrides text)"
+        ),
         // The transactional outbox: every committed change, by 10-second bucket.
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.outbox (bucket bigint, at bigint, id bigint, \

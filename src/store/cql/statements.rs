@@ -33,6 +33,8 @@ pub(super) struct Statements {
     pub(super) outbox_read: PreparedStatement,
     pub(super) identity_insert: PreparedStatement,
     pub(super) identity_read_serial: PreparedStatement,
+    pub(super) overrides_read: PreparedStatement,
+    pub(super) overrides_write: PreparedStatement,
 }
 
 impl Statements {
@@ -77,6 +79,16 @@ impl Statements {
             )
             .await?,
             identity_read_serial,
+            overrides_read: prepare(
+                format!("SELECT overrides FROM {ks}.overrides WHERE zone = ?"),
+                false,
+            )
+            .await?,
+            overrides_write: prepare(
+                format!("INSERT INTO {ks}.overrides (zone, overrides) VALUES (?, ?)"),
+                false,
+            )
+            .await?,
             load: prepare(load_cql, false).await?,
             load_serial,
             create: prepare(

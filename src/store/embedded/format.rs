@@ -6,6 +6,7 @@
 //! the records it carries.
 
 use crate::admission::{Grant, QueueKey, Slot, Slots, VisitorId, ZoneState};
+use crate::config::overrides::Overrides;
 use serde::{Deserialize, Serialize};
 
 /// The format this usher writes and reads.
@@ -43,6 +44,8 @@ pub(super) enum WalRecord {
         rank: u64,
         until_s: u64,
     },
+    /// The zone's live overrides, replaced whole (empty: none).
+    Overrides { zone: String, overrides: Overrides },
 }
 
 /// Which kind of file a header opens.

@@ -31,6 +31,7 @@ pub use repair::{repair, utc_stamp, verify, Repair, Verification};
 use super::{Change, ChangeFeed, Store, StoreError};
 use crate::admission::slot::{self, Transition};
 use crate::admission::{Claim, Grant, QueueKey, Slot, SlotStatus, Slots, VisitorId, ZoneState};
+use crate::config::overrides::Overrides;
 use async_trait::async_trait;
 use dashmap::DashMap;
 use format::WalRecord;
@@ -52,6 +53,8 @@ struct ZoneData {
     slots: Slots,
     /// Identities' places: visitor -> (arrival, kept until second).
     identities: std::collections::HashMap<VisitorId, (u64, u64)>,
+    /// The zone's live overrides (empty: none).
+    overrides: Overrides,
 }
 
 impl ZoneData {
@@ -240,6 +243,9 @@ impl EmbeddedStore {
                     .identities
                     .entry(visitor)
                     .or_insert((rank, until_s));
+            }
+            WalRecord::Overrides { zone, overrides } => {
+                lock(&self.zone(&zone)).overrides = overrides;
             }
         }
     }
@@ -476,6 +482,25 @@ impl Store for EmbeddedStore {
         })?;
         data.identities.insert(visitor, (rank, until_s));
         Ok(rank)
+    }
+
+    async fn overrides(&self, zone: &str) -> Result<Option<Overrides>, StoreError> {
+        self.check_open()?;
+        let handle = self.zone(zone);
+        let overrides = &lock(&handle).overrides;
+        Ok((!overrides.is_empty()).then(|| overrides.clone()))
+    }
+
+    async fn set_overrides(&self, zone: &str, overrides: &Overrides) -> Result<(), StoreError> {
+        self.check_open()?;
+        let handle = self.zone(zone);
+        let mut data = lock(&handle);
+        self.log(&WalRecord::Overrides {
+            zone: zone.to_string(),
+            overrides: overrides.clone(),
+        })?;
+        data.overrides = overrides.clone();
+        Ok(())
     }
 
     async fn active(&self, zone: &str, now_ms: u64) -> Result<u64, StoreError> {

@@ -7,6 +7,7 @@ use super::format::{self, WalRecord};
 use super::wal::{self, Log};
 use super::{lock, EmbeddedStore};
 use crate::admission::{Grant, QueueKey, Slots, VisitorId, ZoneState};
+use crate::config::overrides::Overrides;
 use crate::store::StoreError;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ struct ZoneCopy {
     keys: Vec<QueueKey>,
     slots: Slots,
     identities: Vec<(VisitorId, (u64, u64))>,
+    overrides: Overrides,
 }
 
 /// A queue entry as the snapshot writes it: [`WalRecord::Join`] without a `String` per entry.
@@ -31,7 +33,7 @@ enum JoinRef<'a> {
 
 impl ZoneCopy {
     /// The zone as snapshot records: its state (as a tick that admitted nobody and leaves the
-    /// queue alone), its queue entries, its slots, and its identities' places.
+    /// queue alone), its queue entries, its slots, its identities' places and its overrides.
     fn lines(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
         let tick = self.state.as_ref().map(|state| {
             format::encode(&WalRecord::Tick {
@@ -64,7 +66,17 @@ impl ZoneCopy {
                 until_s: *until_s,
             })
         });
-        tick.into_iter().chain(joins).chain(slots).chain(identities)
+        let overrides = (!self.overrides.is_empty()).then(|| {
+            format::encode(&WalRecord::Overrides {
+                zone: self.name.to_string(),
+                overrides: self.overrides.clone(),
+            })
+        });
+        tick.into_iter()
+            .chain(joins)
+            .chain(slots)
+            .chain(identities)
+            .chain(overrides)
     }
 }
 
@@ -153,6 +165,7 @@ impl EmbeddedStore {
                         keys,
                         slots: data.slots.clone(),
                         identities: data.identities.iter().map(|(v, e)| (*v, *e)).collect(),
+                        overrides: data.overrides.clone(),
                     }
                 })
                 .collect();

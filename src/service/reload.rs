@@ -1,0 +1,187 @@
+//! Reloading the configuration in place (`SIGHUP`, `POST /v1/reload`): the file is read and
+//! checked like at start, with its keys loaded; if anything is wrong every problem is logged
+//! and the running configuration stays. Otherwise the zones (limits, modes, paths, templates,
+//! texts, per-client limits, schedules; the live overrides stay on top), the upstreams and the
+//! token keys are swapped in, each whole, without touching a connection. Settings that only a
+//! restart can change (listeners, the store, the proxy's `[server]` settings, cookie names) are
+//! named in the log and in the answer; `usher upgrade` applies them without downtime.
+
+use crate::admin::{Reload, Reloaded};
+use crate::clock::SharedClock;
+use crate::config::{Config, Problem};
+use crate::metrics::Metrics;
+use crate::proxy::Upstreams;
+use crate::room::Room;
+use crate::token::Keyring;
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Reloads one node's configuration from its file.
+pub struct Reloader {
+    /// The file `usher run --config` named.
+    path: PathBuf,
+    room: Arc<Room>,
+    upstreams: Arc<Upstreams>,
+    /// The configuration in force (what a reload is compared with).
+    running: Mutex<Config>,
+    metrics: Metrics,
+    clock: SharedClock,
+}
+
+/// The configuration file's hash: the first 48 bits of its SHA-256, exact in a metric's float.
+fn hash_of(bytes: &[u8]) -> u64 {
+    let digest = Sha256::digest(bytes);
+    digest[..6]
+        .iter()
+        .fold(0u64, |h, b| (h << 8) | u64::from(*b))
+}
+
+/// Sections and settings that differ between `old` and `new` but are only read at start.
+fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
+    let mut changed = Vec::new();
+    let mut differs = |name: &str, a: String, b: String| {
+        if a != b {
+            changed.push(name.to_string());
+        }
+    };
+    differs(
+        "server",
+        format!("{:?}", old.server),
+        format!("{:?}", new.server),
+    );
+    differs(
+        "metrics",
+        format!("{:?}", old.metrics),
+        format!("{:?}", new.metrics),
+    );
+    differs(
+        "admin",
+        format!("{:?}", old.admin),
+        format!("{:?}", new.admin),
+    );
+    differs(
+        "store",
+        format!("{:?}", old.store),
+        format!("{:?}", new.store),
+    );
+    let (a, b) = (&old.tokens, &new.tokens);
+    for (name, x, y) in [
+        ("tokens.issuer", a.issuer.clone(), b.issuer.clone()),
+        (
+            "tokens.cookie_prefix",
+            a.cookie_prefix.clone(),
+            b.cookie_prefix.clone(),
+        ),
+        (
+            "tokens.cookie_secure",
+            a.cookie_secure.to_string(),
+            b.cookie_secure.to_string(),
+        ),
+        (
+            "tokens.visitor_ttl",
+            format!("{:?}", a.visitor_ttl),
+            format!("{:?}", b.visitor_ttl),
+        ),
+        (
+            "tokens.cache_size",
+            a.cache_size.to_string(),
+            b.cache_size.to_string(),
+        ),
+    ] {
+        differs(name, x, y);
+    }
+    changed
+}
+
+impl Reloader {
+    /// A reloader of the file at `path`, whose configuration `running` is in force now.
+    pub fn new(
+        path: PathBuf,
+        running: Config,
+        room: Arc<Room>,
+        upstreams: Arc<Upstreams>,
+        clock: SharedClock,
+    ) -> Self {
+        let metrics = room.metrics().clone();
+        if let Ok(bytes) = std::fs::read(&path) {
+            metrics.config_hash.set(hash_of(&bytes) as i64);
+        }
+        metrics.config_loaded.set((clock.now_ms() / 1_000) as i64);
+        for result in ["ok", "invalid"] {
+            metrics.reloads.with_label_values(&[result]);
+        }
+        Reloader {
+            path,
+            room,
+            upstreams,
+            running: Mutex::new(running),
+            metrics,
+            clock,
+        }
+    }
+
+    fn try_reload(&self) -> Result<Reloaded, Vec<Problem>> {
+        let problem = |message: String| Problem {
+            path: self.path.display().to_string(),
+            message,
+        };
+        let bytes =
+            std::fs::read(&self.path).map_err(|e| vec![problem(format!("cannot read: {e}"))])?;
+        let text = String::from_utf8(bytes.clone())
+            .map_err(|_| vec![problem("is not UTF-8".to_string())])?;
+        let base = self.path.parent().unwrap_or(std::path::Path::new("."));
+        let config = crate::config::parse(&text, base).map_err(|e| e.problems())?;
+        let keyring = Keyring::load(&config.tokens)?;
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let restart = needs_restart(&running, &config);
+        self.room.reload_zones(&config).map_err(|message| {
+            vec![Problem {
+                path: "zones".into(),
+                message,
+            }]
+        })?;
+        self.room.tokens().replace_keys(keyring);
+        self.upstreams.replace(&config);
+        *running = config;
+        let hash = hash_of(&bytes);
+        self.metrics.config_hash.set(hash as i64);
+        self.metrics
+            .config_loaded
+            .set((self.clock.now_ms() / 1_000) as i64);
+        Ok(Reloaded {
+            hash: format!("{hash:012x}"),
+            needs_restart: restart,
+        })
+    }
+}
+
+impl Reload for Reloader {
+    fn reload(&self) -> Result<Reloaded, Vec<Problem>> {
+        let result = self.try_reload();
+        match &result {
+            Ok(reloaded) => {
+                self.metrics.reloads.with_label_values(&["ok"]).inc();
+                tracing::info!(file = %self.path.display(), hash = %reloaded.hash, "config reloaded");
+                if !reloaded.needs_restart.is_empty() {
+                    tracing::warn!(
+                        changed = ?reloaded.needs_restart,
+                        "these settings changed but are read only at start: run `usher upgrade` to apply them"
+                    );
+                }
+            }
+            Err(problems) => {
+                self.metrics.reloads.with_label_values(&["invalid"]).inc();
+                for p in problems {
+                    tracing::error!(problem = %p, "config reload refused");
+                }
+                tracing::error!(
+                    file = %self.path.display(),
+                    problems = problems.len(),
+                    "config reload refused: the running config stays in force"
+                );
+            }
+        }
+        result
+    }
+}
