@@ -104,6 +104,7 @@ fn fixture(algorithm: &str) -> Fixture {
         // Far in the future and beyond half the session TTL, so `decide` does not ask to renew.
         exp: now / 1_000 + 10 * 365 * 24 * 3_600,
         adm: Some(now),
+        pri: false,
     };
     let token = tokens.sign(&claims);
     assert!(

@@ -27,6 +27,13 @@ pub enum CtlRequest {
     },
     /// Drop every override of a zone: back to the config.
     Reset(String),
+    /// Issue priority codes: a JSON object (`{"count": 10, "uses": 1, "valid_for": "24h"}`).
+    Codes {
+        /// The zone.
+        zone: String,
+        /// What to issue.
+        ask: serde_json::Value,
+    },
     /// Re-read the config file.
     Reload,
     /// The audit log.
@@ -45,6 +52,7 @@ impl CtlRequest {
             CtlRequest::Set { zone, .. } => ("PATCH", format!("/v1/zones/{zone}")),
             CtlRequest::Reset(zone) => ("DELETE", format!("/v1/zones/{zone}/overrides")),
             CtlRequest::Reload => ("POST", "/v1/reload".into()),
+            CtlRequest::Codes { zone, .. } => ("POST", format!("/v1/zones/{zone}/codes")),
             CtlRequest::Audit => ("GET", "/v1/audit".into()),
         }
     }
@@ -78,6 +86,11 @@ pub fn run(
             .header("authorization", &authorization)
             .content_type("application/json")
             .send(patch.to_string()),
+        ("POST", CtlRequest::Codes { ask, .. }) => agent
+            .post(&url)
+            .header("authorization", &authorization)
+            .content_type("application/json")
+            .send(ask.to_string()),
         ("DELETE", _) => agent
             .delete(&url)
             .header("authorization", &authorization)
@@ -125,6 +138,27 @@ pub fn run(
         ),
         CtlRequest::Zone(_) | CtlRequest::Set { .. } | CtlRequest::Reset(_) => {
             zone_table(std::slice::from_ref(&value)) + &overrides_table(&value)
+        }
+        CtlRequest::Codes { .. } => {
+            let codes: Vec<String> = value["codes"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(text)
+                .collect();
+            let until = value["expires_at_ms"]
+                .as_u64()
+                .map(crate::config::timestamp::format_rfc3339)
+                .unwrap_or_default();
+            format!(
+                "{}\n# {} code(s), {} use(s) each, until {until}; a link to a zone page with \
+                 ?{}=CODE redeems one",
+                codes.join("\n"),
+                codes.len(),
+                text(&value["uses"]),
+                text(&value["param"]),
+            )
         }
         CtlRequest::Reload => {
             let restart: Vec<String> = value["needs_restart"]

@@ -182,6 +182,19 @@ enum ZoneChange {
     },
     /// Drop every override: the zone runs as configured again.
     Reset,
+    /// Issue priority codes: a link to a zone page with ?usher_code=CODE puts its holder in
+    /// the priority line, admitted before the main line.
+    Codes {
+        /// How many codes.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Uses of each code.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long they are valid, e.g. 24h.
+        #[arg(long, default_value = "24h")]
+        valid_for: String,
+    },
 }
 
 impl ZoneChange {
@@ -216,6 +229,14 @@ impl ZoneChange {
                 patch: serde_json::json!({ "message": text }),
             },
             ZoneChange::Reset => CtlRequest::Reset(zone),
+            ZoneChange::Codes {
+                count,
+                uses,
+                valid_for,
+            } => CtlRequest::Codes {
+                zone,
+                ask: serde_json::json!({ "count": count, "uses": uses, "valid_for": valid_for }),
+            },
         }
     }
 }

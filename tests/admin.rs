@@ -362,3 +362,137 @@ fn sighup_applies_a_valid_file_and_a_broken_one_changes_nothing() {
     let (ok, said) = ctl(&admin, &write, &["reload"]);
     assert!(!ok && said.contains("422"), "{said}");
 }
+
+#[test]
+fn priority_codes_go_ahead_of_the_line_and_bypass_rules_skip_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("staff.secret"), "staff-secret-0123456789").expect("secret");
+    let zone = "[store]\ntick = \"100ms\"\n\
+        [zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 1\nadmit_per_minute = 600\n\
+        mode = \"queue_all\"\nrefresh_interval = \"1s\"\n\
+        bypass = { networks = [\"127.0.0.77/32\"], secret = { file = \"staff.secret\" } }\n";
+    let (usher, admin, read, write) = with_admin(dir.path(), zone);
+    let status = |cookie: &str| {
+        usher
+            .client()
+            .get("/_usher/status", &[("Cookie", cookie)])
+            .json()
+    };
+    // The one slot is taken; two visitors wait behind it.
+    let first = usher
+        .client()
+        .get("/checkout", &[])
+        .cookie()
+        .expect("a place");
+    wait_until("the first visitor's turn", Duration::from_secs(5), || {
+        status(&first)["state"] == "admitted"
+    });
+    let inside = usher
+        .client()
+        .get("/checkout", &[("Cookie", &first)])
+        .cookie()
+        .expect("an access cookie");
+    let waiting: Vec<String> = (0..2)
+        .map(|_| {
+            usher
+                .client()
+                .get("/checkout", &[])
+                .cookie()
+                .expect("a place")
+        })
+        .collect();
+    for cookie in &waiting {
+        assert_eq!(status(cookie)["state"], "waiting");
+    }
+
+    // A read token cannot issue codes; a write token can.
+    let (ok, said) = ctl(&admin, &read, &["zone", "checkout", "codes"]);
+    assert!(!ok && said.contains("403"), "{said}");
+    let (ok, said) = ctl(
+        &admin,
+        &write,
+        &["zone", "checkout", "codes", "--count", "0"],
+    );
+    assert!(
+        !ok && said.contains("422") && said.contains("count"),
+        "{said}"
+    );
+    let (ok, said) = ctl(
+        &admin,
+        &write,
+        &["zone", "checkout", "codes", "--valid-for", "1h"],
+    );
+    assert!(ok, "{said}");
+    let code = said.lines().next().expect("a code").trim().to_string();
+    assert_eq!(code.len(), 32, "{said}");
+
+    // The code's holder goes ahead of both waiting visitors.
+    let link = format!("/checkout?usher_code={code}");
+    let redeemed = usher.client().get(&link, &[]);
+    let priority = redeemed.cookie().expect("a priority place");
+    assert_eq!(common::claims_of(&priority)["pri"], true);
+    assert_eq!(status(&priority)["position"], 1, "first in line");
+    let visitor = common::claims_of(&inside)["vid"]
+        .as_str()
+        .expect("vid")
+        .to_string();
+    let (ok, said) = ctl(&admin, &write, &["revoke", "checkout", &visitor]);
+    assert!(ok, "{said}");
+    wait_until("the priority holder's turn", Duration::from_secs(5), || {
+        status(&priority)["state"] == "admitted"
+    });
+    for cookie in &waiting {
+        assert_eq!(status(cookie)["state"], "waiting", "the main line waits");
+    }
+
+    // Used up: the next holder gets an ordinary place, and it is counted.
+    let again = usher.client().get(&link, &[]).cookie().expect("a place");
+    assert!(
+        common::claims_of(&again).get("pri").is_none(),
+        "an ordinary place"
+    );
+    assert_eq!(
+        usher.metric("usher_gate_requests_total{decision=\"priority_refused\",zone=\"checkout\"}"),
+        1.0
+    );
+    let forged = usher
+        .client()
+        .get("/checkout?usher_code=../../etc", &[])
+        .cookie()
+        .expect("a place");
+    assert!(common::claims_of(&forged).get("pri").is_none());
+
+    // Bypass: the staff network and the secret header skip the full zone; a wrong secret
+    // does not.
+    let staff = common::origins::exchange_from(
+        "127.0.0.77".parse().expect("ip"),
+        usher.addr,
+        &common::origins::get("/checkout", &[]),
+        Duration::from_secs(5),
+    )
+    .expect("staff request");
+    assert!(
+        staff.text().contains("<h1>checkout</h1>"),
+        "{}",
+        staff.text()
+    );
+    let monitor = usher
+        .client()
+        .get("/checkout", &[("Usher-Bypass", "staff-secret-0123456789")]);
+    assert!(monitor.text().contains("<h1>checkout</h1>"));
+    assert!(
+        monitor.cookie().is_none(),
+        "no session is made for a bypass"
+    );
+    let wrong = usher
+        .client()
+        .get("/checkout", &[("Usher-Bypass", "staff-secret-012345678")]);
+    assert!(
+        !wrong.text().contains("<h1>checkout</h1>"),
+        "a wrong secret waits"
+    );
+    assert_eq!(
+        usher.metric("usher_gate_requests_total{decision=\"bypass\",zone=\"checkout\"}"),
+        2.0
+    );
+}

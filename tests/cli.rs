@@ -129,6 +129,7 @@ fn token_inspect_verifies_and_explains() {
         iat: 1,
         exp: 4_000_000_000,
         adm: None,
+        pri: false,
     };
     let token = tokens.sign(&claims);
     let cfg = config.to_str().expect("utf8");

@@ -116,6 +116,7 @@ fn forged_expired_and_wrong_zone_tokens_are_never_forwarded_and_are_counted() {
         iat: 1,
         exp: 2,
         adm: Some(1),
+        pri: false,
     });
     let forged = [
         format!("usher_checkout={expired}"),

@@ -12,6 +12,7 @@
 //! | `GET /v1/zones/{zone}` | a [`ZoneReport`] |
 //! | `PATCH /v1/zones/{zone}` | settings to override live (write): the [`ZoneReport`] after, or `422` with every problem |
 //! | `DELETE /v1/zones/{zone}/overrides` | back to the config (write): the [`ZoneReport`] after |
+//! | `POST /v1/zones/{zone}/codes` | priority codes (write): `{"count", "uses", "valid_for"}` in, `{"codes": [...], ...}` out |
 //! | `POST /v1/zones/{zone}/visitors/{visitor}/revoke` | `{"revoked": "session" \| "place", ...}` (write) |
 //! | `POST /v1/reload` | re-read the config file (write): `{"reloaded": true, ...}`, or `422` with every problem |
 //! | `GET /v1/audit` | `{"entries": [...]}` |
@@ -197,6 +198,20 @@ impl Admin {
             ("DELETE", ["v1", "zones", zone, "overrides"]) => {
                 self.set(holder, req.peer, zone, None).await
             }
+            ("POST", ["v1", "zones", zone, "codes"]) => {
+                let ask = match serde_json::from_slice::<serde_json::Value>(req.body) {
+                    Ok(ask) => ask,
+                    Err(_) if req.body.is_empty() => serde_json::json!({}),
+                    Err(e) => {
+                        return AdminResponse::error(
+                            400,
+                            "bad_json",
+                            &format!("the body is not JSON ({e})"),
+                        )
+                    }
+                };
+                self.codes(holder, req.peer, zone, &ask).await
+            }
             ("POST", ["v1", "zones", zone, "visitors", visitor, "revoke"]) => {
                 self.revoke(holder, req.peer, zone, visitor).await
             }
@@ -209,7 +224,7 @@ impl Admin {
                 )
             }
             (_, ["v1", "zones"] | ["v1", "zones", _] | ["v1", "audit"] | ["v1", "reload"])
-            | (_, ["v1", "zones", _, "overrides"])
+            | (_, ["v1", "zones", _, "overrides"] | ["v1", "zones", _, "codes"])
             | (_, ["v1", "zones", _, "visitors", _, "revoke"]) => AdminResponse::error(
                 405,
                 "method_not_allowed",
@@ -250,6 +265,87 @@ impl Admin {
                 503,
                 "store_unavailable",
                 &format!("nothing changed: {e}; try again once the store answers"),
+            ),
+        }
+    }
+
+    /// Issues priority codes: `count` (1), `uses` each (1), valid for `valid_for` ("24h").
+    async fn codes(
+        &self,
+        holder: &AdminToken,
+        peer: Option<IpAddr>,
+        zone: &str,
+        ask: &serde_json::Value,
+    ) -> AdminResponse {
+        let mut problems = Vec::new();
+        let mut number = |key: &str, default: u64, max: u64| -> u64 {
+            match ask.get(key) {
+                None => default,
+                Some(v) => match v.as_u64().filter(|n| (1..=max).contains(n)) {
+                    Some(n) => n,
+                    None => {
+                        problems.push(Problem {
+                            path: key.to_string(),
+                            message: format!("must be a whole number from 1 to {max}"),
+                        });
+                        default
+                    }
+                },
+            }
+        };
+        let count = number("count", 1, u64::from(crate::room::MAX_CODES)) as u32;
+        let uses = number("uses", 1, 1_000_000) as u32;
+        let valid_for = match ask.get("valid_for") {
+            None => Some(std::time::Duration::from_secs(86_400)),
+            Some(v) => v
+                .as_str()
+                .and_then(|t| crate::config::parse_duration(t).ok())
+                .filter(|d| (60..=366 * 86_400).contains(&d.as_secs())),
+        };
+        let Some(valid_for) = valid_for else {
+            problems.push(Problem {
+                path: "valid_for".into(),
+                message: "must be a duration from 1m to 366d, like \"24h\"".into(),
+            });
+            return invalid(&problems);
+        };
+        if let Some(unknown) = ask.as_object().and_then(|o| {
+            o.keys()
+                .find(|k| !["count", "uses", "valid_for"].contains(&k.as_str()))
+        }) {
+            problems.push(Problem {
+                path: unknown.clone(),
+                message: "is not a setting of codes: count, uses, valid_for".into(),
+            });
+        }
+        if !problems.is_empty() {
+            return invalid(&problems);
+        }
+        let until_s = (self.clock.now_ms() + valid_for.as_millis() as u64) / 1_000;
+        match self.room.issue_codes(zone, count, uses, until_s).await {
+            Ok(None) => no_zone(zone),
+            Ok(Some(codes)) => {
+                self.record(
+                    holder,
+                    peer,
+                    "codes",
+                    zone,
+                    format!(
+                        "{count} code(s), {uses} use(s) each, until {}",
+                        crate::config::timestamp::format_rfc3339(until_s * 1_000)
+                    ),
+                );
+                AdminResponse::json(
+                    200,
+                    &serde_json::json!({ "version": 1, "zone": zone, "codes": codes,
+                        "uses": uses, "expires_at_ms": until_s * 1_000,
+                        "param": crate::room::PRIORITY_PARAM }),
+                )
+            }
+            Err(e) => AdminResponse::error(
+                503,
+                "store_unavailable",
+                &format!("no codes were issued: {e}; try again once the store answers"),
             ),
         }
     }

@@ -182,6 +182,44 @@ pub struct ZoneConfig {
     pub events: Vec<Event>,
     /// What one client may do in the zone (`[defence]` with the zone's overrides).
     pub defence: Defence,
+    /// Who skips the line (`[zones.NAME.bypass]`): staff networks, synthetic monitors.
+    pub bypass: Option<Arc<Bypass>>,
+}
+
+/// `[zones.NAME.bypass]`: requests that skip the queue, forwarded without a session and
+/// counted (`usher_gate_requests_total{decision="bypass"}`): from a client in `networks`, or
+/// carrying `Usher-Bypass: <secret>` (never forwarded: every `Usher-*` header is dropped).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Bypass {
+    /// Client address blocks (the client behind `server.trusted_proxies`).
+    pub networks: Vec<crate::request::client::Cidr>,
+    /// The `Usher-Bypass` header's value, compared in constant time.
+    pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for Bypass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("Bypass")
+            .field("networks", &self.networks)
+            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl Bypass {
+    /// Whether a request from `client` with `Usher-Bypass: header` skips the line.
+    pub fn lets_in(&self, client: Option<std::net::IpAddr>, header: Option<&[u8]>) -> bool {
+        let by_network = client.is_some_and(|ip| self.networks.iter().any(|n| n.contains(ip)));
+        let by_secret = match (&self.secret, header) {
+            (Some(secret), Some(presented)) => {
+                let (a, b) = (secret.as_bytes(), presented.trim_ascii());
+                a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+            }
+            _ => false,
+        };
+        by_network || by_secret
+    }
 }
 
 /// `[defence]` / `[zones.NAME.defence]`: per-client limits, so that one client (an address, or

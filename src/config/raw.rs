@@ -89,6 +89,15 @@ pub struct RawChallengeHook {
     pub extra: Extra,
 }
 
+/// `[zones.NAME.bypass]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawBypass {
+    pub networks: Option<Vec<String>>,
+    pub secret: Option<RawSecret>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
 /// A secret by reference: `{ env = "VAR" }` or `{ file = "path" }`, never inline.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawSecret {
@@ -149,6 +158,7 @@ pub struct RawZone {
     pub on_store_error: Option<String>,
     pub template: Option<String>,
     pub message: Option<String>,
+    pub bypass: Option<RawBypass>,
     #[serde(default)]
     pub strings: RawStrings,
     pub events: Option<Vec<RawEvent>>,

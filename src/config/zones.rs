@@ -197,6 +197,7 @@ pub(super) fn zones(
             message: message(c, &path, z.message.as_deref()),
             events: Vec::new(),
             defence: super::defence::zone(c, name, z.defence.as_ref(), defence, claim_window, base),
+            bypass: bypass(c, &path, z.bypass.as_ref(), base),
         };
         let events = z.events.as_deref().unwrap_or(&[]);
         zone.events = super::events::events(c, &path, events, &zone, base);
@@ -219,4 +220,40 @@ fn message(c: &mut Checker, path: &str, text: Option<&str>) -> String {
         );
     }
     text.to_string()
+}
+
+/// A zone's `bypass`: address blocks and a secret, at least one of them; a secret of at least
+/// 16 characters (it opens the shop to whoever has it).
+fn bypass(
+    c: &mut Checker,
+    path: &str,
+    raw: Option<&RawBypass>,
+    base: &Path,
+) -> Option<Arc<Bypass>> {
+    let raw = raw?;
+    let path = format!("{path}.bypass");
+    c.unknown_keys(&path, &raw.extra);
+    let mut networks = Vec::new();
+    for (i, text) in raw.networks.iter().flatten().enumerate() {
+        match text.parse::<crate::request::client::Cidr>() {
+            Ok(cidr) => networks.push(cidr),
+            Err(e) => c.problem(format!("{path}.networks[{i}]"), e.to_string()),
+        }
+    }
+    let secret = raw
+        .secret
+        .as_ref()
+        .and_then(|s| c.secret(&format!("{path}.secret"), Some(s), base));
+    if let Some(secret) = &secret {
+        if secret.len() < 16 {
+            c.problem(
+                format!("{path}.secret"),
+                "is shorter than 16 characters; use a long random one (openssl rand -hex 32)",
+            );
+        }
+    }
+    if raw.networks.as_ref().is_none_or(Vec::is_empty) && raw.secret.is_none() {
+        c.problem(&path, "names nobody: set networks, a secret, or both");
+    }
+    Some(Arc::new(Bypass { networks, secret }))
 }

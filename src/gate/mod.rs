@@ -156,9 +156,11 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
                 Standing::Drawn { key, .. } => Decision::TakeDrawn(key),
                 Standing::Queued(key) if key <= facts.cursor => {
                     let window_ms = zone.defence.return_window.as_millis() as u64;
-                    let long_ago = facts
-                        .passed
-                        .is_some_and(|t| t.passed_before(key.rank, window_ms, facts.now_ms));
+                    // A priority place sits behind the cursor on purpose: never void.
+                    let long_ago = !claims.pri
+                        && facts
+                            .passed
+                            .is_some_and(|t| t.passed_before(key.rank, window_ms, facts.now_ms));
                     match (long_ago, facts.challenge) {
                         (true, true) => Decision::Challenge,
                         (true, false) => Decision::Rejoin,

@@ -26,6 +26,7 @@ fn claims(typ: TokenKind, rank: u64, iat_s: u64, exp_s: u64) -> Arc<Claims> {
         iat: iat_s,
         exp: exp_s,
         adm: None,
+        pri: false,
     })
 }
 
@@ -152,6 +153,30 @@ fn a_place_passed_longer_than_the_return_window_ago_joins_at_the_back() {
             _ => assert_eq!(decision, expected, "{rank}"),
         }
     }
+}
+
+#[test]
+fn a_priority_place_behind_the_cursor_is_never_sent_to_the_back() {
+    let z = zone("queue_all");
+    let mut trail = crate::admission::Trail::default();
+    trail.record(1_000, 300_000, NOW - 600_000);
+    let TokenCheck::Visitor(claims) = visitor(999) else {
+        unreachable!()
+    };
+    let mut priority = (*claims).clone();
+    priority.pri = true;
+    let v = TokenCheck::Visitor(std::sync::Arc::new(priority));
+    let f = Facts {
+        passed: Some(&trail),
+        ..facts(&z, &v, 1_000)
+    };
+    assert!(matches!(decide(&f), Decision::Claim(_)), "{:?}", decide(&f));
+    let ordinary = visitor(999);
+    let f = Facts {
+        passed: Some(&trail),
+        ..facts(&z, &ordinary, 1_000)
+    };
+    assert_eq!(decide(&f), Decision::Rejoin);
 }
 
 #[test]

@@ -271,7 +271,7 @@ impl Metrics {
 pub const REFUSALS: [&str; 4] = ["target", "path", "host", "no_host"];
 
 /// What the gate did with a request: the `decision` label of `usher_gate_requests_total`.
-pub const DECISIONS: [&str; 19] = [
+pub const DECISIONS: [&str; 22] = [
     "forward",
     "admit",
     "join",
@@ -291,6 +291,9 @@ pub const DECISIONS: [&str; 19] = [
     "challenge",
     "solved",
     "challenge_refused",
+    "bypass",
+    "priority",
+    "priority_refused",
 ];
 
 /// `usher_gate_requests_total` resolved once per zone and decision, so the request path

@@ -12,6 +12,8 @@ use std::borrow::Cow;
 pub(super) const X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
 /// `Last-Event-ID`, sent by a reconnecting `EventSource`.
 pub(super) const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+/// A zone's bypass secret (dropped before forwarding, like every `Usher-*` header).
+const USHER_BYPASS: HeaderName = HeaderName::from_static("usher-bypass");
 
 /// Every value of header `name`, as bytes.
 pub(super) fn values<'a>(req: &'a RequestHeader, name: &HeaderName) -> Vec<&'a [u8]> {
@@ -116,6 +118,7 @@ pub(super) fn facts<'a>(
         preflight: is_preflight(req),
         accept_language: text(req, &header::ACCEPT_LANGUAGE),
         last_event_id: text(req, &LAST_EVENT_ID),
+        bypass: req.headers.get(&USHER_BYPASS).map(|v| v.as_bytes()),
         client: None,
     }
 }

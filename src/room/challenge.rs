@@ -124,6 +124,7 @@ impl Room {
                     iat: now / 1_000,
                     exp: now / 1_000 + CHALLENGE_TTL_S,
                     adm: None,
+                    pri: false,
                 };
                 let token = self.tokens.sign(&claims);
                 let set = cookie::set(&name, &token, CHALLENGE_TTL_S, self.cookie_secure);

@@ -21,6 +21,7 @@ mod limits;
 mod look;
 mod origin;
 mod places;
+mod priority;
 mod report;
 mod status;
 mod visit;
@@ -30,6 +31,7 @@ pub use endpoints::{readiness_json, Endpoint, HEALTH_JSON};
 pub use events::EventStream;
 pub use identity::{is_identity, IDENTITY_PARAM};
 pub use origin::ErrorAudience;
+pub use priority::{MAX_CODES, PRIORITY_PARAM};
 pub use report::{EventReport, OverrideReport, Revoked, ZoneReport};
 
 #[cfg(test)]
@@ -76,6 +78,8 @@ pub struct RequestFacts<'a> {
     pub accept_language: Option<&'a str>,
     /// The `Last-Event-ID` header of a reconnecting event stream.
     pub last_event_id: Option<&'a str>,
+    /// The `Usher-Bypass` header (a zone's `bypass.secret` lets its holder skip the line).
+    pub bypass: Option<&'a [u8]>,
     /// The client's address (behind `server.trusted_proxies`, the one they reported); `None`
     /// only in tests, where every request is one client.
     pub client: Option<std::net::IpAddr>,

@@ -121,6 +121,7 @@ impl Room {
             iat: now / 1_000,
             exp: bucket,
             adm: Some(adm),
+            pri: false,
         };
         let max_age = bucket.saturating_sub(now / 1_000);
         cookie::set(
@@ -247,7 +248,13 @@ impl Room {
 
     /// Visitor claims for `visitor` arriving at `rank` (a newcomer now, or the arrival a solved
     /// puzzle carries).
-    fn visitor_claims(&self, zone: &Zone, visitor: VisitorId, rank: u64, now: u64) -> Claims {
+    pub(super) fn visitor_claims(
+        &self,
+        zone: &Zone,
+        visitor: VisitorId,
+        rank: u64,
+        now: u64,
+    ) -> Claims {
         Claims {
             iss: self.tokens.issuer().to_string(),
             typ: TokenKind::Visitor,
@@ -257,6 +264,7 @@ impl Room {
             iat: now / 1_000,
             exp: (now + self.visitor_ttl.as_millis() as u64) / 1_000,
             adm: None,
+            pri: false,
         }
     }
 
@@ -273,13 +281,18 @@ impl Room {
             rank: now,
         });
         let claims = self.visitor_claims(zone, visitor, rank, now);
-        let cookie = cookie::set(
+        let cookie = self.place_cookie(zone, &claims);
+        (claims, cookie)
+    }
+
+    /// The `Set-Cookie` that carries the place `claims` describe.
+    pub(super) fn place_cookie(&self, zone: &Zone, claims: &Claims) -> String {
+        cookie::set(
             &zone.cookie,
-            &self.tokens.sign(&claims),
+            &self.tokens.sign(claims),
             self.visitor_ttl.as_secs(),
             self.cookie_secure,
-        );
-        (claims, cookie)
+        )
     }
 
     /// A newcomer takes a place in line (see [`Room::place_newcomer`]) and gets the outcome

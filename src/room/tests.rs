@@ -77,6 +77,7 @@ impl Visitor {
             accept_language: None,
             preflight: false,
             last_event_id: None,
+            bypass: None,
             client: None,
         };
         let outcome = h.room.handle(&facts).await;
@@ -277,6 +278,7 @@ async fn json_clients_get_the_status_instead_of_the_page() {
         accept_language: None,
         preflight: false,
         last_event_id: None,
+        bypass: None,
         client: None,
     };
     let Outcome::Reply(reply) = h.room.handle(&facts).await else {
@@ -302,6 +304,7 @@ async fn requests_that_cannot_show_a_page_get_json_with_retry_after_and_still_a_
         accept_language: None,
         preflight: false,
         last_event_id: None,
+        bypass: None,
         client: None,
     };
     let Outcome::Reply(reply) = h.room.handle(&post).await else {
@@ -365,6 +368,7 @@ async fn the_change_feed_wakes_the_edge_cache() {
         accept_language: None,
         preflight: false,
         last_event_id: None,
+        bypass: None,
         client: None,
     };
     let cookie = match room.handle(&facts).await {
@@ -470,6 +474,12 @@ impl crate::store::Store for BrokenStore {
     async fn active(&self, _: &str, _: u64) -> Result<u64, StoreError> {
         self.fail().await
     }
+    async fn add_codes(&self, _: &str, _: &[crate::store::PriorityCode]) -> Result<(), StoreError> {
+        self.fail().await
+    }
+    async fn use_code(&self, _: &str, _: &str, _: u64) -> Result<bool, StoreError> {
+        self.fail().await
+    }
     async fn overrides(
         &self,
         _: &str,
@@ -522,6 +532,7 @@ const NEWCOMER: RequestFacts<'static> = RequestFacts {
     accept_language: None,
     preflight: false,
     last_event_id: None,
+    bypass: None,
     client: None,
 };
 
@@ -580,6 +591,7 @@ async fn events<'h>(h: &'h Harness, v: &Visitor, last_event_id: Option<&str>) ->
         accept_language: None,
         preflight: false,
         last_event_id,
+        bypass: None,
         client: None,
     };
     match h.room.handle(&facts).await {
@@ -865,6 +877,7 @@ fn json_facts<'a>(
         accept_language: None,
         preflight: false,
         last_event_id: None,
+        bypass: None,
         client: Some(client.parse().expect("ip")),
     }
 }

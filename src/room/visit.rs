@@ -19,6 +19,15 @@ impl Room {
         now: u64,
     ) -> (&'static str, Outcome<'_>) {
         let (zone, phase) = zone.at(now);
+        // Staff and monitors skip the line (and take no slot): decided before any token.
+        if let Some(bypass) = &zone.config.bypass {
+            if bypass.lets_in(req.client, req.bypass) {
+                return (
+                    "bypass",
+                    Outcome::Forward(Forward::plain(&zone.config.upstream)),
+                );
+            }
+        }
         let token = self.check(zone, req, now);
         let decision = self.decide(zone, phase, &token, req.preflight, now);
         let forward = |session: Option<Session>, queue_ms, set_cookie| {
@@ -29,6 +38,16 @@ impl Room {
                 set_cookie,
             })
         };
+        // A priority link: whoever would wait (or start waiting) takes a priority place.
+        let would_wait = matches!(
+            decision,
+            Decision::Join { .. } | Decision::Rejoin | Decision::Challenge | Decision::Wait(_)
+        );
+        if would_wait {
+            if let Some(code) = super::endpoints::query_param(req.query, super::PRIORITY_PARAM) {
+                return self.redeem(zone, req, code, now).await;
+            }
+        }
         if matches!(
             decision,
             Decision::Join { .. } | Decision::JoinPrequeue | Decision::Rejoin | Decision::Challenge

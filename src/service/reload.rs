@@ -38,60 +38,30 @@ fn hash_of(bytes: &[u8]) -> u64 {
 }
 
 /// Sections and settings that differ between `old` and `new` but are only read at start.
+/// Compared by their `Debug` text: every section prints every setting (secrets excepted, and a
+/// changed admin token is a changed `[admin]` only through its name or role).
 fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
-    let mut changed = Vec::new();
-    let mut differs = |name: &str, a: String, b: String| {
-        if a != b {
-            changed.push(name.to_string());
-        }
-    };
-    differs(
-        "server",
-        format!("{:?}", old.server),
-        format!("{:?}", new.server),
-    );
-    differs(
-        "metrics",
-        format!("{:?}", old.metrics),
-        format!("{:?}", new.metrics),
-    );
-    differs(
-        "admin",
-        format!("{:?}", old.admin),
-        format!("{:?}", new.admin),
-    );
-    differs(
-        "store",
-        format!("{:?}", old.store),
-        format!("{:?}", new.store),
-    );
-    let (a, b) = (&old.tokens, &new.tokens);
-    for (name, x, y) in [
-        ("tokens.issuer", a.issuer.clone(), b.issuer.clone()),
-        (
-            "tokens.cookie_prefix",
-            a.cookie_prefix.clone(),
-            b.cookie_prefix.clone(),
-        ),
-        (
-            "tokens.cookie_secure",
-            a.cookie_secure.to_string(),
-            b.cookie_secure.to_string(),
-        ),
-        (
-            "tokens.visitor_ttl",
-            format!("{:?}", a.visitor_ttl),
-            format!("{:?}", b.visitor_ttl),
-        ),
-        (
-            "tokens.cache_size",
-            a.cache_size.to_string(),
-            b.cache_size.to_string(),
-        ),
-    ] {
-        differs(name, x, y);
+    /// The restart-only parts of a config, by name.
+    fn parts(c: &Config) -> [(&'static str, String); 9] {
+        let t = &c.tokens;
+        [
+            ("server", format!("{:?}", c.server)),
+            ("metrics", format!("{:?}", c.metrics)),
+            ("admin", format!("{:?}", c.admin)),
+            ("store", format!("{:?}", c.store)),
+            ("tokens.issuer", t.issuer.clone()),
+            ("tokens.cookie_prefix", t.cookie_prefix.clone()),
+            ("tokens.cookie_secure", t.cookie_secure.to_string()),
+            ("tokens.visitor_ttl", format!("{:?}", t.visitor_ttl)),
+            ("tokens.cache_size", t.cache_size.to_string()),
+        ]
     }
-    changed
+    parts(old)
+        .into_iter()
+        .zip(parts(new))
+        .filter(|((_, a), (_, b))| a != b)
+        .map(|((name, _), _)| name.to_string())
+        .collect()
 }
 
 impl Reloader {

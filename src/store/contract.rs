@@ -60,7 +60,64 @@ pub async fn check_store(store: Arc<dyn Store>, prefix: &str) {
     queue_is_ordered_and_filtered(store.as_ref(), &format!("{prefix}queue")).await;
     slots_follow_their_life(store.as_ref(), &format!("{prefix}slots")).await;
     an_identity_keeps_its_first_arrival(store.as_ref(), &format!("{prefix}identity")).await;
+    overrides_are_replaced_whole(store.as_ref(), &format!("{prefix}overrides")).await;
+    codes_grant_each_use_once(store.clone(), &format!("{prefix}codes")).await;
     concurrent_writers_lose_nothing(store, &format!("{prefix}race")).await;
+}
+
+async fn overrides_are_replaced_whole(store: &dyn Store, zone: &str) {
+    use crate::config::overrides::Overrides;
+    assert_eq!(store.overrides(zone).await.expect("none yet"), None);
+    let (o, problems) = Overrides::default().patched(
+        zone,
+        &serde_json::json!({"admit_per_minute": 30, "message": "soon"}),
+        "sre",
+        "10.0.0.5",
+        NOW,
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    store.set_overrides(zone, &o).await.expect("set");
+    assert_eq!(store.overrides(zone).await.expect("read"), Some(o));
+    store
+        .set_overrides(zone, &Overrides::default())
+        .await
+        .expect("clear");
+    assert!(store
+        .overrides(zone)
+        .await
+        .expect("read")
+        .is_none_or(|o| o.is_empty()));
+}
+
+async fn codes_grant_each_use_once(store: Arc<dyn Store>, zone: &str) {
+    use super::PriorityCode;
+    let until_s = NOW / 1_000 + 600;
+    let code = |hash: &str, uses| PriorityCode {
+        hash: hash.to_string(),
+        uses,
+        until_s,
+    };
+    store
+        .add_codes(zone, &[code("twice", 2), code("five", 5), code("old", 3)])
+        .await
+        .expect("add");
+    let take = |hash: &'static str, now: u64| {
+        let store = store.clone();
+        let zone = zone.to_string();
+        async move { store.use_code(&zone, hash, now).await.expect("use") }
+    };
+    assert!(take("twice", NOW).await);
+    assert!(take("twice", NOW).await);
+    assert!(!take("twice", NOW).await, "used up");
+    assert!(!take("unknown", NOW).await);
+    assert!(!take("old", (until_s + 1) * 1_000).await, "expired");
+    // Twenty at once: five get a use, whatever the interleaving.
+    let tasks: Vec<_> = (0..20).map(|_| tokio::spawn(take("five", NOW))).collect();
+    let mut granted = 0;
+    for task in tasks {
+        granted += u32::from(task.await.expect("task"));
+    }
+    assert_eq!(granted, 5, "each use granted once");
 }
 
 async fn an_identity_keeps_its_first_arrival(store: &dyn Store, zone: &str) {

@@ -143,6 +143,18 @@ impl Store for Deferred {
         self.store()?.active(zone, now_ms).await
     }
 
+    async fn add_codes(
+        &self,
+        zone: &str,
+        codes: &[crate::store::PriorityCode],
+    ) -> Result<(), StoreError> {
+        self.store()?.add_codes(zone, codes).await
+    }
+
+    async fn use_code(&self, zone: &str, hash: &str, now_ms: u64) -> Result<bool, StoreError> {
+        self.store()?.use_code(zone, hash, now_ms).await
+    }
+
     async fn overrides(&self, zone: &str) -> Result<Option<Overrides>, StoreError> {
         self.store()?.overrides(zone).await
     }

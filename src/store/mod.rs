@@ -90,6 +90,17 @@ pub enum Change {
     },
 }
 
+/// A priority code as stored: never the code itself, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PriorityCode {
+    /// SHA-256 of the code, 64 hex digits.
+    pub hash: String,
+    /// Uses left.
+    pub uses: u32,
+    /// The second it expires.
+    pub until_s: u64,
+}
+
 /// Shared zone state, the queue, visitors' slots and the slot ledger. Object-safe; every call
 /// may fail or be slow, so callers bound each with a timeout and apply the zone's store-error
 /// policy.
@@ -186,6 +197,13 @@ pub trait Store: Send + Sync + 'static {
         until_s: u64,
         now_ms: u64,
     ) -> Result<u64, StoreError>;
+
+    /// Adds priority codes to `zone` (the admin API's `POST /v1/zones/{zone}/codes`).
+    async fn add_codes(&self, zone: &str, codes: &[PriorityCode]) -> Result<(), StoreError>;
+
+    /// Uses one use of the code whose hash is `hash`: `true` if it had one left and had not
+    /// expired at `now_ms`. Across a fleet each use is granted once.
+    async fn use_code(&self, zone: &str, hash: &str, now_ms: u64) -> Result<bool, StoreError>;
 
     /// The live overrides of `zone` (the admin API's `PATCH`), if any were ever set.
     async fn overrides(&self, zone: &str) -> Result<Option<Overrides>, StoreError>;

@@ -43,6 +43,10 @@ pub struct Claims {
     /// When the visitor was admitted, ms (access tokens only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adm: Option<u64>,
+    /// A priority place (a redeemed priority code): placed just behind the cursor, so it goes
+    /// in before the main line, and never sent to the back for having been passed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pri: bool,
 }
 
 impl Claims {

@@ -141,6 +141,7 @@ impl Tokens {
             iat: 0,
             exp: 0,
             adm: None,
+            pri: false,
         };
         let digest = Sha256::digest(self.sign(&claims).as_bytes());
         let mut id = [0u8; 16];
@@ -161,6 +162,7 @@ impl Tokens {
             iat: now_ms / 1_000,
             exp: now_ms / 1_000 + valid_s,
             adm: None,
+            pri: false,
         })
     }
 

@@ -41,6 +41,7 @@ fn claims(zone: &str, typ: TokenKind, exp_s: u64) -> Claims {
         iat: NOW_MS / 1_000 - 5,
         exp: exp_s,
         adm: None,
+        pri: false,
     }
 }
 

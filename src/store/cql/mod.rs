@@ -13,6 +13,7 @@
 //!   partitioned by (zone, shard) with each node writing to the shard its id hashes to.
 //!
 //! - `identities`: one partition per identity, its first arrival (an LWT insert-if-absent).
+//! - `codes`: priority codes by hash, uses taken with a compare-and-set on `uses`.
 //! - `overrides`: one row per zone, its live overrides as JSON (every node reads it each tick).
 //!
 //! Every call is bounded by the configured timeout (the driver's request timeout), which the
@@ -43,6 +44,7 @@ use crate::admission::{Claim, Grant, QueueKey, VisitorId, ZoneState};
 use crate::clock::SharedClock;
 use crate::config::overrides::Overrides;
 use crate::config::{ScyllaConfig, SyncMode};
+use crate::store::PriorityCode;
 use async_trait::async_trait;
 use futures::future::join_all;
 use scylla::client::session::Session;
@@ -403,6 +405,57 @@ impl Store for CqlStore {
                 "an identity's place was neither written nor found",
             )),
         }
+    }
+
+    async fn add_codes(&self, zone: &str, codes: &[PriorityCode]) -> Result<(), StoreError> {
+        let now_s = self.clock.now_ms() / 1_000;
+        for code in codes {
+            let ttl = code.until_s.saturating_sub(now_s).clamp(1, i32::MAX as u64) as i32;
+            let values = (
+                zone,
+                code.hash.as_str(),
+                code.uses.min(i32::MAX as u32) as i32,
+                code.until_s as i64,
+                ttl,
+            );
+            self.session
+                .execute_unpaged(&self.statements.code_insert, values)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn use_code(&self, zone: &str, hash: &str, now_ms: u64) -> Result<bool, StoreError> {
+        // Read, then take one use with a compare-and-set; a lost race reads again.
+        for _ in 0..8 {
+            let rows = self
+                .session
+                .execute_unpaged(&self.statements.code_read_serial, (zone, hash))
+                .await
+                .map_err(unavailable)?
+                .into_rows_result()
+                .map_err(unavailable)?;
+            let Some((uses, until)) = rows
+                .maybe_first_row::<(Option<i32>, Option<i64>)>()
+                .map_err(unavailable)?
+            else {
+                return Ok(false);
+            };
+            let (uses, until) = (uses.unwrap_or(0), until.unwrap_or(0));
+            if uses <= 0 || until as u64 <= now_ms / 1_000 {
+                return Ok(false);
+            }
+            let taken = self
+                .session
+                .execute_unpaged(&self.statements.code_use, (uses - 1, zone, hash, uses))
+                .await
+                .map_err(unavailable)?;
+            if applied(taken)? {
+                return Ok(true);
+            }
+        }
+        Err(unavailable("a priority code is contended; try again"))
     }
 
     async fn overrides(&self, zone: &str) -> Result<Option<Overrides>, StoreError> {

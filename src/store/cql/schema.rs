@@ -99,6 +99,11 @@ pub(super) async fn create(
             "CREATE TABLE IF NOT EXISTS {ks}.identities (zone text, visitor text, rank bigint, \
              PRIMARY KEY ((zone, visitor)))"
         ),
+        // Priority codes: one partition per code (by its hash), uses left, expiring by TTL.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.codes (zone text, hash text, uses int, \
+             until bigint, PRIMARY KEY ((zone, hash)))"
+        ),
         // Live overrides: one row per zone, the overrides as JSON, replaced whole.
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.overrides (zone text PRIMARY KEY, overrides text)"

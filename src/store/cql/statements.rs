@@ -33,6 +33,9 @@ pub(super) struct Statements {
     pub(super) outbox_read: PreparedStatement,
     pub(super) identity_insert: PreparedStatement,
     pub(super) identity_read_serial: PreparedStatement,
+    pub(super) code_insert: PreparedStatement,
+    pub(super) code_read_serial: PreparedStatement,
+    pub(super) code_use: PreparedStatement,
     pub(super) overrides_read: PreparedStatement,
     pub(super) overrides_write: PreparedStatement,
 }
@@ -69,7 +72,27 @@ impl Statements {
         )
         .await?;
         identity_read_serial.set_consistency(Consistency::Serial);
+        let mut code_read_serial = prepare(
+            format!("SELECT uses, until FROM {ks}.codes WHERE zone = ? AND hash = ?"),
+            false,
+        )
+        .await?;
+        code_read_serial.set_consistency(Consistency::Serial);
         Ok(Statements {
+            code_insert: prepare(
+                format!(
+                    "INSERT INTO {ks}.codes (zone, hash, uses, until) VALUES (?, ?, ?, ?) \
+                     USING TTL ?"
+                ),
+                false,
+            )
+            .await?,
+            code_read_serial,
+            code_use: prepare(
+                format!("UPDATE {ks}.codes SET uses = ? WHERE zone = ? AND hash = ? IF uses = ?"),
+                true,
+            )
+            .await?,
             identity_insert: prepare(
                 format!(
                     "INSERT INTO {ks}.identities (zone, visitor, rank) VALUES (?, ?, ?) \

@@ -44,6 +44,13 @@ pub(super) enum WalRecord {
         rank: u64,
         until_s: u64,
     },
+    /// Priority codes added.
+    Codes {
+        zone: String,
+        codes: Vec<crate::store::PriorityCode>,
+    },
+    /// One use of a priority code taken.
+    CodeUsed { zone: String, hash: String },
     /// The zone's live overrides, replaced whole (empty: none).
     Overrides { zone: String, overrides: Overrides },
 }

@@ -32,6 +32,7 @@ use super::{Change, ChangeFeed, Store, StoreError};
 use crate::admission::slot::{self, Transition};
 use crate::admission::{Claim, Grant, QueueKey, Slot, SlotStatus, Slots, VisitorId, ZoneState};
 use crate::config::overrides::Overrides;
+use crate::store::PriorityCode;
 use async_trait::async_trait;
 use dashmap::DashMap;
 use format::WalRecord;
@@ -55,6 +56,8 @@ struct ZoneData {
     identities: std::collections::HashMap<VisitorId, (u64, u64)>,
     /// The zone's live overrides (empty: none).
     overrides: Overrides,
+    /// Priority codes by hash: (uses left, expiry second).
+    codes: std::collections::HashMap<String, (u32, u64)>,
 }
 
 impl ZoneData {
@@ -246,6 +249,18 @@ impl EmbeddedStore {
             }
             WalRecord::Overrides { zone, overrides } => {
                 lock(&self.zone(&zone)).overrides = overrides;
+            }
+            WalRecord::Codes { zone, codes } => {
+                let handle = self.zone(&zone);
+                let mut data = lock(&handle);
+                for code in codes {
+                    data.codes.insert(code.hash, (code.uses, code.until_s));
+                }
+            }
+            WalRecord::CodeUsed { zone, hash } => {
+                if let Some((uses, _)) = lock(&self.zone(&zone)).codes.get_mut(&hash) {
+                    *uses = uses.saturating_sub(1);
+                }
             }
         }
     }
@@ -482,6 +497,39 @@ impl Store for EmbeddedStore {
         })?;
         data.identities.insert(visitor, (rank, until_s));
         Ok(rank)
+    }
+
+    async fn add_codes(&self, zone: &str, codes: &[PriorityCode]) -> Result<(), StoreError> {
+        self.check_open()?;
+        let handle = self.zone(zone);
+        let mut data = lock(&handle);
+        self.log(&WalRecord::Codes {
+            zone: zone.to_string(),
+            codes: codes.to_vec(),
+        })?;
+        for code in codes {
+            data.codes
+                .insert(code.hash.clone(), (code.uses, code.until_s));
+        }
+        Ok(())
+    }
+
+    async fn use_code(&self, zone: &str, hash: &str, now_ms: u64) -> Result<bool, StoreError> {
+        self.check_open()?;
+        let handle = self.zone(zone);
+        let mut data = lock(&handle);
+        match data.codes.get(hash) {
+            Some((uses, until)) if *uses > 0 && *until > now_ms / 1_000 => {}
+            _ => return Ok(false),
+        }
+        self.log(&WalRecord::CodeUsed {
+            zone: zone.to_string(),
+            hash: hash.to_string(),
+        })?;
+        if let Some((uses, _)) = data.codes.get_mut(hash) {
+            *uses -= 1;
+        }
+        Ok(true)
     }
 
     async fn overrides(&self, zone: &str) -> Result<Option<Overrides>, StoreError> {

@@ -22,6 +22,7 @@ struct ZoneCopy {
     slots: Slots,
     identities: Vec<(VisitorId, (u64, u64))>,
     overrides: Overrides,
+    codes: Vec<crate::store::PriorityCode>,
 }
 
 /// A queue entry as the snapshot writes it: [`WalRecord::Join`] without a `String` per entry.
@@ -33,7 +34,7 @@ enum JoinRef<'a> {
 
 impl ZoneCopy {
     /// The zone as snapshot records: its state (as a tick that admitted nobody and leaves the
-    /// queue alone), its queue entries, its slots, its identities' places and its overrides.
+    /// queue alone), its queue entries, its slots, its identities' places, its overrides and its priority codes.
     fn lines(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
         let tick = self.state.as_ref().map(|state| {
             format::encode(&WalRecord::Tick {
@@ -72,11 +73,18 @@ impl ZoneCopy {
                 overrides: self.overrides.clone(),
             })
         });
+        let codes = (!self.codes.is_empty()).then(|| {
+            format::encode(&WalRecord::Codes {
+                zone: self.name.to_string(),
+                codes: self.codes.clone(),
+            })
+        });
         tick.into_iter()
             .chain(joins)
             .chain(slots)
             .chain(identities)
             .chain(overrides)
+            .chain(codes)
     }
 }
 
@@ -166,6 +174,16 @@ impl EmbeddedStore {
                         slots: data.slots.clone(),
                         identities: data.identities.iter().map(|(v, e)| (*v, *e)).collect(),
                         overrides: data.overrides.clone(),
+                        codes: data
+                            .codes
+                            .iter()
+                            .filter(|(_, (uses, _))| *uses > 0)
+                            .map(|(hash, (uses, until_s))| crate::store::PriorityCode {
+                                hash: hash.clone(),
+                                uses: *uses,
+                                until_s: *until_s,
+                            })
+                            .collect(),
                     }
                 })
                 .collect();

@@ -128,6 +128,51 @@ async fn identities_places_survive_a_crash_and_a_snapshot() {
 }
 
 #[tokio::test]
+async fn codes_and_overrides_survive_a_crash_and_a_snapshot() {
+    use crate::config::overrides::Overrides;
+    use crate::store::PriorityCode;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (overrides, _) = Overrides::default().patched(
+        "z",
+        &serde_json::json!({"mode": "paused"}),
+        "sre",
+        "::1",
+        NOW,
+    );
+    let code = PriorityCode {
+        hash: "h".into(),
+        uses: 3,
+        until_s: NOW / 1_000 + 600,
+    };
+    {
+        let store = EmbeddedStore::open(dir.path(), NOW).expect("open");
+        store.add_codes("z", &[code]).await.expect("codes");
+        assert!(store.use_code("z", "h", NOW).await.expect("use"));
+        store.set_overrides("z", &overrides).await.expect("set");
+        // Dropped without a snapshot: the log has it.
+    }
+    {
+        let store = EmbeddedStore::open(dir.path(), NOW).expect("reopen");
+        assert_eq!(
+            store.overrides("z").await.expect("read"),
+            Some(overrides.clone())
+        );
+        assert!(store
+            .use_code("z", "h", NOW)
+            .await
+            .expect("second use, from the log"));
+        store.close().expect("close: the final snapshot");
+    }
+    let store = EmbeddedStore::open(dir.path(), NOW).expect("reopen");
+    assert_eq!(store.overrides("z").await.expect("read"), Some(overrides));
+    assert!(store
+        .use_code("z", "h", NOW)
+        .await
+        .expect("third, from the snapshot"));
+    assert!(!store.use_code("z", "h", NOW).await.expect("none left"));
+}
+
+#[tokio::test]
 async fn a_torn_last_log_line_is_ignored() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
