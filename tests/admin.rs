@@ -299,6 +299,21 @@ fn sighup_applies_a_valid_file_and_a_broken_one_changes_nothing() {
     assert!(hash > 0.0);
     let original = std::fs::read_to_string(&usher.config).expect("config");
 
+    // A page open through the reload: a paused zone's visitor with an open event stream.
+    let (ok, said) = ctl(
+        &admin,
+        &write,
+        &["zone", "checkout", "set", "--mode", "paused"],
+    );
+    assert!(ok, "{said}");
+    let cookie = usher
+        .client()
+        .get("/checkout", &[])
+        .cookie()
+        .expect("a place");
+    let (mut page, _) = Sse::open(&usher, &cookie, None);
+    assert_eq!(page.status(Duration::from_secs(5))["state"], "paused");
+
     // A new capacity, applied without a restart.
     std::fs::write(
         &usher.config,
@@ -313,6 +328,20 @@ fn sighup_applies_a_valid_file_and_a_broken_one_changes_nothing() {
     );
     assert_ne!(usher.metric("usher_config_hash"), hash);
     assert_eq!(usher.client().get("/checkout", &[]).status, 200);
+    // The open stream lived through it, and hears what changes after it (the override
+    // stayed on top of the reloaded zone).
+    let (ok, said) = ctl(
+        &admin,
+        &write,
+        &["zone", "checkout", "message", "still here"],
+    );
+    assert!(ok, "{said}");
+    let told = page.status(Duration::from_secs(5));
+    assert_eq!(
+        (told["state"].as_str(), told["message"].as_str()),
+        (Some("paused"), Some("still here")),
+        "{told}"
+    );
 
     // A broken file: every problem logged, the running config stays, requests are served.
     std::fs::write(
