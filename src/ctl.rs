@@ -117,10 +117,7 @@ pub fn run(
     if status >= 400 {
         let error = value["error"].as_str().unwrap_or("error");
         let message = value["message"].as_str().unwrap_or_default();
-        let problems: String = value["problems"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+        let problems: String = items(&value["problems"])
             .iter()
             .map(|p| format!("\n  {}: {}", text(&p["path"]), text(&p["message"])))
             .collect();
@@ -130,23 +127,12 @@ pub fn run(
         return Ok(serde_json::to_string_pretty(&value).unwrap_or(body));
     }
     Ok(match request {
-        CtlRequest::Zones => zone_table(
-            value["zones"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default(),
-        ),
+        CtlRequest::Zones => zone_table(items(&value["zones"])),
         CtlRequest::Zone(_) | CtlRequest::Set { .. } | CtlRequest::Reset(_) => {
             zone_table(std::slice::from_ref(&value)) + &overrides_table(&value)
         }
         CtlRequest::Codes { .. } => {
-            let codes: Vec<String> = value["codes"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .map(text)
-                .collect();
+            let codes: Vec<String> = items(&value["codes"]).iter().map(text).collect();
             let until = value["expires_at_ms"]
                 .as_u64()
                 .map(crate::config::timestamp::format_rfc3339)
@@ -161,13 +147,7 @@ pub fn run(
             )
         }
         CtlRequest::Reload => {
-            let restart: Vec<String> = value["needs_restart"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .map(text)
-                .collect();
+            let restart: Vec<String> = items(&value["needs_restart"]).iter().map(text).collect();
             let mut out = format!("reloaded: config {}", text(&value["hash"]));
             if !restart.is_empty() {
                 out += &format!(
@@ -180,12 +160,7 @@ pub fn run(
         CtlRequest::Revoke { .. } => {
             format!("revoked: {}", value["revoked"].as_str().unwrap_or("?"))
         }
-        CtlRequest::Audit => audit_table(
-            value["entries"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default(),
-        ),
+        CtlRequest::Audit => audit_table(items(&value["entries"])),
     })
 }
 
@@ -211,6 +186,11 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
         .chain(rows.into_iter().map(line))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The array at `value` (empty when it is not one).
+fn items(value: &serde_json::Value) -> &[serde_json::Value] {
+    value.as_array().map(Vec::as_slice).unwrap_or_default()
 }
 
 fn text(value: &serde_json::Value) -> String {
@@ -256,10 +236,7 @@ fn overrides_table(zone: &serde_json::Value) -> String {
     if let Some(message) = zone["message"].as_str().filter(|m| !m.is_empty()) {
         out += &format!("\nmessage: {message}\n");
     }
-    let overrides = zone["overrides"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let overrides = items(&zone["overrides"]);
     if overrides.is_empty() {
         return out;
     }

@@ -159,6 +159,12 @@ impl Admin {
         })
     }
 
+    /// Whether `authorization` presents one of the tokens (the transport reads a request's
+    /// body only then).
+    pub fn authorizes(&self, authorization: Option<&[u8]>) -> bool {
+        self.holder(authorization).is_some()
+    }
+
     /// Answers `req`.
     pub async fn handle(&self, req: AdminRequest<'_>) -> AdminResponse {
         let Some(holder) = self.holder(req.authorization) else {

@@ -205,7 +205,7 @@ pub struct Room {
     cookie_secure: bool,
     visitor_ttl: Duration,
     /// Texts of usher's pages outside any zone.
-    strings: Arc<Strings>,
+    strings: arc_swap::ArcSwap<Strings>,
     /// What each client did lately, for the per-client limits.
     clients: Clients,
     /// The addresses each token was used from.
@@ -313,7 +313,7 @@ impl Room {
             default_upstream: config.server.default_upstream.clone(),
             cookie_secure: config.tokens.cookie_secure,
             visitor_ttl: config.tokens.visitor_ttl,
-            strings: config.strings.clone(),
+            strings: arc_swap::ArcSwap::new(config.strings.clone()),
             clients: Clients::default(),
             sharing: Sharing::default(),
             max_event_streams: config.server.max_event_streams,
@@ -421,7 +421,8 @@ impl Room {
         Ok(())
     }
 
-    /// Puts a reloaded config's zones in force, with the live overrides kept. Refused (and
+    /// Puts a reloaded config's zones (and the texts of pages outside any zone) in force, with
+    /// the live overrides kept. Refused (and
     /// nothing changes) when zones were added, removed or reordered: per-zone counters and
     /// streams are laid out at start, so that takes a restart.
     pub fn reload_zones(&self, config: &crate::config::Config) -> Result<(), String> {
@@ -437,6 +438,7 @@ impl Room {
         }
         settings.configured = config.zones.clone();
         settings.default_host = config.server.default_host.clone();
+        self.strings.store(config.strings.clone());
         self.put_in_force(&settings);
         Ok(())
     }

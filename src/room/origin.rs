@@ -92,7 +92,8 @@ impl Room {
                 origin_error::json(error, retry_after),
             )
         } else {
-            let strings = zone.as_ref().map_or(&self.strings, |z| &z.config.strings);
+            let top = self.strings.load_full();
+            let strings = zone.as_ref().map_or(&top, |z| &z.config.strings);
             let html = origin_error::page(error, strings, audience.lang, retry_after);
             Reply {
                 vary: Some("Accept-Language"),

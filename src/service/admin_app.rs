@@ -32,17 +32,14 @@ impl ServeHttp for AdminApp {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let mut body = Vec::new();
-        loop {
-            match session.read_request_body().await {
-                Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_BODY => {
-                    body.extend_from_slice(&chunk)
-                }
-                Ok(Some(_)) => return too_large(),
-                Ok(None) => break,
-                Err(_) => return plain(400, b"{\"version\":1,\"error\":\"bad_body\"}".to_vec()),
-            }
-        }
+        // A stranger's body is not read: the API answers 401 without it.
+        let body = match self.admin.authorizes(authorization.as_deref()) {
+            true => match read_body(session).await {
+                Ok(body) => body,
+                Err(response) => return response,
+            },
+            false => Vec::new(),
+        };
         let answer = self
             .admin
             .handle(AdminRequest {
@@ -74,6 +71,26 @@ impl ServeHttp for AdminApp {
             );
         }
         response
+    }
+}
+
+/// The request body, at most [`MAX_BODY`] bytes; else the answer to send instead.
+async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, http::Response<Vec<u8>>> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_BODY => {
+                body.extend_from_slice(&chunk)
+            }
+            Ok(Some(_)) => return Err(too_large()),
+            Ok(None) => return Ok(body),
+            Err(_) => {
+                return Err(plain(
+                    400,
+                    b"{\"version\":1,\"error\":\"bad_body\"}".to_vec(),
+                ))
+            }
+        }
     }
 }
 
