@@ -466,7 +466,15 @@ fn priority_codes_go_ahead_of_the_line_and_bypass_rules_skip_it() {
     let (ok, said) = ctl(
         &admin,
         &write,
-        &["zone", "checkout", "codes", "--valid-for", "1h"],
+        &[
+            "zone",
+            "checkout",
+            "codes",
+            "--valid-for",
+            "1h",
+            "--uses",
+            "2",
+        ],
     );
     assert!(ok, "{said}");
     let code = said.lines().next().expect("a code").trim().to_string();
@@ -478,6 +486,10 @@ fn priority_codes_go_ahead_of_the_line_and_bypass_rules_skip_it() {
     let priority = redeemed.cookie().expect("a priority place");
     assert_eq!(common::claims_of(&priority)["pri"], true);
     assert_eq!(status(&priority)["position"], 1, "first in line");
+    // Reloading the link's page keeps the place and uses nothing.
+    let reloaded = usher.client().get(&link, &[("Cookie", &priority)]);
+    assert_eq!(reloaded.cookie(), None, "the same place");
+    assert_eq!(status(&priority)["position"], 1);
     let visitor = common::claims_of(&inside)["vid"]
         .as_str()
         .expect("vid")
@@ -491,15 +503,22 @@ fn priority_codes_go_ahead_of_the_line_and_bypass_rules_skip_it() {
         assert_eq!(status(cookie)["state"], "waiting", "the main line waits");
     }
 
-    // Used up: the next holder gets an ordinary place, and it is counted.
+    // The second use (the reload took none); then it is used up: a newcomer gets an ordinary
+    // place, and a waiting visitor keeps theirs.
+    let second = usher.client().get(&link, &[]).cookie().expect("a place");
+    assert_eq!(common::claims_of(&second)["pri"], true, "the second use");
     let again = usher.client().get(&link, &[]).cookie().expect("a place");
     assert!(
         common::claims_of(&again).get("pri").is_none(),
         "an ordinary place"
     );
+    let before = status(&waiting[0])["position"].clone();
+    let kept = usher.client().get(&link, &[("Cookie", &waiting[0])]);
+    assert_eq!(kept.cookie(), None, "the waiting visitor keeps their place");
+    assert_eq!(status(&waiting[0])["position"], before);
     assert_eq!(
         usher.metric("usher_gate_requests_total{decision=\"priority_refused\",zone=\"checkout\"}"),
-        1.0
+        2.0
     );
     let forged = usher
         .client()

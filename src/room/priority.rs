@@ -7,8 +7,10 @@
 //!
 //! Codes are 32 hex digits of randomness; only their SHA-256 is stored, and each use is
 //! granted once across the fleet by the store. A code that does not work (unknown, used up,
-//! expired, malformed) costs its holder nothing: they get an ordinary place, and the refusal
-//! is counted (`usher_gate_requests_total{decision="priority_refused"}`).
+//! expired, malformed) costs its holder nothing: a visitor keeps the place they hold, a
+//! newcomer gets an ordinary one, and the refusal is counted
+//! (`usher_gate_requests_total{decision="priority_refused"}`). A priority place's holder who
+//! comes back through the link (a reload) keeps their place and uses no second use.
 
 use super::{status, Outcome, RequestFacts, Room};
 use crate::admission::VisitorId;
@@ -69,20 +71,22 @@ impl Room {
         Ok(Some(codes))
     }
 
-    /// A visitor redeems `code` in `zone`: a priority place and the waiting page, or, for a
-    /// code that does not work, an ordinary place.
+    /// A visitor redeems `code` in `zone`: a priority place and the waiting page. `None`: the
+    /// code does not work, or the client is over its join limits; the request then goes on as
+    /// if it carried no code (a visitor keeps the place they hold, a newcomer joins).
     pub(super) async fn redeem(
         &self,
         zone: &Zone,
         req: &RequestFacts<'_>,
         code: &str,
         now: u64,
-    ) -> (&'static str, Outcome<'_>) {
+    ) -> Option<(&'static str, Outcome<'_>)> {
         let name = zone.config.name.as_str();
         let visitor = VisitorId::random();
         // The client's join limits first: guessing codes costs a place each.
-        if let Err(refused) = self.take_place(zone, req, visitor, now) {
-            return ("limited", self.limited(zone, req, refused));
+        if self.take_place(zone, req, visitor, now).is_err() {
+            self.requests.inc(zone.index, "priority_refused");
+            return None;
         }
         let used = match well_formed(code) {
             false => Ok(false),
@@ -97,9 +101,9 @@ impl Room {
             Ok(true) => {}
             Ok(false) => {
                 self.requests.inc(zone.index, "priority_refused");
-                return self.join(zone, req, now, false).await;
+                return None;
             }
-            Err(_) => return self.store_failed(zone, req, now, None),
+            Err(_) => return Some(self.store_failed(zone, req, now, None)),
         }
         // Just behind the cursor: the exchanger's first look (visitors who came back).
         let rank = self.cursor(zone).rank.saturating_sub(1).max(1);
@@ -112,14 +116,14 @@ impl Room {
             .await
             .is_err()
         {
-            return self.store_failed(zone, req, now, Some(cookie));
+            return Some(self.store_failed(zone, req, now, Some(cookie)));
         }
         let status = match self.waiting_status(zone, key, rank, now).await {
             Ok(status) => status.waited_since(now, now),
             Err(_) => status::degraded(zone, now),
         };
         let reply = self.reply(zone, req, zone.config.waiting_status, &status, Some(cookie));
-        ("priority", reply)
+        Some(("priority", reply))
     }
 }
 

@@ -38,14 +38,18 @@ impl Room {
                 set_cookie,
             })
         };
-        // A priority link: whoever would wait (or start waiting) takes a priority place.
+        // A priority link: whoever would wait (or start waiting) takes a priority place; one
+        // who holds one already (the page reloaded at the link's URL) keeps it.
         let would_wait = matches!(
             decision,
             Decision::Join { .. } | Decision::Rejoin | Decision::Challenge | Decision::Wait(_)
         );
-        if would_wait {
+        let has_priority = token.claims().is_some_and(|c| c.pri);
+        if would_wait && !has_priority {
             if let Some(code) = super::endpoints::query_param(req.query, super::PRIORITY_PARAM) {
-                return self.redeem(zone, req, code, now).await;
+                if let Some(redeemed) = self.redeem(zone, req, code, now).await {
+                    return redeemed;
+                }
             }
         }
         if matches!(
