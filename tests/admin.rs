@@ -408,6 +408,19 @@ fn sighup_applies_a_valid_file_and_a_broken_one_changes_nothing() {
     });
     let (ok, said) = ctl(&admin, &write, &["reload"]);
     assert!(ok, "{said}");
+    // A new zone takes a restart: refused, named.
+    std::fs::write(
+        &usher.config,
+        format!("{original}\n[zones.extra]\npaths = [\"/extra\"]\ncapacity = 1\nadmit_per_minute = 60\n"),
+    )
+    .expect("add a zone");
+    ctl_fails(
+        &admin,
+        &write,
+        &["reload"],
+        &["422", "the zones changed", "usher upgrade"],
+    );
+    assert_eq!(usher.metric(capacity), 11.0, "nothing changed");
     // Broken through the API: 422 with the problems.
     std::fs::write(&usher.config, "[zones.checkout\n").expect("break");
     ctl_fails(&admin, &write, &["reload"], &["422"]);

@@ -72,9 +72,15 @@ impl Upstreams {
             .collect()
     }
 
-    /// Puts `config`'s upstreams in force.
+    /// Puts `config`'s upstreams in force. An upstream the new config no longer names stays
+    /// (with its old addresses), so a request already routed to it still finds it; it is gone
+    /// after a restart.
     pub fn replace(&self, config: &Config) {
-        self.0.store(Arc::new(Upstreams::of(config)));
+        let mut next = Upstreams::of(config);
+        for (name, upstream) in self.0.load().iter() {
+            next.entry(name.clone()).or_insert_with(|| upstream.clone());
+        }
+        self.0.store(Arc::new(next));
     }
 }
 
@@ -593,6 +599,34 @@ mod tests {
         ] {
             assert_eq!(private_cache_control(origin), expected, "{origin:?}");
         }
+    }
+
+    #[test]
+    fn a_reload_replaces_upstreams_and_keeps_the_ones_it_no_longer_names() {
+        let config = |upstreams: &str| {
+            let text = format!(
+                "{upstreams}[tokens]\nsigning_key = {{ kid = \"k\", env = \"X\" }}\n\
+                 [zones.a]\npaths = [\"/a\"]\ncapacity = 1\nadmit_per_minute = 60\n"
+            );
+            crate::config::parse(&text, std::path::Path::new(".")).expect("valid")
+        };
+        let before = config("[upstreams.shop]\naddrs = [\"127.0.0.1:9\"]\n");
+        let upstreams = Upstreams(arc_swap::ArcSwap::from_pointee(Upstreams::of(&before)));
+        let after = config(
+            "[server]\ndefault_upstream = \"new\"\n\
+             [upstreams.new]\naddrs = [\"127.0.0.2:9\"]\n",
+        );
+        upstreams.replace(&after);
+        let table = upstreams.0.load();
+        let addrs = |name: &str| table.get(name).map(|u| u.config.addrs.clone());
+        assert_eq!(
+            addrs("new"),
+            Some(vec!["127.0.0.2:9".parse().expect("addr")])
+        );
+        assert_eq!(
+            addrs("shop"),
+            Some(vec!["127.0.0.1:9".parse().expect("addr")])
+        );
     }
 
     #[test]

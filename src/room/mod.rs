@@ -173,6 +173,20 @@ pub enum Outcome<'r> {
     Events(EventStream<'r>),
 }
 
+/// Whether `now` names the zones of `before`, in the same order; else what changed.
+fn same_zones(before: &[ZoneConfig], now: &[ZoneConfig]) -> Result<(), String> {
+    let names = |zones: &[ZoneConfig]| zones.iter().map(|z| z.name.clone()).collect::<Vec<_>>();
+    if names(before) == names(now) {
+        return Ok(());
+    }
+    Err(format!(
+        "the zones changed ({} before, {} now): adding, removing or reordering zones needs a \
+         restart (`usher upgrade`)",
+        names(before).join(", "),
+        names(now).join(", ")
+    ))
+}
+
 /// Why live overrides were not set.
 #[derive(Debug, thiserror::Error)]
 pub enum OverrideError {
@@ -427,20 +441,19 @@ impl Room {
     /// streams are laid out at start, so that takes a restart.
     pub fn reload_zones(&self, config: &crate::config::Config) -> Result<(), String> {
         let mut settings = self.settings.lock().unwrap_or_else(|p| p.into_inner());
-        let names = |zones: &[ZoneConfig]| zones.iter().map(|z| z.name.clone()).collect::<Vec<_>>();
-        if names(&settings.configured) != names(&config.zones) {
-            return Err(format!(
-                "the zones changed ({} before, {} now): adding, removing or reordering zones \
-                 needs a restart (`usher upgrade`)",
-                names(&settings.configured).join(", "),
-                names(&config.zones).join(", ")
-            ));
-        }
+        same_zones(&settings.configured, &config.zones)?;
         settings.configured = config.zones.clone();
         settings.default_host = config.server.default_host.clone();
         self.strings.store(config.strings.clone());
         self.put_in_force(&settings);
         Ok(())
+    }
+
+    /// Whether `config` can be put in force by [`Room::reload_zones`] (the same zones, in the
+    /// same order); else why not.
+    pub fn check_zones(&self, config: &crate::config::Config) -> Result<(), String> {
+        let settings = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+        same_zones(&settings.configured, &config.zones)
     }
 
     /// The token service.

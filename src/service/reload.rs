@@ -105,14 +105,17 @@ impl Reloader {
         let keyring = Keyring::load(&config.tokens)?;
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let restart = needs_restart(&running, &config);
-        self.room.reload_zones(&config).map_err(|message| {
+        let refused = |message| {
             vec![Problem {
                 path: "zones".into(),
                 message,
             }]
-        })?;
-        self.room.tokens().replace_keys(keyring);
+        };
+        self.room.check_zones(&config).map_err(refused)?;
+        // Upstreams first, so a zone moved to a new upstream finds it at once.
         self.upstreams.replace(&config);
+        self.room.tokens().replace_keys(keyring);
+        self.room.reload_zones(&config).map_err(refused)?;
         *running = config;
         let hash = hash_of(&bytes);
         self.metrics.config_hash.set(hash as i64);
