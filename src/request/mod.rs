@@ -7,12 +7,14 @@
 //! is a [`Refusal`]: a 400 that never reaches the origin.
 //!
 //! Files: [`target`] (request-target forms), [`path`] (the canonical path and prefix matching),
-//! [`host`] (the canonical host), [`client`] (the client address behind trusted proxies). It
-//! imports nothing from usher.
+//! [`host`] (the canonical host), [`client`] (the client address behind trusted proxies),
+//! [`proxy_protocol`] (the PROXY protocol header an L4 balancer puts before the request; not yet
+//! used by a listener). It imports nothing from usher.
 
 pub mod client;
 pub mod host;
 pub mod path;
+pub mod proxy_protocol;
 pub mod target;
 
 #[cfg(test)]
