@@ -82,7 +82,11 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, ProxyHeaderError> {
             }
             (b'\r', None) => return Ok(Parsed::Incomplete),
             (0x20..=0x7e, _) => {}
-            _ => return Err(malformed("a v1 line with a byte that is not printable ASCII")),
+            _ => {
+                return Err(malformed(
+                    "a v1 line with a byte that is not printable ASCII",
+                ))
+            }
         }
     }
     let Some(end) = end else {
