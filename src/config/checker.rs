@@ -203,6 +203,16 @@ impl Checker {
         }
     }
 
+    /// A zone's `message` (the config's, or a live override's) at `path`: at most
+    /// [`super::overrides::MAX_MESSAGE`] bytes.
+    pub(super) fn message(&mut self, path: String, text: &str) -> String {
+        let max = super::overrides::MAX_MESSAGE;
+        if text.len() > max {
+            self.problem(path, format!("is {} bytes; at most {max}", text.len()));
+        }
+        text.to_string()
+    }
+
     /// A `mode` value, or `default` when absent.
     pub(super) fn mode(&mut self, path: String, value: Option<&str>, default: Mode) -> Mode {
         match value {

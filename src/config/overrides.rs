@@ -109,16 +109,17 @@ impl Overrides {
                 next.settings.remove(key);
                 continue;
             }
-            let kind_ok = match key.as_str() {
-                "capacity" | "admit_per_minute" | "burst" => value.is_i64() || value.is_u64(),
-                _ => value.is_string(),
+            // What the setting must be, when it is not.
+            let wrong_kind = match key.as_str() {
+                "capacity" | "admit_per_minute" | "burst" => {
+                    (!(value.is_i64() || value.is_u64())).then_some("a whole number")
+                }
+                "session_ttl" => {
+                    (!value.is_string()).then_some("a duration in a string, like \"5m\"")
+                }
+                _ => (!value.is_string()).then_some("a string"),
             };
-            if !kind_ok {
-                let kind = match key.as_str() {
-                    "capacity" | "admit_per_minute" | "burst" => "a whole number",
-                    "session_ttl" => "a duration in a string, like \"5m\"",
-                    _ => "a string",
-                };
+            if let Some(kind) = wrong_kind {
                 c.problem(
                     path,
                     format!("must be {kind} (or null to return to the config)"),
@@ -186,22 +187,16 @@ pub fn apply(zone: &ZoneConfig, overrides: &Overrides) -> Result<ZoneConfig, Vec
     let mode = overrides
         .text("mode")
         .map(|m| c.mode(format!("{path}.mode"), Some(m), zone.mode));
-    let message = overrides.text("message").map(str::to_string);
-    if let Some(text) = &message {
-        if text.len() > MAX_MESSAGE {
-            c.problem(
-                format!("{path}.message"),
-                format!("is {} bytes; at most {MAX_MESSAGE}", text.len()),
-            );
-        }
-    }
-    let mut applied = zone.clone();
-    applied.limits = c.limit_overrides(&path, zone.limits, &limits);
+    let message = overrides
+        .text("message")
+        .map(|m| c.message(format!("{path}.message"), m));
+    // Checked against the zone's own limits; a sale's take the same values.
+    c.limit_overrides(&path, zone.limits, &limits);
     if !c.problems.is_empty() {
         return Err(c.problems);
     }
     let lay_over = |config: &mut ZoneConfig| {
-        config.limits = c_limits(config, &limits);
+        config.limits = laid_over(config.limits, &limits);
         if let Some(mode) = mode {
             config.mode = mode;
         }
@@ -209,6 +204,7 @@ pub fn apply(zone: &ZoneConfig, overrides: &Overrides) -> Result<ZoneConfig, Vec
             config.message = message.clone();
         }
     };
+    let mut applied = zone.clone();
     lay_over(&mut applied);
     for event in &mut applied.events {
         let mut sale = (*event.sale).clone();
@@ -218,13 +214,16 @@ pub fn apply(zone: &ZoneConfig, overrides: &Overrides) -> Result<ZoneConfig, Vec
     Ok(applied)
 }
 
-/// `config`'s limits with checked overrides laid over them.
-fn c_limits(config: &ZoneConfig, limits: &LimitOverrides<'_>) -> crate::admission::Limits {
+/// `base` with checked overrides laid over them.
+fn laid_over(
+    base: crate::admission::Limits,
+    limits: &LimitOverrides<'_>,
+) -> crate::admission::Limits {
     let mut c = Checker {
         problems: Vec::new(),
     };
-    // Already checked against the zone's own limits in `apply`: the same values pass here.
-    c.limit_overrides("", config.limits, limits)
+    // Already checked in `apply`: the values pass again.
+    c.limit_overrides("", base, limits)
 }
 
 #[cfg(test)]

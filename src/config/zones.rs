@@ -194,7 +194,10 @@ pub(super) fn zones(
             on_store_error,
             template,
             strings,
-            message: message(c, &path, z.message.as_deref()),
+            message: c.message(
+                format!("{path}.message"),
+                z.message.as_deref().unwrap_or_default(),
+            ),
             events: Vec::new(),
             defence: super::defence::zone(c, name, z.defence.as_ref(), defence, claim_window, base),
             bypass: bypass(c, &path, z.bypass.as_ref(), base),
@@ -204,22 +207,6 @@ pub(super) fn zones(
         out.push(zone);
     }
     out
-}
-
-/// A zone's `message`: at most [`super::overrides::MAX_MESSAGE`] bytes.
-fn message(c: &mut Checker, path: &str, text: Option<&str>) -> String {
-    let text = text.unwrap_or_default();
-    if text.len() > super::overrides::MAX_MESSAGE {
-        c.problem(
-            format!("{path}.message"),
-            format!(
-                "is {} bytes; at most {}",
-                text.len(),
-                super::overrides::MAX_MESSAGE
-            ),
-        );
-    }
-    text.to_string()
 }
 
 /// A zone's `bypass`: address blocks and a secret, at least one of them; a secret of at least
