@@ -121,6 +121,8 @@ pub struct RequestCtx {
     watchdog: Option<Watchdog>,
     /// Counts the request as open until it ends (a shutdown waits for it).
     open: Option<RequestGuard>,
+    /// The forward's upstream, looked up once: the request keeps it through a reload.
+    upstream: Option<Arc<Upstream>>,
 }
 
 impl UsherProxy {
@@ -147,15 +149,21 @@ impl UsherProxy {
         self.upstreams.clone()
     }
 
-    fn upstream(&self, ctx: &RequestCtx) -> Result<Arc<Upstream>> {
+    /// The forward's upstream, from the table in force when the request first asks.
+    fn upstream(&self, ctx: &mut RequestCtx) -> Result<Arc<Upstream>> {
+        if let Some(upstream) = &ctx.upstream {
+            return Ok(upstream.clone());
+        }
         let name = ctx
             .forward
             .as_ref()
             .map(|f| f.upstream.as_str())
             .unwrap_or_default();
-        self.upstreams.0.load().get(name).cloned().ok_or_else(|| {
+        let upstream = self.upstreams.0.load().get(name).cloned().ok_or_else(|| {
             Error::explain(ErrorType::InternalError, format!("no upstream `{name}`"))
-        })
+        })?;
+        ctx.upstream = Some(upstream.clone());
+        Ok(upstream)
     }
 
     /// A 400 for a request usher cannot read: said plainly, counted, and the connection closed
