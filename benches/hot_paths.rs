@@ -147,6 +147,7 @@ fn gate_path(c: &mut Criterion) {
         http10: false,
         target: PATH.as_bytes(),
         hosts: &hosts,
+        authority: None,
     };
     let now = now_ms();
 

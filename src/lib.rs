@@ -5,7 +5,7 @@
 //! Module map (`docs/architecture.md`), leaves first: [`clock`] (the only time source),
 //! [`request`] (the canonical view of a request), [`admission`] (pure exchanger and ledger
 //! math), [`page`] (the waiting page and status document), [`config`] (TOML -> validated
-//! model), [`token`] (JWTs and cookies), [`onsale`] (schedules), [`zone`] (request -> zone),
+//! model), [`tls`] (the visitors' certificates), [`token`] (JWTs and cookies), [`onsale`] (schedules), [`zone`] (request -> zone),
 //! [`gate`] (the one decision table), [`store`] (state and change feed), [`exchanger`] (the
 //! admission tick against the store), [`metrics`], [`room`] (carries out decisions),
 //! [`proxy`] (Pingora glue), [`service`] (composition root), [`demo`] (the quick start's shop).
@@ -28,5 +28,6 @@ pub mod request;
 pub mod room;
 pub mod service;
 pub mod store;
+pub mod tls;
 pub mod token;
 pub mod zone;

@@ -382,9 +382,13 @@ fn check(paths: &[PathBuf]) -> ExitCode {
                 continue;
             }
         };
-        match Keyring::load(&config.tokens) {
-            Ok(_) => println!("{}: ok ({} zone(s))", path.display(), config.zones.len()),
-            Err(problems) => {
+        let mut problems = Keyring::load(&config.tokens).err().unwrap_or_default();
+        if let Some(tls) = &config.server.tls {
+            problems.extend(usher::tls::Loaded::read(tls).err().unwrap_or_default());
+        }
+        match problems.is_empty() {
+            true => println!("{}: ok ({} zone(s))", path.display(), config.zones.len()),
+            false => {
                 failed = true;
                 eprintln!("{}: invalid", path.display());
                 for problem in problems {

@@ -70,6 +70,32 @@ pub struct ServerConfig {
     /// The Unix socket a new process receives the listening sockets on during an upgrade
     /// (default: `upgrade.sock` in the data directory).
     pub upgrade_sock: std::path::PathBuf,
+    /// `listen` speaks TLS (HTTP/2 and HTTP/1.1 by ALPN) with these certificates; `None`: plain
+    /// HTTP (TLS ends in front of usher).
+    pub tls: Option<TlsConfig>,
+    /// A plain-HTTP listener that sends every request to the same place over HTTPS.
+    pub redirect_listen: Option<SocketAddr>,
+    /// Every connection to `listen` starts with a PROXY protocol (v1 or v2) header, whose source
+    /// address is the client's.
+    pub proxy_protocol: bool,
+}
+
+/// `[server] tls`: the visitors' certificates. The first is served to a client that names no
+/// host (or one no certificate is for); the others are chosen by SNI. Re-read on a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The certificate files, in the order given.
+    pub certs: Vec<CertFiles>,
+}
+
+/// A certificate chain and its private key, PEM files (paths resolved against the config's
+/// directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    /// The chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
 }
 
 /// `[upstreams.NAME]`

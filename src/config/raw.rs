@@ -121,6 +121,26 @@ pub struct RawServer {
     pub header_timeout: Option<String>,
     pub max_event_streams: Option<i64>,
     pub upgrade_sock: Option<String>,
+    pub tls: Option<RawTls>,
+    pub redirect_listen: Option<String>,
+    pub proxy_protocol: Option<bool>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `[server] tls`: one `{ cert, key }` or a list of them (chosen by SNI, the first by default).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawTls {
+    One(RawCert),
+    Many(Vec<RawCert>),
+}
+
+/// One certificate chain and its key (PEM files).
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCert {
+    pub cert: Option<String>,
+    pub key: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }

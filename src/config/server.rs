@@ -66,6 +66,7 @@ pub(super) fn server(
     c: &mut Checker,
     raw: &RawServer,
     upstreams: &BTreeMap<String, UpstreamConfig>,
+    base: &std::path::Path,
 ) -> ServerConfig {
     c.unknown_keys("server", &raw.extra);
     let listen = c
@@ -132,6 +133,20 @@ pub(super) fn server(
         false,
         10_000,
     );
+    let tls = tls(c, raw.tls.as_ref(), base);
+    let redirect_listen = raw
+        .redirect_listen
+        .as_deref()
+        .and_then(|text| c.addr("server.redirect_listen".into(), text));
+    if redirect_listen.is_some() && tls.is_none() {
+        c.problem(
+            "server.redirect_listen",
+            "redirects to HTTPS, so it needs `server.tls`",
+        );
+    }
+    if redirect_listen == Some(listen) {
+        c.problem("server.redirect_listen", "must differ from `server.listen`");
+    }
     let max_connections = raw.max_connections.map(|_| {
         c.positive(
             "server.max_connections".into(),
@@ -153,5 +168,40 @@ pub(super) fn server(
         max_event_streams,
         // Resolved against the data directory once `[store]` is read.
         upgrade_sock: std::path::PathBuf::new(),
+        tls,
+        redirect_listen,
+        proxy_protocol: raw.proxy_protocol.unwrap_or(false),
     }
+}
+
+/// `[server] tls`: the certificate files (read and checked by `crate::tls` at start, by
+/// `usher check` and on a reload).
+fn tls(c: &mut Checker, raw: Option<&RawTls>, base: &std::path::Path) -> Option<TlsConfig> {
+    let (certs, one) = match raw? {
+        RawTls::One(cert) => (std::slice::from_ref(cert), true),
+        RawTls::Many(certs) => (certs.as_slice(), false),
+    };
+    if certs.is_empty() {
+        c.problem("server.tls", "must name at least one certificate");
+        return None;
+    }
+    let mut files = Vec::new();
+    for (i, cert) in certs.iter().enumerate() {
+        let path = match one {
+            true => "server.tls".to_string(),
+            false => format!("server.tls[{i}]"),
+        };
+        c.unknown_keys(&path, &cert.extra);
+        let mut file = |key: &str, value: &Option<String>| match value.as_deref() {
+            None | Some("") => {
+                c.problem(format!("{path}.{key}"), "is required (a PEM file)");
+                None
+            }
+            Some(name) => Some(base.join(name)),
+        };
+        if let (Some(cert), Some(key)) = (file("cert", &cert.cert), file("key", &cert.key)) {
+            files.push(CertFiles { cert, key });
+        }
+    }
+    Some(TlsConfig { certs: files })
 }

@@ -48,6 +48,9 @@ pub struct Metrics {
     /// `usher_connections_refused_total`: connections answered 503 because the node was at
     /// `server.max_connections`.
     pub connections_refused: IntCounter,
+    /// `usher_proxy_protocol_refused_total`: connections closed because they did not start
+    /// with a valid PROXY protocol header (`server.proxy_protocol`).
+    pub proxy_headers_refused: IntCounter,
     /// `usher_ready`: 1 while `/_usher/ready` would answer 200.
     pub ready: IntGauge,
     /// `usher_client_refusals_total{zone, reason}`: requests refused because one client went
@@ -192,6 +195,12 @@ impl Metrics {
             "Client connections answered 503 because the node was at server.max_connections.",
         )
         .expect("valid metric");
+        let proxy_headers_refused = IntCounter::new(
+            "usher_proxy_protocol_refused_total",
+            "Client connections closed because they did not start with a valid PROXY protocol \
+             header (server.proxy_protocol).",
+        )
+        .expect("valid metric");
         let ready = IntGauge::new(
             "usher_ready",
             "1 while the node takes new visitors (/_usher/ready answers 200).",
@@ -218,6 +227,7 @@ impl Metrics {
             Box::new(config_loaded.clone()),
             Box::new(connections_open.clone()),
             Box::new(connections_refused.clone()),
+            Box::new(proxy_headers_refused.clone()),
             Box::new(ready.clone()),
         ] {
             registry.register(metric).expect("unique metric");
@@ -246,6 +256,7 @@ impl Metrics {
             feed_lag,
             connections_open,
             connections_refused,
+            proxy_headers_refused,
             ready,
             client_refusals,
             tokens_shared,

@@ -4,16 +4,24 @@
 //! need them too). `/_usher/health` and `/_usher/ready` are still answered on such a
 //! connection, so probes see a full node as alive but not ready.
 //!
-//! Every connection it serves gets the request-header deadline ([`HeaderDeadline`]). It also
-//! keeps idle keep-alive connections open through a drain (see `cleanup`).
+//! Every HTTP/1 connection it serves gets the request-header deadline ([`HeaderDeadline`]);
+//! HTTP/2 multiplexes requests on one connection, so its reads never pause between headers and
+//! a per-connection header deadline would cut long-lived streams (Pingora's HTTP/2 server
+//! bounds its own handshake). It also keeps idle keep-alive connections open through a drain
+//! (see `cleanup`).
+//!
+//! On a plain listener with `[server] proxy_protocol`, it reads the PROXY header first
+//! ([`proxy_header`]; a TLS listener reads it before the handshake instead).
 
 use super::header_deadline::HeaderDeadline;
+use super::proxy_header;
 use crate::lifecycle::{Lifecycle, NotReady};
 use crate::metrics::Metrics;
 use crate::room::{readiness_json, HEALTH_JSON};
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
-use pingora::protocols::Stream;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +38,8 @@ pub struct Connections<A> {
     max: usize,
     /// `[server] header_timeout`.
     header_timeout: Duration,
+    /// Read a PROXY protocol header first (a plain listener with `proxy_protocol`).
+    proxy_header: bool,
 }
 
 impl<A> Connections<A> {
@@ -48,6 +58,32 @@ impl<A> Connections<A> {
             metrics,
             max,
             header_timeout,
+            proxy_header: false,
+        }
+    }
+
+    /// Every connection starts with a PROXY protocol header, read before anything else.
+    pub fn with_proxy_header(mut self) -> Self {
+        self.proxy_header = true;
+        self
+    }
+
+    /// The stream with its PROXY header read; `None` (counted) without a valid one.
+    async fn read_proxy_header(&self, stream: Stream) -> Option<Stream> {
+        let mut l4 = match stream.into_any().downcast::<L4Stream>() {
+            Ok(l4) => l4,
+            Err(_) => {
+                tracing::error!("a PROXY protocol listener was handed a stream that is not TCP");
+                return None;
+            }
+        };
+        match proxy_header::read(&mut l4, self.header_timeout).await {
+            Ok(()) => Some(l4),
+            Err(e) => {
+                self.metrics.proxy_headers_refused.inc();
+                tracing::debug!(error = %e, "connection refused: no PROXY protocol header");
+                None
+            }
         }
     }
 }
@@ -59,6 +95,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Connections<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let stream = match self.proxy_header {
+            true => self.read_proxy_header(stream).await?,
+            false => stream,
+        };
         let _open = self.lifecycle.connection();
         self.metrics.connections_open.inc();
         let reused = if self.lifecycle.connections() > self.max {
@@ -66,7 +106,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Connections<A> {
             over_limit(stream, self.lifecycle.readiness(true).is_ok()).await;
             None
         } else {
-            let stream = HeaderDeadline::wrap(stream, self.header_timeout);
+            let stream = match stream.selected_alpn_proto() {
+                Some(ALPN::H2) => stream,
+                _ => HeaderDeadline::wrap(stream, self.header_timeout),
+            };
             self.app.process_new(stream, shutdown).await
         };
         self.metrics.connections_open.dec();

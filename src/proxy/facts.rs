@@ -52,6 +52,16 @@ pub(super) fn raw<'a>(req: &'a RequestHeader, hosts: &'a [&'a [u8]]) -> Raw<'a> 
         http10: req.version < http::Version::HTTP_11,
         target: req.raw_path(),
         hosts,
+        authority: authority(req),
+    }
+}
+
+/// HTTP/2's `:authority` (Pingora keeps it in the URI); `None` for HTTP/1, whose URI authority
+/// is an absolute-form target's, read from the target itself.
+pub(super) fn authority(req: &RequestHeader) -> Option<&[u8]> {
+    match req.version {
+        http::Version::HTTP_2 => req.uri.authority().map(|a| a.as_str().as_bytes()),
+        _ => None,
     }
 }
 

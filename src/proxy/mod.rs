@@ -24,6 +24,7 @@
 mod connections;
 mod facts;
 mod header_deadline;
+pub mod proxy_header;
 mod upstream_headers;
 mod watchdog;
 mod writers;
@@ -100,6 +101,8 @@ pub struct UsherProxy {
     keepalive_secs: u64,
     /// How long a request waits for a store that is not open yet (an upgrade).
     store_wait: Duration,
+    /// What visitors speak to the listener: `https` with `[server] tls`.
+    scheme: &'static str,
 }
 
 /// Per-request state, from the gate's forward to the end of the response.
@@ -141,6 +144,10 @@ impl UsherProxy {
             lifecycle,
             keepalive_secs: config.server.keepalive_timeout.as_secs().max(1),
             store_wait: config.server.grace_period + STORE_WAIT_MARGIN,
+            scheme: match config.server.tls {
+                Some(_) => "https",
+                None => "http",
+            },
         }
     }
 
@@ -414,11 +421,17 @@ impl ProxyHttp for UsherProxy {
             peer,
             &self.trusted,
             ctx.host.as_deref(),
+            self.scheme,
         )?;
-        // Pingora sends HTTP/1.1 upstream, where a Host is required; a request that named none
-        // (HTTP/1.0) was gated as the default host, and goes to the origin as such.
+        // Pingora sends HTTP/1.1 upstream, where a Host is required: an HTTP/2 request's is its
+        // `:authority`; a request that named none (HTTP/1.0) was gated as the default host, and
+        // goes to the origin as such.
         if !upstream_request.headers.contains_key("host") {
-            if let Some(host) = &self.default_host {
+            let authority = facts::authority(session.req_header())
+                .and_then(|a| http::HeaderValue::from_bytes(a).ok());
+            if let Some(authority) = authority {
+                upstream_request.insert_header("host", authority)?;
+            } else if let Some(host) = &self.default_host {
                 upstream_request.insert_header("host", host.as_str())?;
             }
         }

@@ -33,7 +33,8 @@ fn is_client_claim(name: &HeaderName) -> bool {
 }
 
 /// Rewrites `upstream` (a copy of the client's request) for the origin. `peer` is the socket
-/// peer, `host` the canonical host the request was for (lower case, no port, as nginx's `$host`).
+/// peer, `host` the canonical host the request was for (lower case, no port, as nginx's `$host`),
+/// `scheme` what the client spoke to usher (`https` on a TLS listener).
 pub(super) fn rewrite(
     upstream: &mut RequestHeader,
     forward: Option<&Forward>,
@@ -41,6 +42,7 @@ pub(super) fn rewrite(
     peer: Option<IpAddr>,
     trusted: &TrustedProxies,
     host: Option<&str>,
+    scheme: &'static str,
 ) -> Result<()> {
     strip_own_cookies(upstream, cookie_prefix)?;
     let from_proxy = peer.is_some_and(|ip| trusted.trusts(ip));
@@ -70,7 +72,7 @@ pub(super) fn rewrite(
     }
     match proto {
         Some(proto) => upstream.insert_header("x-forwarded-proto", proto)?,
-        None => upstream.insert_header("x-forwarded-proto", "http")?,
+        None => upstream.insert_header("x-forwarded-proto", scheme)?,
     }
     match (forwarded_host, host) {
         (Some(value), _) => upstream.insert_header("x-forwarded-host", value)?,
@@ -132,7 +134,16 @@ mod tests {
     ) -> RequestHeader {
         let mut req = request(headers);
         let peer = peer.map(|p| p.parse::<IpAddr>().expect("ip"));
-        rewrite(&mut req, None, "usher", peer, trusted, Some("shop.test")).expect("rewrite");
+        rewrite(
+            &mut req,
+            None,
+            "usher",
+            peer,
+            trusted,
+            Some("shop.test"),
+            "http",
+        )
+        .expect("rewrite");
         req
     }
 
@@ -186,6 +197,18 @@ mod tests {
         assert_eq!(header(&req, "x-forwarded-proto"), Some(&b"https"[..]));
         assert_eq!(header(&req, "x-forwarded-host"), Some(&b"evil.test"[..]));
         assert_eq!(header(&req, "forwarded"), Some(&b"for=1.1.1.1"[..]));
+    }
+
+    #[test]
+    fn a_tls_listener_forwards_https_unless_a_trusted_proxy_said_otherwise() {
+        let lb = TrustedProxies::new(vec!["10.0.0.0/8".parse().expect("cidr")]);
+        let claim: &[(&'static str, &[u8])] = &[("x-forwarded-proto", b"http")];
+        for (peer, expect) in [("203.0.113.9", &b"https"[..]), ("10.0.0.2", b"http")] {
+            let mut req = request(claim);
+            let peer = peer.parse().ok();
+            rewrite(&mut req, None, "usher", peer, &lb, None, "https").expect("rewrite");
+            assert_eq!(header(&req, "x-forwarded-proto"), Some(expect), "{peer:?}");
+        }
     }
 
     #[test]

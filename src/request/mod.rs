@@ -8,13 +8,14 @@
 //!
 //! Files: [`target`] (request-target forms), [`path`] (the canonical path and prefix matching),
 //! [`host`] (the canonical host), [`client`] (the client address behind trusted proxies),
-//! [`proxy_protocol`] (the PROXY protocol header an L4 balancer puts before the request; not yet
-//! used by a listener). It imports nothing from usher.
+//! [`proxy_protocol`] (the PROXY protocol header an L4 balancer puts before the request),
+//! [`redirect`] (where the plain-HTTP listener sends a request). It imports nothing from usher.
 
 pub mod client;
 pub mod host;
 pub mod path;
 pub mod proxy_protocol;
+pub mod redirect;
 pub mod target;
 
 #[cfg(test)]
@@ -81,6 +82,9 @@ pub struct Raw<'a> {
     pub target: &'a [u8],
     /// Every `Host` field line.
     pub hosts: &'a [&'a [u8]],
+    /// HTTP/2's `:authority` (HTTP/1 has none): it names the host as an absolute-form target
+    /// does, so a `Host` field naming another host is a conflict.
+    pub authority: Option<&'a [u8]>,
 }
 
 /// The canonical view of a request, or why it cannot be had.
@@ -93,7 +97,7 @@ pub fn view<'a>(raw: Raw<'a>) -> Result<View<'a>, Refusal> {
         [one] => Some(host::canonical(one)?),
         _ => return Err(Refusal::DuplicateHost),
     };
-    let host = match (target.authority, header) {
+    let host = match (target.authority.or(raw.authority), header) {
         (Some(authority), header) => {
             let authority = host::canonical(authority)?;
             if header.is_some_and(|h| h != authority) {

@@ -172,6 +172,7 @@ fn raw<'a>(method: &'a str, target: &'a str, hosts: &'a [&'a [u8]]) -> Raw<'a> {
         http10: false,
         target: target.as_bytes(),
         hosts,
+        authority: None,
     }
 }
 
@@ -230,6 +231,35 @@ fn request_targets_are_origin_absolute_or_asterisk_form() {
 }
 
 #[test]
+fn an_http2_authority_names_the_host_and_a_host_field_must_agree() {
+    let h2 = |authority: &'static [u8], hosts: &'static [&'static [u8]]| {
+        view(Raw {
+            method: "GET",
+            http10: false,
+            target: b"/checkout",
+            hosts,
+            authority: Some(authority),
+        })
+        .map(|v| v.host.map(|h| h.into_owned()))
+    };
+    assert_eq!(h2(b"shop.test:8443", &[]), Ok(Some("shop.test".into())));
+    assert_eq!(
+        h2(b"Shop.Test", &[b"shop.test:443"]),
+        Ok(Some("shop.test".into()))
+    );
+    assert_eq!(
+        h2(b"shop.test", &[b"admin.test"]),
+        Err(Refusal::HostConflict)
+    );
+    assert_eq!(
+        h2(b"shop.test", &[b"a.test", b"b.test"]),
+        Err(Refusal::DuplicateHost)
+    );
+    assert!(h2(b"shop test", &[]).is_err());
+    assert!(h2(b"", &[]).is_err());
+}
+
+#[test]
 fn the_host_is_required_single_and_consistent() {
     let get = |target: &'static str, hosts: &'static [&'static [u8]], http10: bool| {
         view(Raw {
@@ -237,6 +267,7 @@ fn the_host_is_required_single_and_consistent() {
             http10,
             target: target.as_bytes(),
             hosts,
+            authority: None,
         })
     };
     assert_eq!(get("/vip", &[], false), Err(Refusal::MissingHost));
@@ -439,7 +470,7 @@ proptest! {
     ) {
         let target = [scheme, &target[..]].concat();
         let hosts: Vec<&[u8]> = hosts.iter().map(Vec::as_slice).collect();
-        let _ = view(Raw { method, http10, target: &target, hosts: &hosts });
+        let _ = view(Raw { method, http10, target: &target, hosts: &hosts, authority: None });
         for h in &hosts {
             if let Ok(once) = host::canonical(h) {
                 let twice = host::canonical(once.as_bytes());

@@ -325,7 +325,8 @@ impl Room {
             clock,
             metrics,
             default_upstream: config.server.default_upstream.clone(),
-            cookie_secure: config.tokens.cookie_secure,
+            // Over TLS, usher's cookies are never sent back over plain HTTP.
+            cookie_secure: config.tokens.cookie_secure || config.server.tls.is_some(),
             visitor_ttl: config.tokens.visitor_ttl,
             strings: arc_swap::ArcSwap::new(config.strings.clone()),
             clients: Clients::default(),

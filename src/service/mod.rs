@@ -7,6 +7,7 @@ mod background;
 mod limits;
 mod metrics_app;
 mod notify;
+mod redirect_app;
 mod reload;
 mod signals;
 pub mod upgrade;
@@ -48,12 +49,35 @@ const PLAIN_HTTP_BUFFERS: L4BufferSettings = L4BufferSettings {
     write: Some(0),
 };
 
+/// The TLS listener's socket buffers: Pingora's read buffer (TLS reads in records), and no
+/// write buffer, for the reason [`PLAIN_HTTP_BUFFERS`] gives.
+const TLS_BUFFERS: L4BufferSettings = L4BufferSettings {
+    read: None,
+    write: Some(0),
+};
+
+/// The TLS listener's settings: certificates from `certificates` (chosen by SNI, swapped by a
+/// reload), TLS 1.2 and 1.3 (rustls offers nothing older), HTTP/2 and HTTP/1.1 by ALPN.
+fn tls_settings(
+    certificates: Arc<crate::tls::Certificates>,
+) -> pingora::listeners::tls::TlsSettings {
+    // The paths are unused: the resolver serves the certificates.
+    let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")
+        .expect("rustls settings without files cannot fail");
+    settings.set_cert_resolver(certificates);
+    settings.enable_h2();
+    settings
+}
+
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A key could not be loaded.
     #[error("token keys: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Keys(Vec<Problem>),
+    /// A TLS certificate could not be used.
+    #[error("TLS certificates: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Tls(Vec<Problem>),
     /// The store could not be opened.
     #[error("opening the store: {0}")]
     Store(#[from] StoreError),
@@ -81,6 +105,12 @@ pub enum StartError {
 /// error at start instead of Pingora's retries and panic.
 fn check_listeners(config: &Config) -> Result<(), StartError> {
     let listeners = std::iter::once(("server.listen", config.server.listen))
+        .chain(
+            config
+                .server
+                .redirect_listen
+                .map(|addr| ("server.redirect_listen", addr)),
+        )
         .chain(config.metrics.listen.map(|addr| ("metrics.listen", addr)))
         .chain(config.admin.listen.map(|addr| ("admin.listen", addr)));
     for (what, addr) in listeners {
@@ -219,6 +249,12 @@ pub fn build_server(
         .server
         .max_connections
         .map_or_else(|| limits::max_connections(open_files), |n| n as usize);
+    let certificates = match &config.server.tls {
+        Some(tls) => Some(crate::tls::Certificates::new(
+            crate::tls::Loaded::read(tls).map_err(StartError::Tls)?,
+        )),
+        None => None,
+    };
     let node = Node::open(config, clock.clone(), upgrade)?;
     let lifecycle = Arc::new(Lifecycle::default());
     let grace = config.server.grace_period;
@@ -245,21 +281,40 @@ pub fn build_server(
         config.clone(),
         node.room.clone(),
         proxy.upstreams(),
+        certificates.clone(),
         clock.clone(),
     ));
     let proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
-    let proxy = Connections::new(
+    let mut proxy = Connections::new(
         proxy,
         lifecycle.clone(),
         node.metrics.clone(),
         max_connections,
         config.server.header_timeout,
     );
+    if config.server.proxy_protocol && certificates.is_none() {
+        proxy = proxy.with_proxy_header();
+    }
     let mut proxy_service =
         pingora::services::listening::Service::new("usher proxy".to_string(), proxy);
-    proxy_service.add_listener(
-        ListenerConfig::tcp(config.server.listen.to_string()).l4_buffer(PLAIN_HTTP_BUFFERS),
-    );
+    let listener = ListenerConfig::tcp(config.server.listen.to_string());
+    let listener = match &certificates {
+        None => listener.l4_buffer(PLAIN_HTTP_BUFFERS),
+        Some(certificates) => {
+            if config.server.proxy_protocol {
+                proxy_service.endpoints().set_pre_tls_callback(Arc::new(
+                    crate::proxy::proxy_header::BeforeTls {
+                        timeout: config.server.header_timeout,
+                        metrics: node.metrics.clone(),
+                    },
+                ));
+            }
+            listener
+                .tls(tls_settings(certificates.clone()))
+                .l4_buffer(TLS_BUFFERS)
+        }
+    };
+    proxy_service.add_listener(listener);
     proxy_service.threads = Some(config.server.threads);
 
     let takeover = (upgrade && node.embedded.is_some()).then(|| Takeover {
@@ -285,6 +340,16 @@ pub fn build_server(
     // upgrade: at once, holding requests until the store is open).
     proxy_handle.add_dependency(&background_handle);
 
+    if let (Some(listen), Some(_)) = (config.server.redirect_listen, &certificates) {
+        let mut redirect_service = pingora::services::listening::Service::new(
+            "usher redirect".to_string(),
+            pingora::apps::http_app::HttpServer::new_app(redirect_app::RedirectApp::new(
+                config.server.listen.port(),
+            )),
+        );
+        redirect_service.add_tcp(&listen.to_string());
+        server.add_service(redirect_service);
+    }
     if let Some(listen) = config.metrics.listen {
         let mut metrics_service = pingora::services::listening::Service::new(
             "usher metrics".to_string(),
@@ -313,6 +378,9 @@ pub fn build_server(
     server.add_service(ListenFdsCapture { fds: fds.clone() });
     tracing::info!(
         proxy = %config.server.listen,
+        tls = ?certificates.as_ref().map(|c| c.files()),
+        redirect = ?config.server.redirect_listen,
+        proxy_protocol = config.server.proxy_protocol,
         metrics = ?config.metrics.listen,
         admin = ?config.admin.listen,
         zones = ?config.zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>(),

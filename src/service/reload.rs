@@ -8,10 +8,11 @@
 
 use crate::admin::{Reload, Reloaded};
 use crate::clock::SharedClock;
-use crate::config::{Config, Problem};
+use crate::config::{Config, Problem, ServerConfig, TlsConfig};
 use crate::metrics::Metrics;
 use crate::proxy::Upstreams;
 use crate::room::Room;
+use crate::tls::{Certificates, Loaded};
 use crate::token::Keyring;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -23,6 +24,8 @@ pub struct Reloader {
     path: PathBuf,
     room: Arc<Room>,
     upstreams: Arc<Upstreams>,
+    /// The TLS listener's certificates (re-read on every reload); `None` without `[server] tls`.
+    certificates: Option<Arc<Certificates>>,
     /// The configuration in force (what a reload is compared with).
     running: Mutex<Config>,
     metrics: Metrics,
@@ -45,7 +48,21 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     fn parts(c: &Config) -> [(&'static str, String); 9] {
         let t = &c.tokens;
         [
-            ("server", format!("{:?}", c.server)),
+            // Certificates are reloaded; turning TLS on or off is a listener change.
+            (
+                "server",
+                format!(
+                    "{:?}",
+                    ServerConfig {
+                        tls: c
+                            .server
+                            .tls
+                            .as_ref()
+                            .map(|_| TlsConfig { certs: Vec::new() }),
+                        ..c.server.clone()
+                    }
+                ),
+            ),
             ("metrics", format!("{:?}", c.metrics)),
             ("admin", format!("{:?}", c.admin)),
             ("store", format!("{:?}", c.store)),
@@ -71,6 +88,7 @@ impl Reloader {
         running: Config,
         room: Arc<Room>,
         upstreams: Arc<Upstreams>,
+        certificates: Option<Arc<Certificates>>,
         clock: SharedClock,
     ) -> Self {
         let metrics = room.metrics().clone();
@@ -85,6 +103,7 @@ impl Reloader {
             path,
             room,
             upstreams,
+            certificates,
             running: Mutex::new(running),
             metrics,
             clock,
@@ -103,6 +122,12 @@ impl Reloader {
         let base = self.path.parent().unwrap_or(std::path::Path::new("."));
         let config = crate::config::parse(&text, base).map_err(|e| e.problems())?;
         let keyring = Keyring::load(&config.tokens)?;
+        // The certificate files are read again even when their paths did not change: renewing
+        // a certificate in place and reloading is how it is rotated.
+        let certificates = match (&self.certificates, &config.server.tls) {
+            (Some(_), Some(tls)) => Some(Loaded::read(tls)?),
+            _ => None,
+        };
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let restart = needs_restart(&running, &config);
         let refused = |message| {
@@ -115,6 +140,9 @@ impl Reloader {
         // Upstreams first, so a zone moved to a new upstream finds it at once.
         self.upstreams.replace(&config);
         self.room.tokens().replace_keys(keyring);
+        if let (Some(serving), Some(loaded)) = (&self.certificates, certificates) {
+            serving.replace(loaded);
+        }
         self.room.reload_zones(&config).map_err(refused)?;
         *running = config;
         let hash = hash_of(&bytes);
