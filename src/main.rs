@@ -703,7 +703,7 @@ fn demo(path: &Path) -> ExitCode {
     let Some(origin) = config
         .upstreams
         .get(&config.server.default_upstream)
-        .and_then(|u| u.addrs.first().copied())
+        .and_then(|u| u.addrs.first().and_then(|a| a.literal()))
     else {
         eprintln!("usher: the demo config needs a default upstream");
         return ExitCode::FAILURE;

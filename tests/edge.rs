@@ -246,6 +246,68 @@ fn http2_serves_the_gate_the_waiting_page_the_cookie_and_the_event_stream() {
     assert!(events.body.contains("data:"), "{}", events.body);
 }
 
+/// A rustls client trusting `ca` (PEM) only, offering `alpn`.
+fn tls_client(ca: &str, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.as_bytes()).expect("ca"))
+        .expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+#[test]
+fn a_websocket_works_over_tls_as_over_plain_http() {
+    // Browsers open WebSockets on an HTTP/1.1 connection (ALPN http/1.1); the listener offers
+    // both, and the upgrade through a zone behaves as on a plain listener.
+    let origin = common::origins::Origin::websocket_echo();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = write_cert(dir.path(), "a", &["shop.test"]);
+    write_cert(dir.path(), "b", &["*.other.test"]);
+    let zone = "[zones.ws]\npaths = [\"/ws\"]\ncapacity = 5\nadmit_per_minute = 60\n";
+    let usher = Usher::start_with(dir.path(), origin.addr, &tls_server(""), "", zone);
+    let tcp = TcpStream::connect(usher.addr).expect("connect");
+    tcp.set_read_timeout(Some(WAIT)).expect("timeout");
+    let name = "shop.test".try_into().expect("name");
+    let config = tls_client(&ca, &[b"h2", b"http/1.1"]);
+    let conn = rustls::ClientConnection::new(config.clone(), name).expect("client");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.flush().expect("handshake");
+    // Offered both, a client gets HTTP/2; WebSocket clients offer only HTTP/1.1.
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
+    drop(tls);
+
+    let tcp = TcpStream::connect(usher.addr).expect("connect");
+    tcp.set_read_timeout(Some(WAIT)).expect("timeout");
+    let name = "shop.test".try_into().expect("name");
+    let conn =
+        rustls::ClientConnection::new(tls_client(&ca, &[b"http/1.1"]), name).expect("client");
+    let tls = rustls::StreamOwned::new(conn, tcp);
+    let (mut socket, response) = tungstenite::client("ws://shop.test/ws", tls)
+        .unwrap_or_else(|e| panic!("WebSocket handshake over TLS failed: {e}"));
+    let cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("usher_ws="))
+        .expect("the access token on the 101");
+    assert!(cookie.contains("Secure"), "{cookie}");
+    socket
+        .send(tungstenite::Message::text("hello over tls"))
+        .expect("send");
+    match socket.read().expect("echo") {
+        tungstenite::Message::Text(reply) => assert_eq!(reply.as_str(), "echo:hello over tls"),
+        other => panic!("not an echo: {other:?}"),
+    }
+}
+
 #[test]
 fn plain_http_is_redirected_to_https() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -366,17 +428,7 @@ fn the_proxy_protocol_comes_before_the_tls_handshake() {
     let server = tls_server("proxy_protocol = true\n");
     let usher = Usher::start_with(dir.path(), echo_origin(), &server, "", ZONE);
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca.as_bytes()).expect("ca"))
-        .expect("root");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let config = Arc::new(config);
+    let config = tls_client(&ca, &[]);
     let https = |prefix: &[u8]| -> Option<String> {
         let mut tcp = TcpStream::connect(usher.addr).expect("connect");
         tcp.set_read_timeout(Some(WAIT)).expect("timeout");
@@ -396,4 +448,257 @@ fn the_proxy_protocol_comes_before_the_tls_handshake() {
     let answer = https(b"PROXY TCP4 203.0.113.8 10.0.0.1 51000 443\r\n").expect("an answer");
     assert!(answer.contains("xff=203.0.113.8 "), "{answer}");
     assert_eq!(https(b""), None, "no header, no handshake");
+}
+
+// The shop's side: upstreams by name, over TLS, health-checked and balanced.
+
+/// `python3 -m http.server` on `addr`, serving `dir` (a real origin that can be killed and
+/// started again on the same address).
+struct PyOrigin {
+    child: std::process::Child,
+}
+
+impl PyOrigin {
+    fn start(addr: SocketAddr, dir: &Path) -> PyOrigin {
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind"])
+            .arg(addr.ip().to_string())
+            .arg(addr.port().to_string())
+            .arg("--directory")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server");
+        wait_until("python origin", WAIT, || TcpStream::connect(addr).is_ok());
+        PyOrigin { child }
+    }
+}
+
+impl Drop for PyOrigin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory for a python origin: `/health` and `/` answer, `/` with `name`.
+fn site(root: &Path, name: &str) -> std::path::PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).expect("site");
+    std::fs::write(dir.join("health"), "ok").expect("health");
+    std::fs::write(dir.join("index.html"), format!("site {name}\n")).expect("index");
+    dir
+}
+
+#[test]
+fn an_upstream_by_name_and_an_https_upstream_verified_against_its_own_roots() {
+    // `localhost` is resolved at start (to 127.0.0.1, and ::1 where it has one: a connection
+    // refused there is retried on the other address).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin = echo_origin();
+    let by_name = format!("localhost:{}", origin.port());
+    let usher = Usher::start_with_addrs(dir.path(), &[&by_name], "", "", ZONE);
+    for _ in 0..4 {
+        let answer = usher.client().get("/", &[]);
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert!(answer.header("x-origin").is_some());
+    }
+
+    // An HTTPS origin (nginx), its certificate signed by nobody the system trusts.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = write_cert(dir.path(), "origin", &["shop.internal"]);
+    std::fs::write(dir.path().join("ca.pem"), &ca).expect("ca");
+    let nginx = common::origins::Origin::nginx_tls(
+        &dir.path().join("origin.pem"),
+        &dir.path().join("origin.key"),
+    );
+    let tls = "tls = true\nsni = \"shop.internal\"\nca_file = \"ca.pem\"\nhost_header = \"shop.internal\"\n";
+    let usher = Usher::start_with(dir.path(), nginx.addr, "", tls, ZONE);
+    let answer = usher.client().get("/page", &[]);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(
+        answer
+            .text()
+            .contains("host=shop.internal sni=shop.internal uri=/page"),
+        "{}",
+        answer.text()
+    );
+    drop(usher);
+
+    // Roots that did not sign it: no connection, usher's 502, never the page.
+    write_cert(dir.path(), "stranger", &["shop.internal"]);
+    let strange = tls.replace("ca.pem", "stranger.pem");
+    let usher = Usher::start_with(dir.path(), nginx.addr, "", &strange, ZONE);
+    let answer = usher.client().get("/page", &[]);
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    assert!(!answer.text().contains("TLS:nginx"));
+}
+
+#[test]
+fn a_dead_origin_address_is_taken_out_and_put_back_and_no_visitor_sees_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (free_addr(), free_addr());
+    let (site_a, site_b) = (site(dir.path(), "a"), site(dir.path(), "b"));
+    let mut origin_a = Some(PyOrigin::start(a, &site_a));
+    let _origin_b = PyOrigin::start(b, &site_b);
+    let upstream =
+        "health_check = { path = \"/health\", interval = \"200ms\", timeout = \"150ms\", \
+                    fall = 1, rise = 1 }\n";
+    let (a_text, b_text) = (a.to_string(), b.to_string());
+    let usher = Usher::start_with_addrs(dir.path(), &[&a_text, &b_text], "", upstream, ZONE);
+    let up = |addr: SocketAddr| {
+        usher.metric(&format!(
+            "usher_origin_up{{addr=\"{addr}\",upstream=\"shop\"}}"
+        ))
+    };
+    wait_until("both addresses up", WAIT, || up(a) == 1.0 && up(b) == 1.0);
+
+    // Visitors keep coming while one address dies and comes back.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let counts = Arc::new(std::sync::Mutex::new((0u32, 0u32, Vec::<String>::new())));
+    let visitors = {
+        let (stop, counts, addr) = (stop.clone(), counts.clone(), usher.addr);
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let answer = common::Client::connect(addr).get("/", &[]);
+                let mut c = counts.lock().expect("lock");
+                match (answer.status, answer.text()) {
+                    (200, body) if body.contains("site a") => c.0 += 1,
+                    (200, body) if body.contains("site b") => c.1 += 1,
+                    (status, body) => c.2.push(format!("{status}: {body}")),
+                }
+            }
+        })
+    };
+    let seen = |counts: &std::sync::Mutex<(u32, u32, Vec<String>)>| {
+        let c = counts.lock().expect("lock");
+        (c.0, c.1)
+    };
+    wait_until("visitors on both", WAIT, || {
+        let (on_a, on_b) = seen(&counts);
+        on_a > 5 && on_b > 5
+    });
+    drop(origin_a.take()); // killed
+    wait_until("a taken out", WAIT, || up(a) == 0.0);
+    let (on_a, on_b) = seen(&counts);
+    wait_until("more visitors, all on b", WAIT, || {
+        seen(&counts).1 > on_b + 20
+    });
+    assert_eq!(seen(&counts).0, on_a, "nobody was sent to the dead address");
+    // Before the check caught it, requests sent to it were retried on the other address.
+    let retries = usher.metric("usher_upstream_retries_total{upstream=\"shop\"}");
+    assert!(retries >= 1.0, "retries: {retries}");
+
+    let _origin_a = PyOrigin::start(a, &site_a);
+    wait_until("a put back", WAIT, || up(a) == 1.0);
+    wait_until("visitors on a again", WAIT, || seen(&counts).0 > on_a + 5);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    visitors.join().expect("visitors");
+    let errors = counts.lock().expect("lock").2.clone();
+    assert!(errors.is_empty(), "visitors saw errors: {errors:?}");
+}
+
+/// HAProxy from apt in TCP mode in front of usher: one frontend sending PROXY v1
+/// (`send-proxy`), one v2 (`send-proxy-v2`), as a balancer in front of a fleet would.
+struct HaProxy {
+    child: std::process::Child,
+    v1: SocketAddr,
+    v2: SocketAddr,
+}
+
+impl HaProxy {
+    fn start(dir: &Path, usher: SocketAddr) -> HaProxy {
+        let (v1, v2) = (free_addr(), free_addr());
+        let config = format!(
+            "global\n  maxconn 256\n\
+             defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\
+             frontend v1\n  bind {v1}\n  default_backend usher_v1\n\
+             frontend v2\n  bind {v2}\n  default_backend usher_v2\n\
+             backend usher_v1\n  server usher {usher} send-proxy\n\
+             backend usher_v2\n  server usher {usher} send-proxy-v2\n"
+        );
+        let path = dir.join("haproxy.cfg");
+        std::fs::write(&path, config).expect("haproxy.cfg");
+        let log = std::fs::File::create(dir.join("haproxy.log")).expect("log");
+        // Debian puts it in /usr/sbin, which a user's PATH may lack.
+        let binary = match Path::new("/usr/sbin/haproxy").is_file() {
+            true => "/usr/sbin/haproxy",
+            false => "haproxy",
+        };
+        let child = Command::new(binary)
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("haproxy (apt install haproxy)");
+        let mut haproxy = HaProxy { child, v1, v2 };
+        wait_until("haproxy", WAIT, || {
+            if let Ok(Some(status)) = haproxy.child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("haproxy.log")).unwrap_or_default();
+                panic!("haproxy exited with {status}:\n{log}");
+            }
+            TcpStream::connect(v1).is_ok() && TcpStream::connect(v2).is_ok()
+        });
+        haproxy
+    }
+}
+
+impl Drop for HaProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `curl` from the loopback address `from`, through `via` to `host`'s `path` (`https` or
+/// `http`); the body.
+fn curl_from(from: &str, scheme: &str, via: SocketAddr, ca: Option<&Path>, path: &str) -> String {
+    let mut command = Command::new("curl");
+    command
+        .args(["-sS", "--max-time", "10", "--interface", from, "--resolve"])
+        .arg(format!("shop.test:{}:{}", via.port(), via.ip()));
+    if let Some(ca) = ca {
+        command.arg("--cacert").arg(ca);
+    }
+    let out = command
+        .arg(format!("{scheme}://shop.test:{}{path}", via.port()))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn haproxy_in_front_passes_the_visitors_address_with_proxy_protocol_v1_and_v2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let usher = Usher::start_with(
+        dir.path(),
+        echo_origin(),
+        "proxy_protocol = true\n",
+        "",
+        ZONE,
+    );
+    let haproxy = HaProxy::start(dir.path(), usher.addr);
+    // The visitors come from addresses of their own; usher's peer is HAProxy's 127.0.0.1.
+    let v1 = curl_from("127.0.0.5", "http", haproxy.v1, None, "/");
+    assert!(v1.contains("xff=127.0.0.5 "), "{v1}");
+    let v2 = curl_from("127.0.0.6", "http", haproxy.v2, None, "/");
+    assert!(v2.contains("xff=127.0.0.6 "), "{v2}");
+    drop(haproxy);
+    drop(usher);
+
+    // TLS passes through HAProxy untouched; the header comes before the handshake.
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_cert(dir.path(), "a", &["shop.test"]);
+    write_cert(dir.path(), "b", &["*.other.test"]);
+    let server = tls_server("proxy_protocol = true\n");
+    let usher = Usher::start_with(dir.path(), echo_origin(), &server, "", ZONE);
+    let haproxy = HaProxy::start(dir.path(), usher.addr);
+    let ca = dir.path().join("a.pem");
+    let v2 = curl_from("127.0.0.7", "https", haproxy.v2, Some(&ca), "/");
+    assert!(v2.contains("xff=127.0.0.7 proto=https"), "{v2}");
+    let v1 = curl_from("127.0.0.8", "https", haproxy.v1, Some(&ca), "/");
+    assert!(v1.contains("xff=127.0.0.8 proto=https"), "{v1}");
 }

@@ -12,6 +12,11 @@
 #   e. usher, waiting page of a queued visitor          (zone in queue_all mode, nobody admitted)
 #   f. bare Pingora answering a page of the waiting page's size itself (bare_proxy --respond):
 #      the floor for (e), for information
+#   g. nginx over TLS, proxy_pass -> the origin         (kept-alive connections)
+#   h. usher over TLS, admitted visitor -> the origin   (kept-alive connections)
+#   i. nginx over TLS, a new connection per request     (full handshakes per second)
+#   j. usher over TLS, a new connection per request     (full handshakes per second)
+#   Both TLS servers use the same certificate (ECDSA P-256, made with openssl), TLS 1.2 and 1.3.
 #
 # Every request carries one usher cookie (about 300 bytes), so every server reads the same request
 # size. For each case: req/s, p50/p99 latency, errors, and the CPU time per request of the server
@@ -47,7 +52,7 @@ die() { log "error: $*"; exit 1; }
 
 # --- tools -------------------------------------------------------------------------------------
 missing=()
-for tool in nginx wrk curl python3; do
+for tool in nginx wrk curl python3 openssl; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
@@ -132,7 +137,7 @@ start() {
 wait_http() {
     local name=$1 url=$2
     for _ in $(seq 150); do
-        if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
+        if curl -sk -o /dev/null --max-time 1 "$url"; then return 0; fi
         kill -0 "${PID_OF[$name]}" 2>/dev/null || {
             cat "$TMP/$name.log" >&2
             die "$name exited"
@@ -144,10 +149,10 @@ wait_http() {
 }
 
 # --- ports -------------------------------------------------------------------------------------
-read -r P_ORIGIN P_NGINX_PROXY P_BARE P_USHER P_BARE_PAGE < <(python3 - <<'EOF'
+read -r P_ORIGIN P_NGINX_PROXY P_BARE P_USHER P_BARE_PAGE P_NGINX_TLS P_USHER_TLS < <(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(5):
+for _ in range(7):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -210,6 +215,22 @@ PROXY_DIR=$(nginx_conf proxy "listen 127.0.0.1:$P_NGINX_PROXY;
             proxy_set_header Connection \"\";
         }" "upstream origin { server 127.0.0.1:$P_ORIGIN; keepalive 64; }")
 
+# One certificate for both TLS servers (g-j): ECDSA P-256, the common choice for a shop.
+mkdir -p "$TMP/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" -subj /CN=bench.test \
+    -addext subjectAltName=DNS:bench.test >/dev/null 2>&1 || die "openssl could not make a certificate"
+chmod -R a+rX "$TMP/tls"
+TLS_PROXY_DIR=$(nginx_conf tls-proxy "listen 127.0.0.1:$P_NGINX_TLS ssl;
+        ssl_certificate $TMP/tls/cert.pem;
+        ssl_certificate_key $TMP/tls/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }" "upstream origin { server 127.0.0.1:$P_ORIGIN; keepalive 64; }")
+
 # --- usher config ------------------------------------------------------------------------------
 mkdir -p "$TMP/usher"
 "$USHER" keygen --out "$TMP/usher/keys/bench.pem" >/dev/null
@@ -249,6 +270,10 @@ signing_key = { kid = "bench", file = "keys/bench.pem" }
 data_dir = "data"
 EOF
 "$USHER" check --config "$TMP/usher/usher.toml" >/dev/null || die "generated usher config is invalid"
+# (h, j) the same node over TLS, with a data directory of its own.
+sed -e "s|^listen = .*|listen = \"127.0.0.1:$P_USHER_TLS\"\ntls = { cert = \"../tls/cert.pem\", key = \"../tls/key.pem\" }|" \
+    -e 's|^data_dir = "data"|data_dir = "data-tls"|' "$TMP/usher/usher.toml" >"$TMP/usher/usher-tls.toml"
+"$USHER" check --config "$TMP/usher/usher-tls.toml" >/dev/null || die "generated usher TLS config is invalid"
 
 # --- start everything --------------------------------------------------------------------------
 log "ports: origin $P_ORIGIN, nginx proxy $P_NGINX_PROXY, bare pingora $P_BARE, usher $P_USHER, bare pingora page $P_BARE_PAGE"
@@ -256,11 +281,15 @@ start nginx-origin TERM "$NGINX" -p "$ORIGIN_DIR" -c "$ORIGIN_DIR/nginx.conf" -e
 start nginx-proxy TERM "$NGINX" -p "$PROXY_DIR" -c "$PROXY_DIR/nginx.conf" -e "$PROXY_DIR/logs/error.log"
 start bare-proxy INT "$BARE" --listen "127.0.0.1:$P_BARE" --upstream "127.0.0.1:$P_ORIGIN"
 start usher INT env RUST_LOG="${RUST_LOG:-info}" "$USHER" run --config "$TMP/usher/usher.toml"
+start nginx-tls-proxy TERM "$NGINX" -p "$TLS_PROXY_DIR" -c "$TLS_PROXY_DIR/nginx.conf" -e "$TLS_PROXY_DIR/logs/error.log"
+start usher-tls INT env RUST_LOG="${RUST_LOG:-info}" "$USHER" run --config "$TMP/usher/usher-tls.toml"
 
 wait_http nginx-origin "http://127.0.0.1:$P_ORIGIN$STATIC_PATH"
 wait_http nginx-proxy "http://127.0.0.1:$P_NGINX_PROXY$STATIC_PATH"
 wait_http bare-proxy "http://127.0.0.1:$P_BARE$STATIC_PATH"
 wait_http usher "http://127.0.0.1:$P_USHER/"
+wait_http nginx-tls-proxy "https://127.0.0.1:$P_NGINX_TLS$STATIC_PATH"
+wait_http usher-tls "https://127.0.0.1:$P_USHER_TLS/"
 
 # cookie_value JAR NAME: a cookie's value from a curl cookie jar (HttpOnly lines start with #HttpOnly_).
 cookie_value() {
@@ -275,6 +304,12 @@ cmp -s "$TMP/admit.body" "$TMP/www/fast/index.html" || die "usher's admitted res
 status=$(curl -s -o /dev/null -w '%{http_code}' -c "$TMP/admit2.jar" -H "Cookie: usher_fast=$ACCESS" "http://127.0.0.1:$P_USHER$STATIC_PATH")
 [[ $status == 200 ]] || die "usher refused its own access token (status $status)"
 [[ -z $(cookie_value "$TMP/admit2.jar" usher_fast) ]] || log "warning: usher renews the access token on every request"
+
+# (h, j) the TLS node's own access token.
+status=$(curl -sk -o "$TMP/admit-tls.body" -w '%{http_code}' -c "$TMP/admit-tls.jar" "https://127.0.0.1:$P_USHER_TLS$STATIC_PATH")
+ACCESS_TLS=$(cookie_value "$TMP/admit-tls.jar" usher_fast)
+[[ $status == 200 && -n $ACCESS_TLS ]] || die "usher over TLS did not admit the benchmark visitor (status $status)"
+cmp -s "$TMP/admit-tls.body" "$TMP/www/fast/index.html" || die "usher's admitted response over TLS is not the origin's file"
 
 # is_waiting_page FILE: the body is usher's waiting page for a place in line.
 is_waiting_page() { grep -qE 'You are in line|id="position"' "$1"; }
@@ -300,10 +335,10 @@ wait_http bare-page "http://127.0.0.1:$P_BARE_PAGE/wait/page"
 STATIC_BYTES=$(wc -c <"$TMP/www/fast/index.html")
 
 # --- measure -----------------------------------------------------------------------------------
-CASES=(a b c d e f)
-# Run order inside a round: the two pairs behind the targets run back to back (a, e and c, d), so
-# that a slow spell on a shared machine hits both sides of a ratio alike.
-RUN_ORDER=(a e f b c d)
+CASES=(a b c d e f g h i j)
+# Run order inside a round: the pairs behind the ratios run back to back (a, e; c, d; g, h; i, j),
+# so that a slow spell on a shared machine hits both sides of a ratio alike.
+RUN_ORDER=(a e f b c d g h i j)
 declare -A NAME=(
     [a]="nginx static file"
     [b]="nginx proxy_pass -> nginx static"
@@ -311,6 +346,10 @@ declare -A NAME=(
     [d]="usher admitted (access cookie) -> nginx static"
     [e]="usher waiting page (queued visitor)"
     [f]="bare Pingora answering a same-size page itself"
+    [g]="nginx TLS proxy_pass -> nginx static (kept alive)"
+    [h]="usher TLS admitted -> nginx static (kept alive)"
+    [i]="nginx TLS, new connection per request (handshakes)"
+    [j]="usher TLS, new connection per request (handshakes)"
 )
 declare -A URL=(
     [a]="http://127.0.0.1:$P_ORIGIN$STATIC_PATH"
@@ -319,9 +358,14 @@ declare -A URL=(
     [d]="http://127.0.0.1:$P_USHER$STATIC_PATH"
     [e]="http://127.0.0.1:$P_USHER/wait/page"
     [f]="http://127.0.0.1:$P_BARE_PAGE/wait/page"
+    [g]="https://127.0.0.1:$P_NGINX_TLS$STATIC_PATH"
+    [h]="https://127.0.0.1:$P_USHER_TLS$STATIC_PATH"
+    [i]="https://127.0.0.1:$P_NGINX_TLS$STATIC_PATH"
+    [j]="https://127.0.0.1:$P_USHER_TLS$STATIC_PATH"
 )
 # The process under test in each case (its CPU time per request is reported), and the origin's.
-declare -A SUT=([a]=nginx-origin [b]=nginx-proxy [c]=bare-proxy [d]=usher [e]=usher [f]=bare-page)
+declare -A SUT=([a]=nginx-origin [b]=nginx-proxy [c]=bare-proxy [d]=usher [e]=usher [f]=bare-page
+    [g]=nginx-tls-proxy [h]=usher-tls [i]=nginx-tls-proxy [j]=usher-tls)
 # Every request carries the same kind of usher cookie (about 300 bytes), so that every server
 # reads requests of the same size: the access token on the proxied path (b, c, d; nginx and the
 # bare proxy pass it on, usher strips it), the visitor token on the answered path (a, e, f).
@@ -332,7 +376,13 @@ declare -A HDR=(
     [d]="Cookie: usher_fast=$ACCESS"
     [e]="Cookie: usher_wait=$VISITOR"
     [f]="Cookie: usher_wait=$VISITOR"
+    [g]="Cookie: usher_fast=$ACCESS_TLS"
+    [h]="Cookie: usher_fast=$ACCESS_TLS"
+    [i]="Cookie: usher_fast=$ACCESS_TLS"
+    [j]="Cookie: usher_fast=$ACCESS_TLS"
 )
+# The handshake cases close every connection after its request (wrk opens the next one).
+declare -A CLOSE=([i]=1 [j]=1)
 declare -A RPS=() P50=() P99=() ERRS=() BUSY=() CPU=() OCPU=() STEAL=()
 
 # cpu_ticks PID: user+system clock ticks of PID and its child processes (nginx workers).
@@ -351,6 +401,7 @@ wrk_run() { # wrk_run CASE SECONDS OUTFILE
     local c=$1 secs=$2 out=$3
     local args=(-t1 "-c$CONNECTIONS" "-d${secs}s" --latency)
     args+=(-H "${HDR[$c]}")
+    [[ -n ${CLOSE[$c]:-} ]] && args+=(-H "Connection: close")
     wrk "${args[@]}" "${URL[$c]}" >"$out" 2>&1
 }
 
@@ -400,7 +451,7 @@ steal_pct() {
         printf "%.1f", (t > 0 ? 100 * (y[9] - x[9]) / t : 0) }'
 }
 rate() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
-R_ADMIT_ROUNDS="" R_WAIT_ROUNDS=""
+R_ADMIT_ROUNDS="" R_WAIT_ROUNDS="" R_TLS_ROUNDS="" R_HANDSHAKE_ROUNDS=""
 
 for ((round = 1; round <= RUNS; round++)); do
     declare -A THIS=()
@@ -433,12 +484,14 @@ for ((round = 1; round <= RUNS; round++)); do
         ERRS[$c]=$((${ERRS[$c]:-0} + ${non2xx:-0} + ${sockerr:-0}))
         # CPU microseconds per request of the server under test and of the origin.
         CPU[$c]+="$(awk -v t=$((sut1 - sut0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }') "
-        if [[ $c == [bcd] ]]; then
+        if [[ $c == [bcdghij] ]]; then
             OCPU[$c]+="$(awk -v t=$((origin1 - origin0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }') "
         fi
     done
     R_ADMIT_ROUNDS+="$(rate "${THIS[d]}" "${THIS[c]}") "
     R_WAIT_ROUNDS+="$(rate "${THIS[e]}" "${THIS[a]}") "
+    R_TLS_ROUNDS+="$(rate "${THIS[h]}" "${THIS[g]}") "
+    R_HANDSHAKE_ROUNDS+="$(rate "${THIS[j]}" "${THIS[i]}") "
 done
 
 # The benchmark visitor must still be waiting, and the admitted visitor still admitted.
@@ -464,6 +517,10 @@ verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print ((r >= t) ? "met" : "MISSED")
 R_ADMIT=$(median <<<"$R_ADMIT_ROUNDS" | xargs printf '%.2f')
 R_WAIT=$(median <<<"$R_WAIT_ROUNDS" | xargs printf '%.2f')
 spread() { tr ' ' '\n' | awk 'NF' | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }'; }
+R_TLS=$(median <<<"$R_TLS_ROUNDS" | xargs printf '%.2f')
+R_HANDSHAKE=$(median <<<"$R_HANDSHAKE_ROUNDS" | xargs printf '%.2f')
+R_TLS_CPU=$(ratio "${M_CPU[g]}" "${M_CPU[h]}")
+R_HANDSHAKE_CPU=$(ratio "${M_CPU[i]}" "${M_CPU[j]}")
 R_ADMIT_NGINX=$(ratio "${M_RPS[d]}" "${M_RPS[b]}")
 R_BARE_NGINX=$(ratio "${M_RPS[c]}" "${M_RPS[b]}")
 # CPU cost per request, inverted so that higher is better like the throughput ratios.
@@ -485,7 +542,8 @@ MD="$RESULTS_DIR/latest.md"
     echo "- Load: \`wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency\` on loopback, ${WARMUP}s warm-up per case, $RUNS round(s)$( ((RUNS > 1)) && echo ' (medians)')"
     echo "- Servers: one worker each (nginx \`worker_processes 1\`, \`access_log off\`; Pingora and usher \`threads = 1\`)"
     echo "- Bodies: static file $STATIC_BYTES bytes; usher waiting page $WAIT_BYTES bytes (and the bare Pingora page of case f)"
-    echo "- Requests: every case sends one usher cookie (access token for b, c, d; visitor token for a, e, f)"
+    echo "- Requests: every case sends one usher cookie (access token for b, c, d, g-j; visitor token for a, e, f)"
+    echo "- TLS (g-j): one ECDSA P-256 certificate for both servers, TLS 1.2 and 1.3 offered, HTTP/1.1 (wrk); i and j send \`Connection: close\`, so each request is a new connection and a full handshake (req/s = handshakes/s)"
     echo "- server CPU µs/req: user+system CPU time of the server under test (nginx: master and worker) during the measured run, divided by the requests served; origin likewise"
     echo
     echo "| case | req/s | p50 ms | p99 ms | errors | server CPU µs/req | origin CPU µs/req | busy before (%) | steal during (%) |"
@@ -507,6 +565,10 @@ MD="$RESULTS_DIR/latest.md"
     echo "| bare Pingora page / nginx static (f/a) | $R_FLOOR_NGINX | (info) | |"
     echo "| usher admitted / nginx proxy_pass (d/b) | $R_ADMIT_NGINX | (info) | |"
     echo "| bare Pingora / nginx proxy_pass (c/b) | $R_BARE_NGINX | (info) | |"
+    echo "| usher TLS / nginx TLS, kept alive (h/g), req/s | $R_TLS | (info) | rounds $(spread <<<"$R_TLS_ROUNDS") |"
+    echo "| usher TLS / nginx TLS, handshakes/s (j/i) | $R_HANDSHAKE | (info) | rounds $(spread <<<"$R_HANDSHAKE_ROUNDS") |"
+    echo "| CPU per request: nginx TLS / usher TLS, kept alive (g/h) | $R_TLS_CPU | (info) | |"
+    echo "| CPU per handshake: nginx TLS / usher TLS (i/j) | $R_HANDSHAKE_CPU | (info) | |"
     echo
     echo "The two target ratios are medians of per-round ratios (each pair runs back to back); the"
     echo "other ratios divide the medians in the first table. CPU ratios are inverted so that higher"

@@ -15,6 +15,7 @@ mod server;
 mod store;
 pub mod timestamp;
 mod tokens;
+mod upstreams;
 mod validate;
 mod zones;
 

@@ -99,12 +99,12 @@ pub struct CertFiles {
 }
 
 /// `[upstreams.NAME]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     /// The upstream's name.
     pub name: String,
-    /// Origin addresses; requests are spread over them round-robin.
-    pub addrs: Vec<SocketAddr>,
+    /// Origin addresses (literal or host names, resolved at start and every `resolve_every`).
+    pub addrs: Vec<OriginAddr>,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
     /// How long the origin may take to start its response (from the end of the request to the
@@ -112,6 +112,88 @@ pub struct UpstreamConfig {
     pub read_timeout: Duration,
     /// How long a response being streamed or an upgraded connection (WebSocket) may stay idle.
     pub idle_timeout: Duration,
+    /// How often host names in `addrs` are resolved again.
+    pub resolve_every: Duration,
+    /// Connect to the origin over TLS; `None`: plain TCP.
+    pub tls: Option<UpstreamTls>,
+    /// The `Host` the origin is sent (for shops that route by name); `None`: the visitor's.
+    pub host_header: Option<String>,
+    /// Active health checks; `None`: every address is taken to be up.
+    pub health_check: Option<HealthCheck>,
+    /// How a request picks an address.
+    pub balance: Balance,
+}
+
+/// One entry of an upstream's `addrs`: a host (an IP address or a name) and a port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OriginAddr {
+    /// An IP address (without brackets) or a host name (lower case).
+    pub host: String,
+    /// The port.
+    pub port: u16,
+}
+
+impl OriginAddr {
+    /// The address itself when the host is an IP address (no lookup needed).
+    pub fn literal(&self) -> Option<SocketAddr> {
+        let ip: std::net::IpAddr = self.host.parse().ok()?;
+        Some(SocketAddr::new(ip, self.port))
+    }
+}
+
+impl std::fmt::Display for OriginAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.host.contains(':') {
+            true => write!(f, "[{}]:{}", self.host, self.port),
+            false => write!(f, "{}:{}", self.host, self.port),
+        }
+    }
+}
+
+/// `[upstreams.NAME] tls = true` with its `sni` and `ca_file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// The name sent in SNI and verified against the origin's certificate; `None`: each
+    /// address's own host (its name, or its IP address).
+    pub sni: Option<String>,
+    /// The roots the origin's certificate is verified against (PEM); `None`: the system's.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// `[upstreams.NAME] health_check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// `GET path` answered with a 2xx, or a TCP (TLS) connection.
+    pub probe: Probe,
+    /// Time between checks of each address.
+    pub interval: Duration,
+    /// How long one check may take.
+    pub timeout: Duration,
+    /// Consecutive failed checks that take an address out.
+    pub fall: u32,
+    /// Consecutive passed checks that put it back.
+    pub rise: u32,
+}
+
+/// What a health check does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// `GET` this path (with the upstream's `Host`), expecting a 2xx.
+    Http(String),
+    /// Open a connection (and the TLS handshake, on a TLS upstream).
+    Tcp,
+}
+
+/// `[upstreams.NAME] balance`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Each address in turn (the default).
+    RoundRobin,
+    /// The address with the fewest requests in flight.
+    LeastConnections,
+    /// Consistent hashing by visitor: an admitted visitor stays on one origin machine while it
+    /// is up.
+    Visitor,
 }
 
 /// What a zone does with visitors (`mode`).

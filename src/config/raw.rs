@@ -152,6 +152,26 @@ pub struct RawUpstream {
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    pub resolve_every: Option<String>,
+    pub tls: Option<bool>,
+    pub sni: Option<String>,
+    pub ca_file: Option<String>,
+    pub host_header: Option<String>,
+    pub health_check: Option<RawHealthCheck>,
+    pub balance: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `[upstreams.NAME] health_check`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawHealthCheck {
+    pub path: Option<String>,
+    pub tcp: Option<bool>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub fall: Option<i64>,
+    pub rise: Option<i64>,
     #[serde(flatten)]
     pub extra: Extra,
 }

@@ -1,4 +1,4 @@
-//! `[server]` and `[upstreams.NAME]`.
+//! `[server]`.
 
 use super::checker::Checker;
 use super::model::*;
@@ -7,60 +7,6 @@ use crate::request::client::{Cidr, TrustedProxies};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-pub(super) fn upstreams(
-    c: &mut Checker,
-    raw: &BTreeMap<String, RawUpstream>,
-) -> BTreeMap<String, UpstreamConfig> {
-    let mut out = BTreeMap::new();
-    if raw.is_empty() {
-        c.problem("upstreams", "at least one upstream is required");
-    }
-    for (name, up) in raw {
-        let path = format!("upstreams.{name}");
-        c.unknown_keys(&path, &up.extra);
-        c.plain_name(&path, name, "metric labels");
-        let addrs: Vec<SocketAddr> = match &up.addrs {
-            None => {
-                c.problem(format!("{path}.addrs"), "is required");
-                Vec::new()
-            }
-            Some(list) if list.is_empty() => {
-                c.problem(format!("{path}.addrs"), "must name at least one address");
-                Vec::new()
-            }
-            Some(list) => list
-                .iter()
-                .enumerate()
-                .filter_map(|(i, a)| c.addr(format!("{path}.addrs[{i}]"), a))
-                .collect(),
-        };
-        let connect_timeout =
-            c.duration(format!("{path}.connect_timeout"), &up.connect_timeout, "2s");
-        let read_timeout = c.duration(format!("{path}.read_timeout"), &up.read_timeout, "30s");
-        let idle_timeout = c.duration(format!("{path}.idle_timeout"), &up.idle_timeout, "1h");
-        for (key, value) in [
-            ("connect_timeout", connect_timeout),
-            ("read_timeout", read_timeout),
-            ("idle_timeout", idle_timeout),
-        ] {
-            if value.is_zero() {
-                c.problem(format!("{path}.{key}"), "must be > 0");
-            }
-        }
-        out.insert(
-            name.clone(),
-            UpstreamConfig {
-                name: name.clone(),
-                addrs,
-                connect_timeout,
-                read_timeout,
-                idle_timeout,
-            },
-        );
-    }
-    out
-}
 
 pub(super) fn server(
     c: &mut Checker,

@@ -17,7 +17,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
     };
     c.unknown_keys("", &raw.extra);
 
-    let upstreams = super::server::upstreams(&mut c, &raw.upstreams);
+    let upstreams = super::upstreams::upstreams(&mut c, &raw.upstreams, base);
     let server = super::server::server(&mut c, &raw.server, &upstreams, base);
     let strings = Arc::new(page::strings(
         &mut c,

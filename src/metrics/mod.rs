@@ -3,8 +3,8 @@
 //! never from visitors, so cardinality stays bounded.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric family usher exports.
@@ -38,6 +38,23 @@ pub struct Metrics {
     /// `usher_upstream_errors_total{upstream, kind}`: forwards the origin never answered
     /// (`unreachable`: refused, reset, closed; `timeout`: no response in time).
     pub upstream_errors: IntCounterVec,
+    /// `usher_origin_up{upstream, addr}`: 1 while the origin address passes its health checks
+    /// (always 1 without `health_check`).
+    pub origin_up: IntGaugeVec,
+    /// `usher_origin_requests_total{upstream, addr}`: attempts sent to each origin address.
+    pub origin_requests: IntCounterVec,
+    /// `usher_origin_errors_total{upstream, addr, kind}`: attempts that failed, by kind
+    /// (`connect`, `timeout`, `closed`).
+    pub origin_errors: IntCounterVec,
+    /// `usher_origin_response_seconds{upstream, addr}`: from the request sent to the origin's
+    /// response header.
+    pub origin_response: HistogramVec,
+    /// `usher_upstream_resolve_failures_total{upstream}`: background lookups of an origin host
+    /// name that failed (the name keeps its last addresses).
+    pub resolve_failures: IntCounterVec,
+    /// `usher_upstream_retries_total{upstream}`: requests sent to a second address after the
+    /// first could not be connected to, or (idempotent ones) failed before it answered.
+    pub upstream_retries: IntCounterVec,
     /// `usher_exchanger_tick_seconds`: time of one exchanger pass over all zones.
     pub tick_seconds: Histogram,
     /// `usher_feed_lag_seconds`: how long the last change this node heard of took to reach it
@@ -119,6 +136,52 @@ impl Metrics {
             "Forwards the origin never answered, by upstream and kind (unreachable, timeout).",
             &["upstream", "kind"],
         );
+        let origin_requests = counter(
+            "usher_origin_requests_total",
+            "Attempts sent to each origin address.",
+            &["upstream", "addr"],
+        );
+        let origin_errors = counter(
+            "usher_origin_errors_total",
+            "Attempts on an origin address that failed, by kind (connect, timeout, closed).",
+            &["upstream", "addr", "kind"],
+        );
+        let resolve_failures = counter(
+            "usher_upstream_resolve_failures_total",
+            "Background lookups of an origin host name that failed (it keeps its last addresses).",
+            &["upstream"],
+        );
+        let upstream_retries = counter(
+            "usher_upstream_retries_total",
+            "Requests sent to a second origin address after the first could not be connected to, or \
+             (idempotent ones) failed before it answered.",
+            &["upstream"],
+        );
+        let origin_up = IntGaugeVec::new(
+            Opts::new(
+                "usher_origin_up",
+                "1 while the origin address passes its health checks (always 1 without health_check).",
+            ),
+            &["upstream", "addr"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(origin_up.clone()))
+            .expect("unique metric");
+        let origin_response = HistogramVec::new(
+            HistogramOpts::new(
+                "usher_origin_response_seconds",
+                "From the request sent to an origin address to its response header.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["upstream", "addr"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(origin_response.clone()))
+            .expect("unique metric");
         let client_refusals = counter(
             "usher_client_refusals_total",
             "Requests refused because one client went over a [defence] limit, by zone and reason.",
@@ -252,6 +315,12 @@ impl Metrics {
             store_errors,
             refused,
             upstream_errors,
+            origin_up,
+            origin_requests,
+            origin_errors,
+            origin_response,
+            resolve_failures,
+            upstream_retries,
             tick_seconds,
             feed_lag,
             connections_open,

@@ -26,10 +26,11 @@ mod facts;
 mod header_deadline;
 pub mod proxy_header;
 mod upstream_headers;
+mod upstreams;
 mod watchdog;
 mod writers;
 
-use crate::config::{Config, UpstreamConfig};
+use crate::config::Config;
 use crate::lifecycle::{Lifecycle, RequestGuard};
 use crate::page::OriginError;
 use crate::request::client::TrustedProxies;
@@ -40,50 +41,13 @@ use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use watchdog::{Watchdog, Watchdogs};
 
 pub use connections::Connections;
-
-/// An upstream's addresses with a round-robin cursor.
-struct Upstream {
-    config: UpstreamConfig,
-    next: AtomicUsize,
-}
-
-/// The upstreams in force, swapped whole by a reload; a request keeps the one it started
-/// with.
-pub struct Upstreams(arc_swap::ArcSwap<HashMap<String, Arc<Upstream>>>);
-
-impl Upstreams {
-    fn of(config: &Config) -> HashMap<String, Arc<Upstream>> {
-        config
-            .upstreams
-            .values()
-            .map(|config| {
-                let upstream = Upstream {
-                    config: config.clone(),
-                    next: AtomicUsize::new(0),
-                };
-                (config.name.clone(), Arc::new(upstream))
-            })
-            .collect()
-    }
-
-    /// Puts `config`'s upstreams in force. An upstream the new config no longer names stays
-    /// (with its old addresses), so a request already routed to it still finds it; it is gone
-    /// after a restart.
-    pub fn replace(&self, config: &Config) {
-        let mut next = Upstreams::of(config);
-        for (name, upstream) in self.0.load().iter() {
-            next.entry(name.clone()).or_insert_with(|| upstream.clone());
-        }
-        self.0.store(Arc::new(next));
-    }
-}
+pub use upstreams::{Upstream, Upstreams};
 
 /// usher as a Pingora proxy.
 pub struct UsherProxy {
@@ -126,14 +90,22 @@ pub struct RequestCtx {
     open: Option<RequestGuard>,
     /// The forward's upstream, looked up once: the request keeps it through a reload.
     upstream: Option<Arc<Upstream>>,
+    /// The origin address of the current attempt, counted in flight while held.
+    picked: Option<upstreams::Picked>,
+    /// When the current attempt's connection was ready (its response time starts there).
+    sent_at: Option<std::time::Instant>,
+    /// The address whose connection failed, which the retry avoids.
+    failed: Option<std::net::SocketAddr>,
 }
 
 impl UsherProxy {
     /// The proxy of `room` for `config`: its upstreams, cookie prefix and `[server]` settings.
-    pub fn new(room: Arc<Room>, config: &Config, lifecycle: Arc<Lifecycle>) -> Self {
-        let upstreams = Arc::new(Upstreams(arc_swap::ArcSwap::from_pointee(Upstreams::of(
-            config,
-        ))));
+    pub fn new(
+        room: Arc<Room>,
+        config: &Config,
+        lifecycle: Arc<Lifecycle>,
+        upstreams: Arc<Upstreams>,
+    ) -> Self {
         UsherProxy {
             room,
             upstreams,
@@ -151,11 +123,6 @@ impl UsherProxy {
         }
     }
 
-    /// The upstreams in force (a reload replaces them).
-    pub fn upstreams(&self) -> Arc<Upstreams> {
-        self.upstreams.clone()
-    }
-
     /// The forward's upstream, from the table in force when the request first asks.
     fn upstream(&self, ctx: &mut RequestCtx) -> Result<Arc<Upstream>> {
         if let Some(upstream) = &ctx.upstream {
@@ -166,7 +133,7 @@ impl UsherProxy {
             .as_ref()
             .map(|f| f.upstream.as_str())
             .unwrap_or_default();
-        let upstream = self.upstreams.0.load().get(name).cloned().ok_or_else(|| {
+        let upstream = self.upstreams.get(name).ok_or_else(|| {
             Error::explain(ErrorType::InternalError, format!("no upstream `{name}`"))
         })?;
         ctx.upstream = Some(upstream.clone());
@@ -217,6 +184,21 @@ fn origin_error(e: &Error, timed_out: bool) -> Option<OriginError> {
         }
         _ => OriginError::Unreachable,
     })
+}
+
+/// Whether the current attempt may be retried on another address of its upstream: once per
+/// request, and only when there is another. The failed address is avoided by the next pick.
+fn retry_elsewhere(ctx: &mut RequestCtx) -> bool {
+    let (Some(upstream), Some(picked)) = (&ctx.upstream, &ctx.picked) else {
+        return false;
+    };
+    let another = upstream.addresses().iter().any(|(a, _)| *a != picked.addr);
+    if ctx.failed.is_some() || !another {
+        return false;
+    }
+    ctx.failed = Some(picked.addr);
+    upstream.retried();
+    true
 }
 
 /// `Cache-Control` for a response that carries one of usher's cookies: whatever the origin
@@ -350,26 +332,60 @@ impl ProxyHttp for UsherProxy {
         }
     }
 
-    /// The decided upstream, round-robin over its addresses. Reads may idle for `idle_timeout`
+    /// An address of the decided upstream, by its balancing policy (avoiding one that just
+    /// failed to connect); TLS, SNI and roots as configured. Reads may idle for `idle_timeout`
     /// once the response began; the first byte has `read_timeout` ([`watchdog`]).
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         let upstream = self.upstream(ctx)?;
-        let addrs = &upstream.config.addrs;
-        let i = upstream.next.fetch_add(1, Ordering::Relaxed) % addrs.len().max(1);
-        let addr = addrs.get(i).ok_or_else(|| {
+        // The visitor, for `balance = "visitor"`; a request without a session by its client.
+        let visitor = ctx
+            .forward
+            .as_ref()
+            .and_then(|f| f.session.as_ref())
+            .map(|s| s.visitor.0.to_be_bytes().to_vec());
+        let key = visitor.unwrap_or_else(|| {
+            let ip = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            ip.map(|ip| ip.to_string().into_bytes()).unwrap_or_default()
+        });
+        // The previous attempt's hold ends before the next one is counted.
+        ctx.picked = None;
+        let picked = upstream.pick(&key, ctx.failed).ok_or_else(|| {
             Error::explain(
                 ErrorType::InternalError,
                 format!("upstream `{}` has no address", upstream.config.name),
             )
         })?;
-        let mut peer = HttpPeer::new(*addr, false, String::new());
-        peer.options.connection_timeout = Some(upstream.config.connect_timeout);
-        peer.options.read_timeout = Some(upstream.config.idle_timeout);
+        let peer = upstream.peer(&picked);
+        ctx.picked = Some(picked);
         Ok(Box::new(peer))
+    }
+
+    /// A connection that could not be made is tried once more on another address: nothing
+    /// reached the origin, so any method is safe to send again.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let (Some(upstream), Some(picked)) = (ctx.upstream.clone(), ctx.picked.as_ref()) else {
+            return e;
+        };
+        let kind = match e.etype() {
+            ErrorType::ConnectTimedout => "timeout",
+            _ => "connect",
+        };
+        upstream.failed(picked.addr, kind);
+        e.set_retry(retry_elsewhere(ctx));
+        e
     }
 
     /// Arms the first-byte deadline on the connection the request goes out on.
@@ -385,6 +401,7 @@ impl ProxyHttp for UsherProxy {
     ) -> Result<()> {
         let timeout = self.upstream(ctx)?.config.read_timeout;
         ctx.watchdog = self.watchdogs.arm(fd, timeout, ctx.timed_out.clone());
+        ctx.sent_at = Some(std::time::Instant::now());
         Ok(())
     }
 
@@ -423,6 +440,10 @@ impl ProxyHttp for UsherProxy {
             ctx.host.as_deref(),
             self.scheme,
         )?;
+        // A shop that routes by name gets the name it expects.
+        if let Some(host) = self.upstream(ctx)?.config.host_header.as_deref() {
+            upstream_request.insert_header("host", host)?;
+        }
         // Pingora sends HTTP/1.1 upstream, where a Host is required: an HTTP/2 request's is its
         // `:authority`; a request that named none (HTTP/1.0) was gated as the default host, and
         // goes to the origin as such.
@@ -447,6 +468,9 @@ impl ProxyHttp for UsherProxy {
     ) -> Result<()> {
         ctx.watchdog = None;
         ctx.answered = true;
+        if let (Some(picked), Some(sent)) = (&ctx.picked, ctx.sent_at) {
+            picked.hold.answered(sent.elapsed());
+        }
         Ok(())
     }
 
@@ -505,8 +529,10 @@ impl ProxyHttp for UsherProxy {
         Ok(())
     }
 
-    /// An error after the connection was made: a request cut by the first-byte deadline is not
-    /// retried (it would wait the whole deadline again).
+    /// An error after the connection was made. An idempotent request whose connection failed
+    /// before the origin answered is tried once more on another address (the origin may have
+    /// died under it); a request cut by the first-byte deadline is not retried (it would wait
+    /// the whole deadline again).
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
@@ -517,11 +543,18 @@ impl ProxyHttp for UsherProxy {
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
         let timed_out = ctx.timed_out.load(Ordering::Acquire);
-        if timed_out
-            || !session.req_header().method.is_idempotent()
-            || session.as_ref().retry_buffer_truncated()
-        {
+        if let (Some(upstream), Some(picked)) = (&ctx.upstream, &ctx.picked) {
+            if *e.esource() == ErrorSource::Upstream {
+                upstream.failed(picked.addr, if timed_out { "timeout" } else { "closed" });
+            }
+        }
+        let retryable = !timed_out
+            && session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        if !retryable {
             e.set_retry(false);
+        } else if !ctx.answered && *e.esource() == ErrorSource::Upstream && retry_elsewhere(ctx) {
+            e.set_retry(true);
         } else {
             e.retry.decide_reuse(client_reused);
         }
@@ -620,34 +653,6 @@ mod tests {
         ] {
             assert_eq!(private_cache_control(origin), expected, "{origin:?}");
         }
-    }
-
-    #[test]
-    fn a_reload_replaces_upstreams_and_keeps_the_ones_it_no_longer_names() {
-        let config = |upstreams: &str| {
-            let text = format!(
-                "{upstreams}[tokens]\nsigning_key = {{ kid = \"k\", env = \"X\" }}\n\
-                 [zones.a]\npaths = [\"/a\"]\ncapacity = 1\nadmit_per_minute = 60\n"
-            );
-            crate::config::parse(&text, std::path::Path::new(".")).expect("valid")
-        };
-        let before = config("[upstreams.shop]\naddrs = [\"127.0.0.1:9\"]\n");
-        let upstreams = Upstreams(arc_swap::ArcSwap::from_pointee(Upstreams::of(&before)));
-        let after = config(
-            "[server]\ndefault_upstream = \"new\"\n\
-             [upstreams.new]\naddrs = [\"127.0.0.2:9\"]\n",
-        );
-        upstreams.replace(&after);
-        let table = upstreams.0.load();
-        let addrs = |name: &str| table.get(name).map(|u| u.config.addrs.clone());
-        assert_eq!(
-            addrs("new"),
-            Some(vec!["127.0.0.2:9".parse().expect("addr")])
-        );
-        assert_eq!(
-            addrs("shop"),
-            Some(vec!["127.0.0.1:9".parse().expect("addr")])
-        );
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct Takeover {
 pub struct NodeWork {
     /// The room whose cache is kept warm.
     pub room: Arc<Room>,
+    /// The origin pools, whose names and health this work keeps current.
+    pub upstreams: Arc<crate::proxy::Upstreams>,
     /// The change feed that keeps the edge cache warm.
     pub feed: Arc<dyn ChangeFeed>,
     /// The embedded store, snapshotted periodically and at shutdown; `None` for the CQL store.
@@ -88,6 +90,7 @@ impl BackgroundService for NodeWork {
     }
 
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.upstreams.start();
         let feed = self.feed.subscribe();
         // Changes between the warm-up and this subscription: load once more.
         self.warm().await;

@@ -78,6 +78,9 @@ pub enum StartError {
     /// A TLS certificate could not be used.
     #[error("TLS certificates: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Tls(Vec<Problem>),
+    /// An upstream cannot be used (a name that does not resolve, an unreadable `ca_file`).
+    #[error("upstreams: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Upstreams(Vec<Problem>),
     /// The store could not be opened.
     #[error("opening the store: {0}")]
     Store(#[from] StoreError),
@@ -275,12 +278,21 @@ pub fn build_server(
     // During an upgrade: blocks until the running usher sends its listening sockets.
     server.bootstrap();
 
-    let proxy = UsherProxy::new(node.room.clone(), config, lifecycle.clone());
+    let upstreams = Arc::new(
+        crate::proxy::Upstreams::new(config, node.metrics.clone())
+            .map_err(StartError::Upstreams)?,
+    );
+    let proxy = UsherProxy::new(
+        node.room.clone(),
+        config,
+        lifecycle.clone(),
+        upstreams.clone(),
+    );
     let reloader: Arc<dyn crate::admin::Reload> = Arc::new(reload::Reloader::new(
         path.to_path_buf(),
         config.clone(),
         node.room.clone(),
-        proxy.upstreams(),
+        upstreams.clone(),
         certificates.clone(),
         clock.clone(),
     ));
@@ -323,6 +335,7 @@ pub fn build_server(
     });
     let work = NodeWork {
         room: node.room.clone(),
+        upstreams: upstreams.clone(),
         feed: node.feed.clone(),
         embedded: node.embedded.clone(),
         upgrade_marker: upgrade.then(|| signals::taken_marker(&config.server.upgrade_sock)),
@@ -341,12 +354,19 @@ pub fn build_server(
     proxy_handle.add_dependency(&background_handle);
 
     if let (Some(listen), Some(_)) = (config.server.redirect_listen, &certificates) {
-        let mut redirect_service = pingora::services::listening::Service::new(
-            "usher redirect".to_string(),
+        // Counted with the proxy's connections and given the same header deadline (never
+        // disarmed here: a redirected browser moves to HTTPS, so an idle connection is cut).
+        let redirect = Connections::new(
             pingora::apps::http_app::HttpServer::new_app(redirect_app::RedirectApp::new(
                 config.server.listen.port(),
             )),
+            lifecycle.clone(),
+            node.metrics.clone(),
+            max_connections,
+            config.server.header_timeout,
         );
+        let mut redirect_service =
+            pingora::services::listening::Service::new("usher redirect".to_string(), redirect);
         redirect_service.add_tcp(&listen.to_string());
         server.add_service(redirect_service);
     }

@@ -137,8 +137,9 @@ impl Reloader {
             }]
         };
         self.room.check_zones(&config).map_err(refused)?;
-        // Upstreams first, so a zone moved to a new upstream finds it at once.
-        self.upstreams.replace(&config);
+        // Upstreams first, so a zone moved to a new upstream finds it at once. A new or changed
+        // upstream's names are resolved here: one that does not resolve refuses the reload.
+        self.upstreams.replace(&config)?;
         self.room.tokens().replace_keys(keyring);
         if let (Some(serving), Some(loaded)) = (&self.certificates, certificates) {
             serving.replace(loaded);

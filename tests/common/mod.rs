@@ -112,6 +112,19 @@ impl Usher {
         upstream: &str,
         zones: &str,
     ) -> Usher {
+        Usher::start_with_addrs(dir, &[&origin.to_string()], server, upstream, zones)
+    }
+
+    /// [`Usher::start_with`] in front of several origin addresses (or host names).
+    pub fn start_with_addrs(
+        dir: &Path,
+        origins: &[&str],
+        server: &str,
+        upstream: &str,
+        zones: &str,
+    ) -> Usher {
+        let origins: Vec<String> = origins.iter().map(|o| format!("\"{o}\"")).collect();
+        let origins = origins.join(", ");
         let addr = free_addr();
         let metrics = free_addr();
         let key = ensure_key(dir);
@@ -123,7 +136,7 @@ impl Usher {
         };
         let text = format!(
             "[server]\nlisten = \"{addr}\"\n{grace}{server}\n\
-             [upstreams.shop]\naddrs = [\"{origin}\"]\n{upstream}\n\
+             [upstreams.shop]\naddrs = [{origins}]\n{upstream}\n\
              [tokens]\nsigning_key = {{ kid = \"test\", file = \"{key}\" }}\n\
              [metrics]\nlisten = \"{metrics}\"\n{zones}\n"
         );

@@ -89,8 +89,24 @@ impl Origin {
             NginxCheckout::Prefix => ("nginx", "/checkout"),
             NginxCheckout::CaseInsensitiveRegex => ("nginx-ci", "~* ^/checkout"),
         };
-        let template = std::fs::read_to_string(programs_dir().join("nginx.conf.template"))
-            .expect("read tests/origins/nginx.conf.template");
+        Origin::nginx_with(name, "nginx.conf.template", &[("@CHECKOUT@", location)])
+    }
+
+    /// nginx serving HTTPS with `cert` and `key` (`tests/origins/nginx-tls.conf.template`); it
+    /// answers with the Host and SNI name it got.
+    pub fn nginx_tls(cert: &Path, key: &Path) -> Origin {
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        Origin::nginx_with(
+            "nginx-tls",
+            "nginx-tls.conf.template",
+            &[("@CERT@", &cert), ("@KEY@", &key)],
+        )
+    }
+
+    /// nginx from the template `file` with `@PREFIX@`, `@PORT@` and `fill` filled in.
+    fn nginx_with(name: &str, file: &str, fill: &[(&str, &str)]) -> Origin {
+        let template = std::fs::read_to_string(programs_dir().join(file))
+            .unwrap_or_else(|e| panic!("read tests/origins/{file}: {e}"));
         let binary = nginx_binary();
         // nginx cannot report a port it picked, so it gets a free one; should another process
         // take it first, nginx exits and the next try has a new one.
@@ -99,10 +115,12 @@ impl Origin {
             let dir = tempfile::tempdir().expect("nginx prefix");
             let port = free_port();
             let conf = dir.path().join("nginx.conf");
-            let text = template
+            let mut text = template
                 .replace("@PREFIX@", &dir.path().display().to_string())
-                .replace("@PORT@", &port.to_string())
-                .replace("@CHECKOUT@", location);
+                .replace("@PORT@", &port.to_string());
+            for (from, to) in fill {
+                text = text.replace(from, to);
+            }
             std::fs::write(&conf, text).expect("write nginx.conf");
             let log = dir.path().join("stderr.log");
             let mut command = Command::new(&binary);
@@ -127,7 +145,7 @@ impl Origin {
             }
             last = origin.log();
         }
-        panic!("nginx did not start in three tries:\n{last}");
+        panic!("{name} did not start in three tries:\n{last}");
     }
 
     /// The Flask app, on Werkzeug's threaded server.
