@@ -537,14 +537,28 @@ fn an_upstream_by_name_and_an_https_upstream_verified_against_its_own_roots() {
 
 #[test]
 fn a_dead_origin_address_is_taken_out_and_put_back_and_no_visitor_sees_an_error() {
+    dead_origin_under_traffic(
+        "health_check = { path = \"/health\", interval = \"200ms\", timeout = \"150ms\", \
+         fall = 1, rise = 1 }\n",
+    );
+}
+
+#[test]
+fn a_tcp_health_check_takes_a_dead_address_out_too() {
+    dead_origin_under_traffic(
+        "health_check = { tcp = true, interval = \"200ms\", timeout = \"150ms\", fall = 1, \
+         rise = 1 }\nbalance = \"least_connections\"\n",
+    );
+}
+
+/// Two python origins behind `upstream` (its health check and balance); visitors keep coming
+/// while one is killed and started again.
+fn dead_origin_under_traffic(upstream: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (a, b) = (free_addr(), free_addr());
     let (site_a, site_b) = (site(dir.path(), "a"), site(dir.path(), "b"));
     let mut origin_a = Some(PyOrigin::start(a, &site_a));
     let _origin_b = PyOrigin::start(b, &site_b);
-    let upstream =
-        "health_check = { path = \"/health\", interval = \"200ms\", timeout = \"150ms\", \
-                    fall = 1, rise = 1 }\n";
     let (a_text, b_text) = (a.to_string(), b.to_string());
     let usher = Usher::start_with_addrs(dir.path(), &[&a_text, &b_text], "", upstream, ZONE);
     let up = |addr: SocketAddr| {
@@ -597,6 +611,16 @@ fn a_dead_origin_address_is_taken_out_and_put_back_and_no_visitor_sees_an_error(
     visitors.join().expect("visitors");
     let errors = counts.lock().expect("lock").2.clone();
     assert!(errors.is_empty(), "visitors saw errors: {errors:?}");
+    // Per address: its attempts, its failures (a refused connection) and its response times.
+    let series = |name: &str, addr: SocketAddr, extra: &str| {
+        usher.metric(&format!(
+            "{name}{{addr=\"{addr}\"{extra},upstream=\"shop\"}}"
+        ))
+    };
+    assert!(series("usher_origin_requests_total", a, "") > 5.0);
+    assert!(series("usher_origin_requests_total", b, "") > 5.0);
+    assert!(series("usher_origin_errors_total", a, ",kind=\"connect\"") >= 1.0);
+    assert!(series("usher_origin_response_seconds_count", b, "") > 5.0);
 }
 
 /// HAProxy from apt in TCP mode in front of usher: one frontend sending PROXY v1

@@ -30,7 +30,7 @@ mod upstreams;
 mod watchdog;
 mod writers;
 
-use crate::config::Config;
+use crate::config::{Balance, Config};
 use crate::lifecycle::{Lifecycle, RequestGuard};
 use crate::page::OriginError;
 use crate::request::client::TrustedProxies;
@@ -184,6 +184,20 @@ fn origin_error(e: &Error, timed_out: bool) -> Option<OriginError> {
         }
         _ => OriginError::Unreachable,
     })
+}
+
+/// What `balance = "visitor"` hashes: the visitor's id, or for a request without a session
+/// (a path outside every zone) its client's address.
+fn balance_key(ctx: &RequestCtx, session: &Session) -> Vec<u8> {
+    let visitor = ctx.forward.as_ref().and_then(|f| f.session.as_ref());
+    match visitor {
+        Some(s) => s.visitor.0.to_be_bytes().to_vec(),
+        None => session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string().into_bytes())
+            .unwrap_or_default(),
+    }
 }
 
 /// Whether the current attempt may be retried on another address of its upstream: once per
@@ -341,19 +355,12 @@ impl ProxyHttp for UsherProxy {
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         let upstream = self.upstream(ctx)?;
-        // The visitor, for `balance = "visitor"`; a request without a session by its client.
-        let visitor = ctx
-            .forward
-            .as_ref()
-            .and_then(|f| f.session.as_ref())
-            .map(|s| s.visitor.0.to_be_bytes().to_vec());
-        let key = visitor.unwrap_or_else(|| {
-            let ip = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip());
-            ip.map(|ip| ip.to_string().into_bytes()).unwrap_or_default()
-        });
+        // Only consistent hashing needs a key: the visitor, or the client of a request without
+        // a session.
+        let key = match upstream.config.balance {
+            Balance::Visitor => balance_key(ctx, session),
+            _ => Vec::new(),
+        };
         // The previous attempt's hold ends before the next one is counted.
         ctx.picked = None;
         let picked = upstream.pick(&key, ctx.failed).ok_or_else(|| {

@@ -150,6 +150,8 @@ pub struct Upstream {
     ca: Option<Arc<CaType>>,
     /// In-flight counts and metric handles, per address.
     stats: DashMap<SocketAddr, Arc<AddrStats>>,
+    /// Where `least_connections` starts looking, so ties take turns.
+    turn: AtomicUsize,
     metrics: Metrics,
     /// When the names are due to be resolved again, and the health checked again.
     due: Mutex<(Instant, Instant)>,
@@ -213,8 +215,6 @@ impl InFlight {
 pub struct Picked {
     /// Where to connect.
     pub addr: SocketAddr,
-    /// The host name it came from (for SNI), or its IP address.
-    pub host: String,
     /// Counts the attempt in flight.
     pub hold: InFlight,
 }
@@ -267,6 +267,7 @@ impl Upstream {
             resolver,
             ca,
             stats: DashMap::new(),
+            turn: AtomicUsize::new(0),
             metrics: metrics.clone(),
         };
         pool.publish_health();
@@ -294,28 +295,33 @@ impl Upstream {
         stats.requests.inc();
         Some(Picked {
             addr,
-            host: self.resolver.host_of(addr),
             hold: InFlight(stats),
         })
     }
 
-    /// The healthy address with the fewest requests in flight (ties: the first in order).
+    /// The healthy address with the fewest requests in flight. Ties (the usual case on a
+    /// quiet shop) go round robin, so a light load is still spread.
     fn least_loaded(&self, accept: &dyn Fn(&Backend) -> bool) -> Option<Backend> {
         let backends = self.balancer.backends();
-        backends
-            .get_backend()
+        let all = backends.get_backend();
+        let candidates: Vec<&Backend> = all
             .iter()
             .filter(|b| accept(b) && backends.ready(b))
-            .min_by_key(|b| {
-                b.addr
-                    .as_inet()
-                    .and_then(|a| {
-                        self.stats
-                            .get(a)
-                            .map(|s| s.in_flight.load(Ordering::Relaxed))
-                    })
-                    .unwrap_or(0)
-            })
+            .collect();
+        let start = self.turn.fetch_add(1, Ordering::Relaxed);
+        let in_flight = |b: &Backend| {
+            b.addr
+                .as_inet()
+                .and_then(|a| {
+                    self.stats
+                        .get(a)
+                        .map(|s| s.in_flight.load(Ordering::Relaxed))
+                })
+                .unwrap_or(0)
+        };
+        (0..candidates.len())
+            .map(|i| candidates[(start + i) % candidates.len()])
+            .min_by_key(|b| in_flight(b))
             .cloned()
     }
 
@@ -354,10 +360,16 @@ impl Upstream {
             .inc();
     }
 
-    /// The peer for `picked`: TLS with SNI and roots as configured, the upstream's timeouts.
+    /// The peer for `picked`: TLS with SNI (`sni`, or the host name the address came from,
+    /// or the address itself) and roots as configured, the upstream's timeouts.
     pub fn peer(&self, picked: &Picked) -> HttpPeer {
         let (tls, sni) = match &self.config.tls {
-            Some(tls) => (true, tls.sni.clone().unwrap_or_else(|| picked.host.clone())),
+            Some(tls) => (
+                true,
+                tls.sni
+                    .clone()
+                    .unwrap_or_else(|| self.resolver.host_of(picked.addr)),
+            ),
             None => (false, String::new()),
         };
         let mut peer = HttpPeer::new(picked.addr, tls, sni);

@@ -38,9 +38,12 @@ fn names_are_resolved_and_a_name_that_does_not_resolve_is_named() {
         .pick(b"", Some("127.0.0.7:9".parse().expect("addr")))
         .expect("an address");
     assert_eq!(
-        picked.host, "localhost",
+        shop.resolver.host_of(picked.addr),
+        "localhost",
         "SNI for a resolved name is the name"
     );
+    let literal = "127.0.0.7:9".parse().expect("addr");
+    assert_eq!(shop.resolver.host_of(literal), "127.0.0.7");
 
     let problems = Upstreams::new(
         &config("[upstreams.shop]\naddrs = [\"127.0.0.1:9\", \"no-such-host.invalid:80\"]\n"),
@@ -120,6 +123,10 @@ fn least_connections_picks_the_address_with_the_fewest_in_flight() {
         "[upstreams.shop]\naddrs = [\"127.0.0.1:1\", \"127.0.0.2:1\"]\nbalance = \"least_connections\"\n",
     );
     let shop = upstreams.get("shop").expect("shop");
+    // Idle: they take turns.
+    let one = shop.pick(b"", None).expect("pick").addr;
+    let two = shop.pick(b"", None).expect("pick").addr;
+    assert_ne!(one, two, "ties take turns");
     let first = shop.pick(b"", None).expect("pick");
     let second = shop.pick(b"", None).expect("pick");
     assert_ne!(first.addr, second.addr, "the idle one");
@@ -175,4 +182,31 @@ fn a_ca_file_is_read_and_checked() {
         let err = read_ca(&dir.path().join(file)).expect_err(file);
         assert!(err.contains(expect), "{file}: {err}");
     }
+}
+
+#[tokio::test]
+async fn a_name_that_stops_resolving_keeps_its_last_addresses_and_is_counted() {
+    let config = config("[upstreams.shop]\naddrs = [\"localhost:9\"]\n");
+    let mut shop = config.upstreams["shop"].clone();
+    shop.addrs = vec![OriginAddr {
+        host: "no-such-host.invalid".into(),
+        port: 80,
+    }];
+    let metrics = Metrics::new();
+    let resolver = Resolver::new(&shop, &metrics);
+    let last: SocketAddr = "10.9.8.7:80".parse().expect("addr");
+    resolver
+        .resolved
+        .lock()
+        .expect("lock")
+        .insert(shop.addrs[0].clone(), vec![last]);
+    resolver.resolve().await;
+    let current: Vec<_> = resolver
+        .current()
+        .iter()
+        .filter_map(|b| b.addr.as_inet().copied())
+        .collect();
+    assert_eq!(current, [last], "kept");
+    let failures = metrics.resolve_failures.with_label_values(&["shop"]).get();
+    assert_eq!(failures, 1);
 }
