@@ -22,6 +22,9 @@
 //!   `challenge` (proof of work on: a signed puzzle and the page, nothing written),
 //!   `limited` (a client over its limits: the 429 page). Each request from its own address,
 //!   except `limited`'s.
+//! - `upstream_pick/*`: choosing an origin address for a forward (`proxy::Upstream::pick`, its
+//!   in-flight hold dropped at once) over three addresses: `round_robin`, `least_connections`,
+//!   `visitor` (consistent hashing by visitor id).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::collections::HashMap;
@@ -428,6 +431,27 @@ fn newcomer(c: &mut Criterion) {
     group.finish();
 }
 
+/// Choosing an origin address, per balancing policy.
+fn upstream_pick(c: &mut Criterion) {
+    let mut group = c.benchmark_group("upstream_pick");
+    for policy in ["round_robin", "least_connections", "visitor"] {
+        let text = format!(
+            "[upstreams.shop]\naddrs = [\"127.0.0.1:9001\", \"127.0.0.2:9001\", \"127.0.0.3:9001\"]\n\
+             balance = \"{policy}\"\n[tokens]\nsigning_key = {{ kid = \"k\", env = \"X\" }}\n\
+             [zones.a]\npaths = [\"/a\"]\ncapacity = 1\nadmit_per_minute = 60\n"
+        );
+        let config = usher::config::parse(&text, Path::new(".")).expect("config");
+        let upstreams = usher::proxy::Upstreams::new(&config, usher::metrics::Metrics::new())
+            .expect("upstreams");
+        let shop = upstreams.get("shop").expect("shop");
+        let key = VisitorId(0x1234_5678_9abc_def0).0.to_be_bytes();
+        group.bench_function(policy, |b| {
+            b.iter(|| black_box(shop.pick(black_box(&key), None).map(|p| p.addr)))
+        });
+    }
+    group.finish();
+}
+
 fn short() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -439,6 +463,6 @@ fn short() -> Criterion {
 criterion_group! {
     name = benches;
     config = short();
-    targets = gate_path, verify_eddsa, verify_hs256, waiting_position, newcomer
+    targets = gate_path, verify_eddsa, verify_hs256, waiting_position, newcomer, upstream_pick
 }
 criterion_main!(benches);
