@@ -21,11 +21,13 @@ use std::sync::Arc;
 /// The largest PEM file read: a chain of a dozen certificates is about 20 KiB.
 pub const MAX_PEM: u64 = 1024 * 1024;
 
-/// One certificate in force, with the file it came from (for logs).
+/// One certificate in force, with the file it came from (for logs) and when it expires.
 #[derive(Debug)]
 struct Served {
     key: Arc<CertifiedKey>,
     file: String,
+    /// The leaf's `notAfter`, Unix seconds.
+    expires_s: i64,
 }
 
 /// The certificates a TLS listener serves, shared with every handshake.
@@ -49,6 +51,7 @@ impl Loaded {
             };
             match read_pair(files) {
                 Ok(key) => served.push(Served {
+                    expires_s: expiry(&key),
                     key: Arc::new(key),
                     file: files.cert.display().to_string(),
                 }),
@@ -92,6 +95,24 @@ impl Certificates {
     pub fn files(&self) -> Vec<String> {
         self.0.load().iter().map(|s| s.file.clone()).collect()
     }
+
+    /// Each file in force with its leaf's expiry (Unix seconds).
+    pub fn expiries(&self) -> Vec<(String, i64)> {
+        self.0
+            .load()
+            .iter()
+            .map(|s| (s.file.clone(), s.expires_s))
+            .collect()
+    }
+}
+
+/// The leaf's `notAfter` (Unix seconds; 0 if it cannot be read, which [`certified`] already
+/// ruled out).
+fn expiry(key: &CertifiedKey) -> i64 {
+    key.end_entity_cert()
+        .ok()
+        .and_then(|leaf| x509_parser::parse_x509_certificate(leaf).ok())
+        .map_or(0, |(_, cert)| cert.validity().not_after.timestamp())
 }
 
 impl ResolvesServerCert for Certificates {

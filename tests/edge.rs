@@ -114,6 +114,12 @@ fn sni_chooses_the_certificate_and_a_reload_swaps_it_without_cutting_a_request()
         curl(&usher, "shop.test", &a, "/", &[]).code,
         "a for shop.test"
     );
+    // Each certificate's expiry is a metric (rcgen's default: the year 4096).
+    let expiry = usher.metric(&format!(
+        "usher_tls_certificate_expiry_timestamp_seconds{{file=\"{}\"}}",
+        a.display()
+    ));
+    assert!(expiry > 4.0e10, "{expiry}");
     assert!(
         curl(&usher, "www.other.test", &b, "/", &[]).code,
         "b by SNI"

@@ -65,6 +65,9 @@ pub struct Metrics {
     /// `usher_connections_refused_total`: connections answered 503 because the node was at
     /// `server.max_connections`.
     pub connections_refused: IntCounter,
+    /// `usher_tls_certificate_expiry_timestamp_seconds{file}`: when each certificate in force
+    /// on the TLS listener expires.
+    pub tls_expiry: IntGaugeVec,
     /// `usher_proxy_protocol_refused_total`: connections closed because they did not start
     /// with a valid PROXY protocol header (`server.proxy_protocol`).
     pub proxy_headers_refused: IntCounter,
@@ -167,6 +170,17 @@ impl Metrics {
         .expect("valid metric");
         registry
             .register(Box::new(origin_up.clone()))
+            .expect("unique metric");
+        let tls_expiry = IntGaugeVec::new(
+            Opts::new(
+                "usher_tls_certificate_expiry_timestamp_seconds",
+                "When each certificate in force on the TLS listener expires (Unix seconds).",
+            ),
+            &["file"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(tls_expiry.clone()))
             .expect("unique metric");
         let origin_response = HistogramVec::new(
             HistogramOpts::new(
@@ -325,6 +339,7 @@ impl Metrics {
             feed_lag,
             connections_open,
             connections_refused,
+            tls_expiry,
             proxy_headers_refused,
             ready,
             client_refusals,

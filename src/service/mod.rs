@@ -259,6 +259,9 @@ pub fn build_server(
         None => None,
     };
     let node = Node::open(config, clock.clone(), upgrade)?;
+    if let Some(certificates) = &certificates {
+        reload::publish_certificates(certificates, &node.metrics, clock.now_ms() / 1_000);
+    }
     let lifecycle = Arc::new(Lifecycle::default());
     let grace = config.server.grace_period;
     let conf = ServerConf {

@@ -143,6 +143,7 @@ impl Reloader {
         self.room.tokens().replace_keys(keyring);
         if let (Some(serving), Some(loaded)) = (&self.certificates, certificates) {
             serving.replace(loaded);
+            publish_certificates(serving, &self.metrics, self.clock.now_ms() / 1_000);
         }
         self.room.reload_zones(&config).map_err(refused)?;
         *running = config;
@@ -155,6 +156,27 @@ impl Reloader {
             hash: format!("{hash:012x}"),
             needs_restart: restart,
         })
+    }
+}
+
+/// How long before a certificate expires its reload and start warn.
+const EXPIRY_WARNING_S: u64 = 14 * 24 * 3_600;
+
+/// Puts the expiry of every certificate in force in `usher_tls_certificate_expiry_timestamp_seconds`
+/// (a reload's files replace the previous ones) and warns about any expiring within two weeks.
+pub(super) fn publish_certificates(certificates: &Certificates, metrics: &Metrics, now_s: u64) {
+    metrics.tls_expiry.reset();
+    for (file, expires_s) in certificates.expiries() {
+        metrics
+            .tls_expiry
+            .with_label_values(&[&file])
+            .set(expires_s);
+        let left_s = expires_s - now_s as i64;
+        if left_s <= 0 {
+            tracing::error!(%file, "this TLS certificate has expired: renew it and reload");
+        } else if left_s < EXPIRY_WARNING_S as i64 {
+            tracing::warn!(%file, days_left = left_s / 86_400, "this TLS certificate expires soon: renew it and reload");
+        }
     }
 }
 

@@ -14,9 +14,13 @@ fn loaded(pairs: &[(String, String)]) -> Loaded {
     let served = pairs
         .iter()
         .enumerate()
-        .map(|(i, (cert, key))| Served {
-            key: Arc::new(certified(cert.as_bytes(), key.as_bytes()).expect("good pair")),
-            file: format!("cert{i}.pem"),
+        .map(|(i, (cert, key))| {
+            let key = certified(cert.as_bytes(), key.as_bytes()).expect("good pair");
+            Served {
+                expires_s: expiry(&key),
+                key: Arc::new(key),
+                file: format!("cert{i}.pem"),
+            }
         })
         .collect();
     Loaded(served)
@@ -37,10 +41,15 @@ fn chosen(certs: &Certificates, name: Option<&str>, pairs: &[(String, String)]) 
 }
 
 #[test]
-fn a_good_pair_is_read() {
-    let (cert, key) = pem_for(&["shop.test"]);
-    let key = certified(cert.as_bytes(), key.as_bytes()).expect("reads");
+fn a_good_pair_is_read_with_its_expiry() {
+    let mut params = rcgen::CertificateParams::new(vec!["shop.test".to_string()]).expect("params");
+    params.not_after = rcgen::date_time_ymd(2031, 5, 17);
+    let signing = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&signing).expect("cert");
+    let key = certified(cert.pem().as_bytes(), signing.serialize_pem().as_bytes()).expect("reads");
     assert_eq!(key.cert.len(), 1);
+    // 2031-05-17T00:00:00Z
+    assert_eq!(expiry(&key), 1_936_742_400);
 }
 
 #[test]
