@@ -297,12 +297,7 @@ fn a_websocket_works_over_tls_as_over_plain_http() {
     let tls = rustls::StreamOwned::new(conn, tcp);
     let (mut socket, response) = tungstenite::client("ws://shop.test/ws", tls)
         .unwrap_or_else(|e| panic!("WebSocket handshake over TLS failed: {e}"));
-    let cookie = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("usher_ws="))
+    let cookie = common::set_cookie_named(response.headers(), "usher_ws")
         .expect("the access token on the 101");
     assert!(cookie.contains("Secure"), "{cookie}");
     socket
@@ -376,18 +371,18 @@ fn exchange(addr: SocketAddr, prefix: &[u8], request: &str) -> String {
     answer
 }
 
+/// usher on a plain listener expecting the PROXY protocol, in front of [`echo_origin`].
+fn behind_a_balancer(dir: &Path) -> Usher {
+    let server = "proxy_protocol = true\n";
+    Usher::start_with(dir, echo_origin(), server, "", ZONE)
+}
+
 const GET: &str = "GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n";
 
 #[test]
 fn the_proxy_protocol_names_the_client_on_a_plain_listener() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let usher = Usher::start_with(
-        dir.path(),
-        echo_origin(),
-        "proxy_protocol = true\n",
-        "",
-        ZONE,
-    );
+    let usher = behind_a_balancer(dir.path());
     // The readiness check's own connections sent no header.
     let refused_at_start = usher.metric("usher_proxy_protocol_refused_total");
 
@@ -703,13 +698,7 @@ fn curl_from(from: &str, scheme: &str, via: SocketAddr, ca: Option<&Path>, path:
 #[test]
 fn haproxy_in_front_passes_the_visitors_address_with_proxy_protocol_v1_and_v2() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let usher = Usher::start_with(
-        dir.path(),
-        echo_origin(),
-        "proxy_protocol = true\n",
-        "",
-        ZONE,
-    );
+    let usher = behind_a_balancer(dir.path());
     let haproxy = HaProxy::start(dir.path(), usher.addr);
     // The visitors come from addresses of their own; usher's peer is HAProxy's 127.0.0.1.
     let v1 = curl_from("127.0.0.5", "http", haproxy.v1, None, "/");

@@ -44,13 +44,7 @@ fn a_websocket_through_a_zone_still_echoes_after_90_seconds_of_silence() {
     let (mut socket, response) = tungstenite::client(url.as_str(), stream)
         .unwrap_or_else(|e| panic!("WebSocket handshake through usher failed: {e}"));
     // A quiet auto zone lets the first visitor in at once, with the access token on the 101.
-    let cookie = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("usher_ws="))
-        .map(str::to_string);
+    let cookie = common::set_cookie_named(response.headers(), "usher_ws");
 
     let echo = |socket: &mut tungstenite::WebSocket<TcpStream>, text: &str, since: Instant| {
         socket

@@ -294,6 +294,17 @@ impl Client {
 }
 
 /// The claims of a token, decoded without verification (the test trusts usher's output).
+/// The `Set-Cookie` value among `headers` (a WebSocket handshake's 101) whose cookie is `name`.
+pub fn set_cookie_named(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&prefix))
+        .map(str::to_string)
+}
+
 pub fn claims_of(cookie: &str) -> serde_json::Value {
     let token = cookie.split_once('=').map_or(cookie, |(_, t)| t);
     usher::token::decode_unverified(token).expect("readable token")
