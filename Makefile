@@ -17,7 +17,7 @@ setup: ## install the system packages the build needs (cmake, for Pingora's zlib
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq cmake; }
 	@command -v cargo >/dev/null 2>&1 || { echo "usher: Rust is needed: https://rustup.rs"; exit 1; }
 
-setup-test: setup ## also what the tests need: Java 17 and Maven (Apache Cassandra), Chromium, curl and HAProxy
+setup-test: setup ## also what the tests need: Java 17 and Maven (Apache Cassandra), Chromium, curl, HAProxy and Prometheus
 	@command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 || { \
 	  echo "usher: installing Java and Maven (the tests run a real Cassandra node)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openjdk-17-jre-headless maven; }
@@ -27,6 +27,9 @@ setup-test: setup ## also what the tests need: Java 17 and Maven (Apache Cassand
 	@command -v curl >/dev/null 2>&1 && { command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]; } || { \
 	  echo "usher: installing curl and HAProxy (HTTP/2 and the PROXY protocol in tests/edge.rs)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq curl haproxy; }
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "usher: installing Prometheus (tests/observability.rs scrapes usher and checks the alert rules)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq prometheus; }
 
 demo: setup ## build usher and run it in front of a demo shop: open http://127.0.0.1:8080/checkout
 	$(CARGO) run --release -j$(JOBS) --bin usher -- demo --config conf/demo.toml
