@@ -26,6 +26,18 @@ pub struct Metrics {
     /// `usher_zone_paused{zone}`: 1 while the mode in force admits nobody (`paused`, `closed`,
     /// or a pre-queue's countdown).
     pub paused: IntGaugeVec,
+    /// `usher_queue_wait_seconds{zone}`: how long each admitted visitor waited in line, from
+    /// joining to the claim of their place (direct admissions are not in it).
+    pub queue_wait: HistogramVec,
+    /// `usher_eta_shown_seconds{zone}`: the wait each newcomer was told on joining (the ETA of
+    /// their first page), to hold against `usher_queue_wait_seconds`.
+    pub eta_shown: HistogramVec,
+    /// `usher_upstream_responses_total{zone, upstream, class}`: origin responses by status class
+    /// (`1xx` … `5xx`); `zone` is `none` for paths outside every zone.
+    pub upstream_responses: IntCounterVec,
+    /// `usher_upstream_response_seconds{zone, upstream}`: from the request sent to the origin's
+    /// response header.
+    pub upstream_response: HistogramVec,
     /// `usher_admitted_total{zone, via}`: admissions, by the exchanger (`queue`) or at once (`direct`).
     pub admitted: IntCounterVec,
     /// `usher_token_rejections_total{reason}`: presented tokens refused, by reason.
@@ -196,6 +208,43 @@ impl Metrics {
         registry
             .register(Box::new(origin_response.clone()))
             .expect("unique metric");
+        // Waits from seconds to hours (an on-sale's line can take one).
+        let wait_buckets = vec![
+            1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0,
+        ];
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+                .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let queue_wait = histogram(
+            "usher_queue_wait_seconds",
+            "How long each admitted visitor waited in line, from joining to claiming their place.",
+            &["zone"],
+            wait_buckets.clone(),
+        );
+        let eta_shown = histogram(
+            "usher_eta_shown_seconds",
+            "The wait each newcomer was told on joining (the ETA of their first page).",
+            &["zone"],
+            wait_buckets,
+        );
+        let upstream_responses = counter(
+            "usher_upstream_responses_total",
+            "Origin responses by zone (none outside every zone), upstream and status class.",
+            &["zone", "upstream", "class"],
+        );
+        let upstream_response = histogram(
+            "usher_upstream_response_seconds",
+            "From the request sent to the origin's response header, by zone and upstream.",
+            &["zone", "upstream"],
+            vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ],
+        );
         let client_refusals = counter(
             "usher_client_refusals_total",
             "Requests refused because one client went over a [defence] limit, by zone and reason.",
@@ -324,6 +373,10 @@ impl Metrics {
             admit_per_minute,
             burst,
             paused,
+            queue_wait,
+            eta_shown,
+            upstream_responses,
+            upstream_response,
             admitted,
             rejections,
             store_errors,

@@ -186,6 +186,17 @@ fn origin_error(e: &Error, timed_out: bool) -> Option<OriginError> {
     })
 }
 
+/// The `class` label of `usher_upstream_responses_total`.
+fn status_class(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
 /// What `balance = "visitor"` hashes: the visitor's id, or for a request without a session
 /// (a path outside every zone) its client's address.
 fn balance_key(ctx: &RequestCtx, session: &Session) -> Vec<u8> {
@@ -470,13 +481,32 @@ impl ProxyHttp for UsherProxy {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         ctx.watchdog = None;
         ctx.answered = true;
-        if let (Some(picked), Some(sent)) = (&ctx.picked, ctx.sent_at) {
-            picked.hold.answered(sent.elapsed());
+        let elapsed = ctx.sent_at.map(|sent| sent.elapsed());
+        if let (Some(picked), Some(elapsed)) = (&ctx.picked, elapsed) {
+            picked.hold.answered(elapsed);
+        }
+        if let Some(forward) = &ctx.forward {
+            let zone = forward.session.as_ref().map_or("none", |s| s.zone.as_str());
+            let metrics = self.room.metrics();
+            metrics
+                .upstream_responses
+                .with_label_values(&[
+                    zone,
+                    &forward.upstream,
+                    status_class(upstream_response.status),
+                ])
+                .inc();
+            if let Some(elapsed) = elapsed {
+                metrics
+                    .upstream_response
+                    .with_label_values(&[zone, &forward.upstream])
+                    .observe(elapsed.as_secs_f64());
+            }
         }
         Ok(())
     }
@@ -659,6 +689,24 @@ mod tests {
             (Some(""), "private"),
         ] {
             assert_eq!(private_cache_control(origin), expected, "{origin:?}");
+        }
+    }
+
+    #[test]
+    fn statuses_are_counted_by_class() {
+        for (status, class) in [
+            (101, "1xx"),
+            (200, "2xx"),
+            (204, "2xx"),
+            (304, "3xx"),
+            (404, "4xx"),
+            (429, "4xx"),
+            (500, "5xx"),
+            (503, "5xx"),
+            (599, "5xx"),
+        ] {
+            let status = http::StatusCode::from_u16(status).expect("status");
+            assert_eq!(status_class(status), class, "{status}");
         }
     }
 

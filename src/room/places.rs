@@ -180,19 +180,27 @@ impl Room {
             Claim::Granted {
                 bucket,
                 admitted_at_ms,
-            } => Some(Place::Admitted(Admitted {
-                cookie: self.access_cookie(
-                    zone,
-                    claims.vid,
-                    claims.rank,
-                    bucket,
+            } => Some(Place::Admitted({
+                // Every queued visitor's admission passes here (page load or status poll).
+                let waited_ms = admitted_at_ms.saturating_sub(claims.rank);
+                self.metrics
+                    .queue_wait
+                    .with_label_values(&[name])
+                    .observe(waited_ms as f64 / 1_000.0);
+                Admitted {
+                    cookie: self.access_cookie(
+                        zone,
+                        claims.vid,
+                        claims.rank,
+                        bucket,
+                        admitted_at_ms,
+                        now,
+                    ),
+                    visitor: claims.vid,
+                    rank: claims.rank,
                     admitted_at_ms,
-                    now,
-                ),
-                visitor: claims.vid,
-                rank: claims.rank,
-                admitted_at_ms,
-                bucket,
+                    bucket,
+                }
             })),
             Claim::Ended => Some(Place::Ended),
             Claim::NotReserved => None,
@@ -317,10 +325,16 @@ impl Room {
                 });
                 ("admit", forward)
             }
-            Joined::Waiting { status, cookie } => (
-                "join",
-                self.reply(zone, req, zone.config.waiting_status, &status, Some(cookie)),
-            ),
+            Joined::Waiting { status, cookie } => {
+                self.metrics
+                    .eta_shown
+                    .with_label_values(&[&zone.config.name])
+                    .observe(status.eta_seconds as f64);
+                (
+                    "join",
+                    self.reply(zone, req, zone.config.waiting_status, &status, Some(cookie)),
+                )
+            }
             Joined::Limited(refused) => ("limited", self.limited(zone, req, refused)),
             Joined::StoreFailed { cookie } => self.store_failed(zone, req, now, Some(cookie)),
         }
