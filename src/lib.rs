@@ -7,7 +7,7 @@
 //! math), [`page`] (the waiting page and status document), [`config`] (TOML -> validated
 //! model), [`tls`] (the visitors' certificates), [`token`] (JWTs and cookies), [`onsale`] (schedules), [`zone`] (request -> zone),
 //! [`gate`] (the one decision table), [`store`] (state and change feed), [`exchanger`] (the
-//! admission tick against the store), [`metrics`], [`room`] (carries out decisions),
+//! admission tick against the store), [`metrics`], [`event_log`] (JSON lines of what happened), [`room`] (carries out decisions),
 //! [`proxy`] (Pingora glue), [`service`] (composition root), [`demo`] (the quick start's shop).
 
 pub mod admin;
@@ -17,6 +17,7 @@ pub mod config;
 pub mod ctl;
 pub mod defence;
 pub mod demo;
+pub mod event_log;
 pub mod exchanger;
 pub mod gate;
 pub mod lifecycle;

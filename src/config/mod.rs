@@ -7,6 +7,7 @@ mod checker;
 mod defence;
 mod duration;
 mod events;
+mod events_log;
 pub mod model;
 pub mod overrides;
 mod page;

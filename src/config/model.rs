@@ -27,6 +27,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The admin API.
     pub admin: AdminConfig,
+    /// The event log; `None` without `[events_log]`.
+    pub events_log: Option<EventsLogConfig>,
     /// The page's texts with the file's `[strings.<lang>]` applied, for usher's pages outside
     /// any zone (the origin error page of an unprotected path).
     pub strings: Arc<Strings>,
@@ -96,6 +98,44 @@ pub struct CertFiles {
     pub cert: std::path::PathBuf,
     /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
     pub key: std::path::PathBuf,
+}
+
+/// `[events_log]`: JSON lines of what happened, to a rotating file and optionally a webhook.
+#[derive(Debug, Clone)]
+pub struct EventsLogConfig {
+    /// The file (relative paths resolved against the config's directory).
+    pub path: std::path::PathBuf,
+    /// The file is rotated when it would pass this size.
+    pub rotate_bytes: u64,
+    /// Rotated files kept (`FILE.1` … `FILE.<keep>`).
+    pub keep: u32,
+    /// Events held in memory before new ones are dropped (and counted).
+    pub queue: usize,
+    /// Batches POSTed to a collector, signed.
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// `[events_log] webhook`.
+#[derive(Clone)]
+pub struct WebhookConfig {
+    /// Where batches are POSTed (`http://` or `https://`).
+    pub url: String,
+    /// The HMAC-SHA256 key of `Usher-Signature`.
+    pub secret: String,
+    /// Lines per POST at most.
+    pub batch: usize,
+    /// A batch is sent at least this often while lines come.
+    pub flush_every: Duration,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .field("batch", &self.batch)
+            .field("flush_every", &self.flush_every)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[upstreams.NAME]`

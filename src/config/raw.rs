@@ -32,6 +32,30 @@ pub struct RawConfig {
     pub defence: RawDefence,
     #[serde(default)]
     pub admin: RawAdmin,
+    pub events_log: Option<RawEventsLog>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `[events_log]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawEventsLog {
+    pub path: Option<String>,
+    pub rotate_bytes: Option<i64>,
+    pub keep: Option<i64>,
+    pub queue: Option<i64>,
+    pub webhook: Option<RawWebhook>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `[events_log] webhook = { url, secret = { env | file }, batch, flush_every }`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawWebhook {
+    pub url: Option<String>,
+    pub secret: Option<RawSecret>,
+    pub batch: Option<i64>,
+    pub flush_every: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }

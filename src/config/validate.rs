@@ -66,6 +66,10 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
     };
 
     let admin = super::admin::admin(&mut c, &raw.admin, base);
+    let events_log = raw
+        .events_log
+        .as_ref()
+        .map(|raw| super::events_log::events_log(&mut c, raw, base));
 
     if c.problems.is_empty() {
         Ok(Config {
@@ -76,6 +80,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
             store,
             metrics,
             admin,
+            events_log,
             strings,
         })
     } else {

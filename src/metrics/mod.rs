@@ -77,6 +77,14 @@ pub struct Metrics {
     /// `usher_connections_refused_total`: connections answered 503 because the node was at
     /// `server.max_connections`.
     pub connections_refused: IntCounter,
+    /// `usher_events_logged_total`: lines written to the event log's file.
+    pub events_logged: IntCounter,
+    /// `usher_events_sent_total`: lines the event log's webhook accepted.
+    pub events_sent: IntCounter,
+    /// `usher_events_dropped_total{reason}`: events lost: `queue_full` (the writer is behind),
+    /// `write` (the file could not be written), `webhook_behind`, `webhook` (a batch that
+    /// failed every try), `writer_gone`.
+    pub events_dropped: IntCounterVec,
     /// `usher_tls_certificate_expiry_timestamp_seconds{file}`: when each certificate in force
     /// on the TLS listener expires.
     pub tls_expiry: IntGaugeVec,
@@ -183,6 +191,21 @@ impl Metrics {
         registry
             .register(Box::new(origin_up.clone()))
             .expect("unique metric");
+        let events_dropped = counter(
+            "usher_events_dropped_total",
+            "Events the event log lost, by reason (queue_full, write, webhook_behind, webhook, writer_gone).",
+            &["reason"],
+        );
+        let events_logged = IntCounter::new(
+            "usher_events_logged_total",
+            "Lines written to the event log's file.",
+        )
+        .expect("valid metric");
+        let events_sent = IntCounter::new(
+            "usher_events_sent_total",
+            "Event log lines the webhook accepted.",
+        )
+        .expect("valid metric");
         let tls_expiry = IntGaugeVec::new(
             Opts::new(
                 "usher_tls_certificate_expiry_timestamp_seconds",
@@ -354,6 +377,8 @@ impl Metrics {
             Box::new(connections_open.clone()),
             Box::new(connections_refused.clone()),
             Box::new(proxy_headers_refused.clone()),
+            Box::new(events_logged.clone()),
+            Box::new(events_sent.clone()),
             Box::new(ready.clone()),
         ] {
             registry.register(metric).expect("unique metric");
@@ -392,6 +417,9 @@ impl Metrics {
             feed_lag,
             connections_open,
             connections_refused,
+            events_logged,
+            events_sent,
+            events_dropped,
             tls_expiry,
             proxy_headers_refused,
             ready,

@@ -43,6 +43,7 @@ use crate::config::overrides::{self, Overrides};
 use crate::config::{Config, StoreErrorPolicy};
 use crate::config::{Problem, ZoneConfig};
 use crate::defence::{Arrivals, Clients, Sharing};
+use crate::event_log::{Event, EventLog};
 use crate::exchanger::Exchanger;
 use crate::gate::{self, Decision, Facts, TokenCheck};
 use crate::metrics::{Metrics, RequestCounters};
@@ -207,6 +208,8 @@ pub struct Room {
     tokens: Tokens,
     store: Arc<dyn Store>,
     exchanger: Arc<Exchanger>,
+    /// Where joins, admissions, releases and overrides are logged (`[events_log]`).
+    events: EventLog,
     cache: DashMap<String, Arc<ZoneState>>,
     /// Per zone (by index): the version of the latest cached state, which wakes event streams.
     changes: Vec<tokio::sync::watch::Sender<u64>>,
@@ -319,6 +322,7 @@ impl Room {
             tokens,
             store,
             exchanger,
+            events: EventLog::disabled(),
             cache: DashMap::new(),
             changes,
             revoked: DashMap::new(),
@@ -338,6 +342,12 @@ impl Room {
             swept_at: std::sync::atomic::AtomicU64::new(0),
             identity_cookie: cookie::name(&config.tokens.cookie_prefix, "~identity"),
         }
+    }
+
+    /// The room logging what happens to `events` (`[events_log]`).
+    pub fn with_event_log(mut self, events: EventLog) -> Self {
+        self.events = events;
+        self
     }
 
     /// The zone table in force now.
@@ -397,6 +407,17 @@ impl Room {
             .await
             .map_err(OverrideError::Store)?;
         self.take_overrides(name, next.clone());
+        if self.events.enabled() {
+            let settings = serde_json::to_value(&next.settings).unwrap_or_default();
+            let action = if patch.is_some() { "set" } else { "reset" };
+            let event = Event::Overrides {
+                zone: name.to_string(),
+                action,
+                by: by.to_string(),
+                settings,
+            };
+            self.events.record(event, now);
+        }
         Ok(Some(next))
     }
 

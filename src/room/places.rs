@@ -8,6 +8,7 @@ use super::{Forward, Outcome, RequestFacts, Room, Session};
 use crate::admission::{bucket_of, eta, Claim, QueueKey, VisitorId};
 use crate::config::Mode;
 use crate::defence::Direct;
+use crate::event_log::Event;
 use crate::exchanger::Via;
 use crate::page::{State, Status};
 use crate::store::StoreError;
@@ -159,6 +160,14 @@ impl Room {
         now: u64,
     ) -> Result<Place, StoreError> {
         if let Some(place) = self.claim(zone, claims, now).await? {
+            // Every queued visitor's admission passes here (page load or status poll).
+            if let Place::Admitted(admitted) = &place {
+                self.metrics
+                    .queue_wait
+                    .with_label_values(&[&zone.config.name])
+                    .observe(admitted.queue_ms() as f64 / 1_000.0);
+                self.log_admission(&zone.config.name, admitted, "queue", now);
+            }
             return Ok(place);
         }
         self.wait_in_line(zone, key, claims.rank, now).await
@@ -180,27 +189,19 @@ impl Room {
             Claim::Granted {
                 bucket,
                 admitted_at_ms,
-            } => Some(Place::Admitted({
-                // Every queued visitor's admission passes here (page load or status poll).
-                let waited_ms = admitted_at_ms.saturating_sub(claims.rank);
-                self.metrics
-                    .queue_wait
-                    .with_label_values(&[name])
-                    .observe(waited_ms as f64 / 1_000.0);
-                Admitted {
-                    cookie: self.access_cookie(
-                        zone,
-                        claims.vid,
-                        claims.rank,
-                        bucket,
-                        admitted_at_ms,
-                        now,
-                    ),
-                    visitor: claims.vid,
-                    rank: claims.rank,
-                    admitted_at_ms,
+            } => Some(Place::Admitted(Admitted {
+                cookie: self.access_cookie(
+                    zone,
+                    claims.vid,
+                    claims.rank,
                     bucket,
-                }
+                    admitted_at_ms,
+                    now,
+                ),
+                visitor: claims.vid,
+                rank: claims.rank,
+                admitted_at_ms,
+                bucket,
             })),
             Claim::Ended => Some(Place::Ended),
             Claim::NotReserved => None,
@@ -303,6 +304,20 @@ impl Room {
         )
     }
 
+    /// Logs a direct admission (`[events_log]`).
+    fn log_admission(&self, zone: &str, admitted: &Admitted, via: &'static str, now: u64) {
+        if self.events.enabled() {
+            let event = Event::Admitted {
+                zone: zone.to_string(),
+                visitor: admitted.visitor.to_string(),
+                rank_ms: admitted.rank,
+                waited_ms: admitted.queue_ms(),
+                via,
+            };
+            self.events.record(event, now);
+        }
+    }
+
     /// A newcomer takes a place in line (see [`Room::place_newcomer`]) and gets the outcome
     /// for the request: forwarded if they walked straight in, else the waiting page with
     /// their place, a `429` over a client limit, or the zone's store-error policy.
@@ -325,16 +340,10 @@ impl Room {
                 });
                 ("admit", forward)
             }
-            Joined::Waiting { status, cookie } => {
-                self.metrics
-                    .eta_shown
-                    .with_label_values(&[&zone.config.name])
-                    .observe(status.eta_seconds as f64);
-                (
-                    "join",
-                    self.reply(zone, req, zone.config.waiting_status, &status, Some(cookie)),
-                )
-            }
+            Joined::Waiting { status, cookie } => (
+                "join",
+                self.reply(zone, req, zone.config.waiting_status, &status, Some(cookie)),
+            ),
             Joined::Limited(refused) => ("limited", self.limited(zone, req, refused)),
             Joined::StoreFailed { cookie } => self.store_failed(zone, req, now, Some(cookie)),
         }
@@ -380,15 +389,31 @@ impl Room {
             }
             if let Some(admitted) = self.enter_if_first(zone, &claims, now).await {
                 self.place_done(zone, req, claims.vid);
+                self.log_admission(name, &admitted, "direct", now);
                 self.remember_direct(zone, req, admitted.direct(), now);
                 return Joined::Admitted(admitted);
             }
         }
         match self.waiting_status(zone, key, claims.rank, now).await {
-            Ok(status) => Joined::Waiting {
-                status: Box::new(status),
-                cookie: token,
-            },
+            Ok(status) => {
+                self.metrics
+                    .eta_shown
+                    .with_label_values(&[name])
+                    .observe(status.eta_seconds as f64);
+                if self.events.enabled() {
+                    let event = Event::Joined {
+                        zone: name.to_string(),
+                        visitor: claims.vid.to_string(),
+                        rank_ms: claims.rank,
+                        eta_s: status.eta_seconds,
+                    };
+                    self.events.record(event, now);
+                }
+                Joined::Waiting {
+                    status: Box::new(status),
+                    cookie: token,
+                }
+            }
             Err(_) => Joined::StoreFailed { cookie: token },
         }
     }
@@ -509,6 +534,11 @@ impl Room {
         let now = self.clock.now_ms();
         if let Ok(Some(_)) = self.end_session(zone_name, visitor, now).await {
             self.requests.inc(zone.index, "release");
+            let event = Event::Released {
+                zone: zone_name.to_string(),
+                visitor: visitor.to_string(),
+            };
+            self.events.record(event, now);
         }
         Some(cookie::clear(&zone.cookie, self.cookie_secure))
     }

@@ -78,6 +78,14 @@ pub enum StartError {
     /// A TLS certificate could not be used.
     #[error("TLS certificates: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Tls(Vec<Problem>),
+    /// The event log's file cannot be opened.
+    #[error("opening the event log {}: {source}", .path.display())]
+    EventsLog {
+        /// `events_log.path`.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// An upstream cannot be used (a name that does not resolve, an unreadable `ca_file`).
     #[error("upstreams: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Upstreams(Vec<Problem>),
@@ -169,13 +177,20 @@ impl Node {
                 }
             };
         let metrics = Metrics::new();
-        let room = Arc::new(Room::new(
-            config,
-            tokens,
-            store.clone(),
-            clock,
-            metrics.clone(),
-        ));
+        let events = match &config.events_log {
+            Some(log) => {
+                crate::event_log::EventLog::start(log, metrics.clone()).map_err(|source| {
+                    StartError::EventsLog {
+                        path: log.path.clone(),
+                        source,
+                    }
+                })?
+            }
+            None => crate::event_log::EventLog::disabled(),
+        };
+        let room = Arc::new(
+            Room::new(config, tokens, store.clone(), clock, metrics.clone()).with_event_log(events),
+        );
         Ok(Node {
             room,
             store,

@@ -1,0 +1,156 @@
+//! The event log (`[events_log]`): what happened to visitors and zones, as JSON lines for other
+//! tools (a data warehouse, a SIEM, `usher report`), written to a file that rotates by size and
+//! optionally POSTed to a webhook in batches signed with HMAC-SHA256.
+//!
+//! It never slows a request: [`EventLog::record`] puts the event in a bounded queue and returns;
+//! a full queue drops the event and counts it (`usher_events_dropped_total{reason="queue_full"}`).
+//! A writer thread ([`writer`]) appends the lines and rotates the file; a webhook thread
+//! ([`webhook`]) batches them, signs each batch and retries with backoff, dropping (and
+//! counting) what it cannot keep up with.
+//!
+//! One schema, versioned ([`SCHEMA_VERSION`]); `docs/events-log.md` documents every field.
+
+mod webhook;
+mod writer;
+
+pub use webhook::signature;
+
+use crate::config::EventsLogConfig;
+use crate::metrics::Metrics;
+use serde::Serialize;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+
+/// The `v` field of every line; bumped when a field changes meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A newcomer took a place in line and was shown an ETA.
+    Joined {
+        /// The zone.
+        zone: String,
+        /// The visitor (32 hex digits).
+        visitor: String,
+        /// Their arrival, ms since the epoch (their place in line).
+        rank_ms: u64,
+        /// The wait they were told, in seconds.
+        eta_s: u64,
+    },
+    /// A visitor went in: at once (`direct`) or after waiting (`queue`).
+    Admitted {
+        /// The zone.
+        zone: String,
+        /// The visitor.
+        visitor: String,
+        /// Their arrival, ms since the epoch.
+        rank_ms: u64,
+        /// How long they waited, ms.
+        waited_ms: u64,
+        /// `direct` or `queue`.
+        via: &'static str,
+    },
+    /// The origin ended a visitor's session (`Usher-Command: release`).
+    Released {
+        /// The zone.
+        zone: String,
+        /// The visitor.
+        visitor: String,
+    },
+    /// An operator changed a zone's live overrides (`set`) or dropped them all (`reset`).
+    Overrides {
+        /// The zone.
+        zone: String,
+        /// `set` or `reset`.
+        action: &'static str,
+        /// The admin token's name.
+        by: String,
+        /// The overrides in force afterwards, by setting.
+        settings: serde_json::Value,
+    },
+    /// A pre-queue lottery was drawn.
+    Draw {
+        /// The zone.
+        zone: String,
+        /// The scheduled sale.
+        event: String,
+        /// The published seed (16 hex digits).
+        seed: String,
+    },
+}
+
+/// One line of the log: the event with its version and time.
+#[derive(Debug, Serialize)]
+struct Line<'a> {
+    v: u32,
+    at_ms: u64,
+    #[serde(flatten)]
+    event: &'a Event,
+}
+
+/// Renders `event` at `at_ms` as one JSON line (without the newline).
+pub fn render(event: &Event, at_ms: u64) -> String {
+    let line = Line {
+        v: SCHEMA_VERSION,
+        at_ms,
+        event,
+    };
+    serde_json::to_string(&line).unwrap_or_default()
+}
+
+/// Where events go; a disabled log (no `[events_log]`) takes them and does nothing.
+#[derive(Clone, Default)]
+pub struct EventLog {
+    queue: Option<SyncSender<String>>,
+    metrics: Option<Metrics>,
+}
+
+impl EventLog {
+    /// No log.
+    pub fn disabled() -> Self {
+        EventLog::default()
+    }
+
+    /// Opens the file of `config` (creating its directory) and starts the writer and, with a
+    /// webhook, the sender. Fails if the file cannot be opened.
+    pub fn start(config: &EventsLogConfig, metrics: Metrics) -> std::io::Result<Self> {
+        let webhook = config
+            .webhook
+            .clone()
+            .map(|hook| webhook::Sender::start(hook, metrics.clone()));
+        let file = writer::RotatingFile::open(&config.path, config.rotate_bytes, config.keep)?;
+        let (queue, lines) = sync_channel::<String>(config.queue);
+        let writer_metrics = metrics.clone();
+        std::thread::Builder::new()
+            .name("usher-events".into())
+            .spawn(move || writer::run(file, lines, webhook, writer_metrics))?;
+        Ok(EventLog {
+            queue: Some(queue),
+            metrics: Some(metrics),
+        })
+    }
+
+    /// Whether events are logged at all (callers skip building them otherwise).
+    pub fn enabled(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    /// Logs `event` at `at_ms`, without waiting: a full queue drops it (counted).
+    pub fn record(&self, event: Event, at_ms: u64) {
+        let Some(queue) = &self.queue else {
+            return;
+        };
+        let dropped = match queue.try_send(render(&event, at_ms)) {
+            Ok(()) => None,
+            Err(TrySendError::Full(_)) => Some("queue_full"),
+            Err(TrySendError::Disconnected(_)) => Some("writer_gone"),
+        };
+        if let (Some(reason), Some(metrics)) = (dropped, &self.metrics) {
+            metrics.events_dropped.with_label_values(&[reason]).inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
