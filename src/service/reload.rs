@@ -45,7 +45,7 @@ fn hash_of(bytes: &[u8]) -> u64 {
 /// changed admin token is a changed `[admin]` only through its name or role).
 fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     /// The restart-only parts of a config, by name.
-    fn parts(c: &Config) -> [(&'static str, String); 9] {
+    fn parts(c: &Config) -> [(&'static str, String); 10] {
         let t = &c.tokens;
         [
             // Certificates are reloaded; turning TLS on or off is a listener change.
@@ -66,6 +66,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
             ("metrics", format!("{:?}", c.metrics)),
             ("admin", format!("{:?}", c.admin)),
             ("store", format!("{:?}", c.store)),
+            ("events_log", format!("{:?}", c.events_log)),
             ("tokens.issuer", t.issuer.clone()),
             ("tokens.cookie_prefix", t.cookie_prefix.clone()),
             ("tokens.cookie_secure", t.cookie_secure.to_string()),
@@ -207,5 +208,32 @@ impl Reload for Reloader {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_restart;
+
+    fn config(server: &str, rest: &str) -> crate::config::Config {
+        let text = format!(
+            "[server]\n{server}[upstreams.shop]\naddrs = [\"127.0.0.1:9\"]\n\
+             [tokens]\nsigning_key = {{ kid = \"k\", env = \"X\" }}\n\
+             [zones.a]\npaths = [\"/a\"]\ncapacity = 1\nadmit_per_minute = 60\n{rest}"
+        );
+        crate::config::parse(&text, std::path::Path::new(".")).expect("valid")
+    }
+
+    #[test]
+    fn certificates_are_reloaded_but_listeners_and_the_event_log_need_a_restart() {
+        let tls = |file: &str| format!("tls = {{ cert = \"{file}.pem\", key = \"{file}.key\" }}\n");
+        let base = config(&tls("a"), "");
+        assert!(
+            needs_restart(&base, &config(&tls("b"), "")).is_empty(),
+            "new certificate files"
+        );
+        assert_eq!(needs_restart(&base, &config("", "")), ["server"], "TLS off");
+        let logged = config(&tls("a"), "[events_log]\npath = \"events.jsonl\"\n");
+        assert_eq!(needs_restart(&base, &logged), ["events_log"]);
     }
 }
