@@ -274,10 +274,18 @@ impl Exchanger {
             if n > 0 {
                 tracing::debug!(zone = name, admitted = n, via = via.label(), "admitted");
             }
+            // Visitors the cursor had passed who came back (and priority places, which sit just
+            // below the cursor) are admitted first: counted apart.
+            let came_back =
+                (grant.admitted.iter().filter(|k| **k <= grant.from).count() as u64).min(n as u64);
             self.metrics
                 .admitted
                 .with_label_values(&[name, via.label()])
-                .inc_by(n as u64);
+                .inc_by(n as u64 - came_back);
+            self.metrics
+                .admitted
+                .with_label_values(&[name, "returned"])
+                .inc_by(came_back);
             let next = Arc::new(next);
             report = TickReport {
                 admitted: n,

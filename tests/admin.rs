@@ -512,6 +512,11 @@ fn priority_codes_go_ahead_of_the_line_and_bypass_rules_skip_it() {
     wait_until("the priority holder's turn", Duration::from_secs(5), || {
         status(&priority)["state"] == "admitted"
     });
+    // Admitted ahead of the main line, from just below the cursor: counted as `returned`.
+    assert_eq!(
+        usher.metric("usher_admitted_total{via=\"returned\",zone=\"checkout\"}"),
+        1.0
+    );
     for cookie in &waiting {
         assert_eq!(status(cookie)["state"], "waiting", "the main line waits");
     }

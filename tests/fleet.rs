@@ -49,6 +49,7 @@ fn two_nodes(origin: std::net::SocketAddr, config_a: &str, config_b: &str) -> [U
 fn admitted(node: &Usher) -> f64 {
     node.metric("usher_admitted_total{via=\"queue\",zone=\"checkout\"}")
         + node.metric("usher_admitted_total{via=\"direct\",zone=\"checkout\"}")
+        + node.metric("usher_admitted_total{via=\"returned\",zone=\"checkout\"}")
 }
 
 #[test]

@@ -36,7 +36,8 @@ fn two_thousand_visitors_get_in_fairly_within_capacity_and_rate() {
     let (visits, elapsed) = crowd::run(&[usher.addr], VISITORS, Duration::from_secs(150));
     let max_active = crowd::check(&origin, visits, VISITORS, &LIMITS);
     let admitted = usher.metric("usher_admitted_total{via=\"queue\",zone=\"checkout\"}")
-        + usher.metric("usher_admitted_total{via=\"direct\",zone=\"checkout\"}");
+        + usher.metric("usher_admitted_total{via=\"direct\",zone=\"checkout\"}")
+        + usher.metric("usher_admitted_total{via=\"returned\",zone=\"checkout\"}");
     assert_eq!(admitted as usize, VISITORS, "admissions counted by usher");
     eprintln!(
         "spike: {VISITORS} visitors in {:.1} s, max {max_active} at the origin (capacity {})",

@@ -38,7 +38,9 @@ pub struct Metrics {
     /// `usher_upstream_response_seconds{zone, upstream}`: from the request sent to the origin's
     /// response header.
     pub upstream_response: HistogramVec,
-    /// `usher_admitted_total{zone, via}`: admissions, by the exchanger (`queue`) or at once (`direct`).
+    /// `usher_admitted_total{zone, via}`: admissions, by the exchanger (`queue`), at once
+    /// (`direct`), or of visitors the line had passed who came back and of priority places
+    /// (`returned`).
     pub admitted: IntCounterVec,
     /// `usher_token_rejections_total{reason}`: presented tokens refused, by reason.
     pub rejections: IntCounterVec,
@@ -136,7 +138,7 @@ impl Metrics {
         );
         let admitted = counter(
             "usher_admitted_total",
-            "Visitors admitted, by the exchanger (queue) or at once (direct).",
+            "Visitors admitted, by the exchanger (queue), at once (direct), or after the line had passed them (returned; priority places too).",
             &["zone", "via"],
         );
         let rejections = counter(
