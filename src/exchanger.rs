@@ -16,6 +16,7 @@
 use crate::admission::{Draw, ZoneState};
 use crate::clock::SharedClock;
 use crate::config::{Mode, ZoneConfig};
+use crate::event_log::{Event, EventLog};
 use crate::metrics::Metrics;
 use crate::onsale::{self, Phase};
 use crate::store::{Store, StoreError};
@@ -94,9 +95,16 @@ pub struct Exchanger {
     settle: std::time::Duration,
     clock: SharedClock,
     metrics: Metrics,
+    /// Where draws are logged (`[events_log]`).
+    events: EventLog,
 }
 
 impl Exchanger {
+    /// Logs draws to `events` (`[events_log]`).
+    pub fn set_event_log(&mut self, events: EventLog) {
+        self.events = events;
+    }
+
     /// An exchanger for `zones` that leaves arrivals younger than `settle` alone.
     pub fn new(
         store: Arc<dyn Store>,
@@ -125,6 +133,7 @@ impl Exchanger {
             settle,
             clock,
             metrics,
+            events: EventLog::disabled(),
         }
     }
 
@@ -263,6 +272,13 @@ impl Exchanger {
         };
         if let Some(n) = committed {
             if let Some(draw) = &draw {
+                let seed = format!("{:016x}", draw.seed);
+                let event = Event::Draw {
+                    zone: name.to_string(),
+                    event: draw.event.to_string(),
+                    seed,
+                };
+                self.events.record(event, now);
                 tracing::info!(
                     zone = name,
                     event = %draw.event,

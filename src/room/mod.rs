@@ -344,8 +344,13 @@ impl Room {
         }
     }
 
-    /// The room logging what happens to `events` (`[events_log]`).
+    /// The room logging what happens to `events` (`[events_log]`), its exchanger the draws.
     pub fn with_event_log(mut self, events: EventLog) -> Self {
+        // Nothing holds the exchanger yet: the room was just built.
+        match Arc::get_mut(&mut self.exchanger) {
+            Some(exchanger) => exchanger.set_event_log(events.clone()),
+            None => tracing::warn!("the exchanger is shared already: draws are not logged"),
+        }
         self.events = events;
         self
     }

@@ -41,7 +41,16 @@ fn harness(zone_extra: &str) -> Harness {
     let clock = Arc::new(ManualClock::new(T0));
     let store = Arc::new(EmbeddedStore::open(&config.store.data_dir, T0).expect("store"));
     let tokens = Tokens::new(Keyring::load(&config.tokens).expect("keys"), "usher", 1_000);
-    let room = Room::new(&config, tokens, store, clock.clone(), Metrics::new());
+    let log = crate::config::EventsLogConfig {
+        path: dir.path().join("events.jsonl"),
+        rotate_bytes: 1 << 20,
+        keep: 1,
+        queue: 10_000,
+        webhook: None,
+    };
+    let events = crate::event_log::EventLog::start(&log, Metrics::new()).expect("event log");
+    let room =
+        Room::new(&config, tokens, store, clock.clone(), Metrics::new()).with_event_log(events);
     Harness {
         clock,
         room,
@@ -50,6 +59,29 @@ fn harness(zone_extra: &str) -> Harness {
 }
 
 impl Harness {
+    /// The event log's lines of `kind`, once there are at least `n` (the writer thread flushes
+    /// within a fraction of a second).
+    fn logged(&self, kind: &str, n: usize) -> Vec<serde_json::Value> {
+        let path = self._dir.path().join("events.jsonl");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|l| l["type"] == kind)
+                .collect();
+            if lines.len() >= n {
+                return lines;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{n} `{kind}` lines: {lines:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// One exchanger pass, as the node's background work runs it.
     async fn tick(&self) {
         self.room.tick().await;
@@ -805,6 +837,15 @@ async fn a_scheduled_sale_counts_down_draws_the_prequeue_then_ends() {
         status["state"], "prequeue",
         "positions wait for the grace: {status}"
     );
+    // The draw is in the event log, with the seed the pages publish.
+    let draws = h.logged("draw", 1);
+    assert_eq!(draws[0]["zone"], "checkout");
+    assert_eq!(draws[0]["event"], "launch");
+    let logged_seed = draws[0]["seed"].as_str().expect("seed");
+    assert_eq!(
+        u64::from_str_radix(logged_seed, 16).ok(),
+        u64::from_str_radix(&seed, 16).ok()
+    );
     // Everyone's page asks during the grace, which takes their drawn places.
     for v in members.iter_mut() {
         v.status(&h).await;
@@ -841,6 +882,20 @@ async fn a_scheduled_sale_counts_down_draws_the_prequeue_then_ends() {
         batches[0], first_three,
         "the first tick takes the first three drawn"
     );
+    // The event log has their admissions, from the line.
+    let logged = h.logged("admitted", 3);
+    let mut logged: Vec<String> = logged[..3]
+        .iter()
+        .inspect(|l| assert_eq!(l["via"], "queue", "{l}"))
+        .map(|l| l["visitor"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let mut drawn: Vec<String> = first_three
+        .iter()
+        .map(|&i| members[i].claims(&h).vid.to_string())
+        .collect();
+    logged.sort();
+    drawn.sort();
+    assert_eq!(logged, drawn);
     assert_eq!(
         batches[1],
         (0..6).collect::<Vec<_>>(),
