@@ -77,14 +77,10 @@ impl<A> Connections<A> {
                 return None;
             }
         };
-        match proxy_header::read(&mut l4, self.header_timeout).await {
-            Ok(()) => Some(l4),
-            Err(e) => {
-                self.metrics.proxy_headers_refused.inc();
-                tracing::debug!(error = %e, "connection refused: no PROXY protocol header");
-                None
-            }
-        }
+        proxy_header::read(&mut l4, self.header_timeout, &self.metrics)
+            .await
+            .ok()
+            .map(|()| l4 as Stream)
     }
 }
 

@@ -34,8 +34,22 @@ pub enum ReadError {
 }
 
 /// Reads the PROXY header at the start of `stream` (within `timeout`), puts back the bytes
-/// that followed it, and makes the address it names the stream's peer.
-pub async fn read(stream: &mut L4Stream, timeout: Duration) -> Result<(), ReadError> {
+/// that followed it, and makes the address it names the stream's peer. A connection without a
+/// valid header is counted in `metrics` (the caller closes it).
+pub async fn read(
+    stream: &mut L4Stream,
+    timeout: Duration,
+    metrics: &Metrics,
+) -> Result<(), ReadError> {
+    let read = read_header(stream, timeout).await;
+    if let Err(e) = &read {
+        metrics.proxy_headers_refused.inc();
+        tracing::debug!(error = %e, "connection refused: no PROXY protocol header");
+    }
+    read
+}
+
+async fn read_header(stream: &mut L4Stream, timeout: Duration) -> Result<(), ReadError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut buf: Vec<u8> = Vec::with_capacity(256);
     let mut chunk = [0u8; 512];
@@ -74,10 +88,8 @@ pub struct BeforeTls {
 #[async_trait]
 impl PreTlsProcess for BeforeTls {
     async fn process(&self, stream: &mut L4Stream) -> pingora::Result<()> {
-        read(stream, self.timeout).await.map_err(|e| {
-            self.metrics.proxy_headers_refused.inc();
-            tracing::debug!(error = %e, "connection refused: no PROXY protocol header");
-            pingora::Error::explain(pingora::ErrorType::AcceptError, e.to_string())
-        })
+        read(stream, self.timeout, &self.metrics)
+            .await
+            .map_err(|e| pingora::Error::explain(pingora::ErrorType::AcceptError, e.to_string()))
     }
 }
