@@ -272,13 +272,11 @@ impl Exchanger {
         };
         if let Some(n) = committed {
             if let Some(draw) = &draw {
-                let seed = format!("{:016x}", draw.seed);
-                let event = Event::Draw {
+                self.events.record(now, || Event::Draw {
                     zone: name.to_string(),
                     event: draw.event.to_string(),
-                    seed,
-                };
-                self.events.record(event, now);
+                    seed: format!("{:016x}", draw.seed),
+                });
                 tracing::info!(
                     zone = name,
                     event = %draw.event,

@@ -2,7 +2,8 @@
 //! tools (a data warehouse, a SIEM, `usher report`), written to a file that rotates by size and
 //! optionally POSTed to a webhook in batches signed with HMAC-SHA256.
 //!
-//! It never slows a request: [`EventLog::record`] puts the event in a bounded queue and returns;
+//! It never slows a request: [`EventLog::record`] builds the event only when the log is on,
+//! puts it in a bounded queue and returns (the line is rendered by the writer);
 //! a full queue drops the event and counts it (`usher_events_dropped_total{reason="queue_full"}`).
 //! A writer thread ([`writer`]) appends the lines and rotates the file; a webhook thread
 //! ([`webhook`]) batches them, signs each batch and retries with backoff, dropping (and
@@ -102,7 +103,7 @@ pub fn render(event: &Event, at_ms: u64) -> String {
 /// Where events go; a disabled log (no `[events_log]`) takes them and does nothing.
 #[derive(Clone, Default)]
 pub struct EventLog {
-    queue: Option<SyncSender<String>>,
+    queue: Option<SyncSender<(Event, u64)>>,
     metrics: Option<Metrics>,
 }
 
@@ -120,28 +121,29 @@ impl EventLog {
             .clone()
             .map(|hook| webhook::Sender::start(hook, metrics.clone()));
         let file = writer::RotatingFile::open(&config.path, config.rotate_bytes, config.keep)?;
-        let (queue, lines) = sync_channel::<String>(config.queue);
+        let (queue, events) = sync_channel::<(Event, u64)>(config.queue);
         let writer_metrics = metrics.clone();
         std::thread::Builder::new()
             .name("usher-events".into())
-            .spawn(move || writer::run(file, lines, webhook, writer_metrics))?;
+            .spawn(move || writer::run(file, events, webhook, writer_metrics))?;
         Ok(EventLog {
             queue: Some(queue),
             metrics: Some(metrics),
         })
     }
 
-    /// Whether events are logged at all (callers skip building them otherwise).
+    /// Whether events are logged at all.
     pub fn enabled(&self) -> bool {
         self.queue.is_some()
     }
 
-    /// Logs `event` at `at_ms`, without waiting: a full queue drops it (counted).
-    pub fn record(&self, event: Event, at_ms: u64) {
+    /// Logs the event `event` makes, at `at_ms`, without waiting: nothing is built when the log
+    /// is off, and a full queue drops it (counted).
+    pub fn record(&self, at_ms: u64, event: impl FnOnce() -> Event) {
         let Some(queue) = &self.queue else {
             return;
         };
-        let dropped = match queue.try_send(render(&event, at_ms)) {
+        let dropped = match queue.try_send((event(), at_ms)) {
             Ok(()) => None,
             Err(TrySendError::Full(_)) => Some("queue_full"),
             Err(TrySendError::Disconnected(_)) => Some("writer_gone"),

@@ -1,7 +1,7 @@
 //! The event log's file: lines appended by one thread, the file rotated when it passes its size
 //! (`usher.jsonl` -> `usher.jsonl.1` -> … -> `usher.jsonl.<keep>`, the oldest removed).
 
-use super::webhook;
+use super::{render, webhook, Event};
 use crate::metrics::Metrics;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -90,18 +90,18 @@ impl RotatingFile {
     }
 }
 
-/// The writer thread: appends every line (and hands it to the webhook), flushes when the queue
-/// is idle, and ends when every sender is gone.
+/// The writer thread: renders every event as a line, appends it (and hands it to the webhook),
+/// flushes when the queue is idle, and ends when every sender is gone.
 pub fn run(
     mut file: RotatingFile,
-    lines: Receiver<String>,
+    events: Receiver<(Event, u64)>,
     webhook: Option<webhook::Sender>,
     metrics: Metrics,
 ) {
     let mut dirty = false;
     loop {
-        let line = match lines.recv_timeout(FLUSH_AFTER) {
-            Ok(line) => line,
+        let line = match events.recv_timeout(FLUSH_AFTER) {
+            Ok((event, at_ms)) => render(&event, at_ms),
             Err(RecvTimeoutError::Timeout) => {
                 if dirty {
                     if let Err(e) = file.flush() {

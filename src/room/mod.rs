@@ -412,17 +412,12 @@ impl Room {
             .await
             .map_err(OverrideError::Store)?;
         self.take_overrides(name, next.clone());
-        if self.events.enabled() {
-            let settings = serde_json::to_value(&next.settings).unwrap_or_default();
-            let action = if patch.is_some() { "set" } else { "reset" };
-            let event = Event::Overrides {
-                zone: name.to_string(),
-                action,
-                by: by.to_string(),
-                settings,
-            };
-            self.events.record(event, now);
-        }
+        self.events.record(now, || Event::Overrides {
+            zone: name.to_string(),
+            action: if patch.is_some() { "set" } else { "reset" },
+            by: by.to_string(),
+            settings: serde_json::to_value(&next.settings).unwrap_or_default(),
+        });
         Ok(Some(next))
     }
 

@@ -304,18 +304,15 @@ impl Room {
         )
     }
 
-    /// Logs a direct admission (`[events_log]`).
+    /// Logs an admission, `direct` or from the line (`queue`), to `[events_log]`.
     fn log_admission(&self, zone: &str, admitted: &Admitted, via: &'static str, now: u64) {
-        if self.events.enabled() {
-            let event = Event::Admitted {
-                zone: zone.to_string(),
-                visitor: admitted.visitor.to_string(),
-                rank_ms: admitted.rank,
-                waited_ms: admitted.queue_ms(),
-                via,
-            };
-            self.events.record(event, now);
-        }
+        self.events.record(now, || Event::Admitted {
+            zone: zone.to_string(),
+            visitor: admitted.visitor.to_string(),
+            rank_ms: admitted.rank,
+            waited_ms: admitted.queue_ms(),
+            via,
+        });
     }
 
     /// A newcomer takes a place in line (see [`Room::place_newcomer`]) and gets the outcome
@@ -400,15 +397,12 @@ impl Room {
                     .eta_shown
                     .with_label_values(&[name])
                     .observe(status.eta_seconds as f64);
-                if self.events.enabled() {
-                    let event = Event::Joined {
-                        zone: name.to_string(),
-                        visitor: claims.vid.to_string(),
-                        rank_ms: claims.rank,
-                        eta_s: status.eta_seconds,
-                    };
-                    self.events.record(event, now);
-                }
+                self.events.record(now, || Event::Joined {
+                    zone: name.to_string(),
+                    visitor: claims.vid.to_string(),
+                    rank_ms: claims.rank,
+                    eta_s: status.eta_seconds,
+                });
                 Joined::Waiting {
                     status: Box::new(status),
                     cookie: token,
@@ -534,11 +528,10 @@ impl Room {
         let now = self.clock.now_ms();
         if let Ok(Some(_)) = self.end_session(zone_name, visitor, now).await {
             self.requests.inc(zone.index, "release");
-            let event = Event::Released {
+            self.events.record(now, || Event::Released {
                 zone: zone_name.to_string(),
                 visitor: visitor.to_string(),
-            };
-            self.events.record(event, now);
+            });
         }
         Some(cookie::clear(&zone.cookie, self.cookie_secure))
     }
