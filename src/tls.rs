@@ -123,8 +123,8 @@ impl ResolvesServerCert for Certificates {
 
 /// Reads one certificate's two files.
 fn read_pair(files: &CertFiles) -> Result<CertifiedKey, String> {
-    let cert = read_file(&files.cert)?;
-    let key = read_file(&files.key)?;
+    let cert = read_pem_file(&files.cert)?;
+    let key = read_pem_file(&files.key)?;
     certified(&cert, &key).map_err(|e| {
         format!(
             "{e} (cert {}, key {})",
@@ -134,7 +134,8 @@ fn read_pair(files: &CertFiles) -> Result<CertifiedKey, String> {
     })
 }
 
-fn read_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+/// The bytes of a PEM file, refused unread when it is over [`MAX_PEM`].
+pub fn read_pem_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
     let too_big = |len: u64| {
         format!(
             "{} is {len} bytes; a PEM file is at most {MAX_PEM}",
@@ -149,17 +150,25 @@ fn read_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
+/// The certificates of a PEM file, in order: at least one, every block well formed (their
+/// contents are not parsed here).
+pub fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the certificate file is not PEM: {e}"))?;
+    match certs.is_empty() {
+        true => Err("the certificate file holds no certificate".to_string()),
+        false => Ok(certs),
+    }
+}
+
 /// A chain (PEM, leaf first) and its private key (PEM) as one certificate to serve: the
 /// chain must hold at least one certificate that parses, the key file exactly one key, and the
 /// key must belong to the leaf.
 pub fn certified(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
-    let chain = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("the certificate file is not PEM: {e}"))?;
-    let Some(leaf) = chain.first() else {
-        return Err("the certificate file holds no certificate".to_string());
-    };
-    ParsedCertificate::try_from(leaf)
+    let chain = pem_certificates(cert_pem)?;
+    // `pem_certificates` never returns an empty chain.
+    ParsedCertificate::try_from(&chain[0])
         .map_err(|e| format!("the first certificate cannot be read: {e}"))?;
     let mut keys = PrivateKeyDer::pem_slice_iter(key_pem);
     let key = match keys.next() {

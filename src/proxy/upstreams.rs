@@ -129,15 +129,30 @@ impl Upstreams {
     }
 }
 
-/// Keeps one pool's addresses and health current until it is dropped.
+/// Keeps one pool's addresses and health current until it is dropped. Its names were just
+/// resolved (the pool was built): the first lookup is due after `resolve_every`, the first
+/// health check at once.
 async fn upkeep(pool: Weak<Upstream>) {
+    let mut due = match pool.upgrade() {
+        Some(pool) => Due {
+            resolve: Instant::now() + pool.config.resolve_every,
+            check: Instant::now(),
+        },
+        None => return,
+    };
     loop {
         let wait = match pool.upgrade() {
-            Some(pool) => pool.refresh().await,
+            Some(pool) => pool.refresh(&mut due).await,
             None => return,
         };
         tokio::time::sleep(wait).await;
     }
+}
+
+/// When a pool's names are next resolved and its addresses next checked.
+struct Due {
+    resolve: Instant,
+    check: Instant,
 }
 
 /// One upstream in force: its settings, its addresses and how to pick one.
@@ -153,8 +168,6 @@ pub struct Upstream {
     /// Where `least_connections` starts looking, so ties take turns.
     turn: AtomicUsize,
     metrics: Metrics,
-    /// When the names are due to be resolved again, and the health checked again.
-    due: Mutex<(Instant, Instant)>,
 }
 
 /// The selection algorithm over the pool's addresses and their health.
@@ -259,9 +272,7 @@ impl Upstream {
                 message: format!("no address: {e}"),
             }]);
         }
-        let now = Instant::now();
         let pool = Upstream {
-            due: Mutex::new((now + config.resolve_every, now)),
             config,
             balancer,
             resolver,
@@ -379,34 +390,26 @@ impl Upstream {
         peer
     }
 
-    /// Resolves names and checks health when due; how long until the next is due.
-    async fn refresh(&self) -> Duration {
-        let now = Instant::now();
-        let (resolve_at, check_at) = *self.due.lock().unwrap_or_else(|p| p.into_inner());
-        if now >= resolve_at {
+    /// Resolves names and checks health when `due`; how long until the next is due.
+    async fn refresh(&self, due: &mut Due) -> Duration {
+        if Instant::now() >= due.resolve {
             self.resolver.resolve().await;
             if let Err(e) = self.balancer.update().await {
                 tracing::warn!(upstream = %self.config.name, error = %e, "upstream has no address");
             }
+            due.resolve = Instant::now() + self.config.resolve_every;
         }
-        let interval = self.config.health_check.as_ref().map(|h| h.interval);
-        if let (Some(_), true) = (interval, now >= check_at) {
+        let Some(check) = &self.config.health_check else {
+            return due.resolve.saturating_duration_since(Instant::now());
+        };
+        if Instant::now() >= due.check {
             self.balancer.backends().run_health_check(true).await;
             self.publish_health();
+            due.check = Instant::now() + check.interval;
         }
-        let now = Instant::now();
-        let mut due = self.due.lock().unwrap_or_else(|p| p.into_inner());
-        if now >= due.0 {
-            due.0 = now + self.config.resolve_every;
-        }
-        if let (Some(interval), true) = (interval, now >= due.1) {
-            due.1 = now + interval;
-        }
-        let next = match interval {
-            Some(_) => due.0.min(due.1),
-            None => due.0,
-        };
-        next.saturating_duration_since(now)
+        due.resolve
+            .min(due.check)
+            .saturating_duration_since(Instant::now())
     }
 
     /// Sets `usher_origin_up` for every address and logs the ones that went down or came back.
@@ -500,18 +503,12 @@ fn health_check(
     }
 }
 
-/// The certificates of a `ca_file`, each checked before Pingora's wrapper (which panics on one
-/// it cannot parse) takes it.
+/// The certificates of a `ca_file` (read and split by [`crate::tls`]'s PEM readers), each
+/// checked before Pingora's wrapper (which panics on one it cannot parse) takes it.
 fn read_ca(file: &std::path::Path) -> Result<Arc<CaType>, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let ders = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{} is not PEM: {e}", file.display()))?;
-    if ders.is_empty() {
-        return Err(format!("{} holds no certificate", file.display()));
-    }
+    let bytes = crate::tls::read_pem_file(file)?;
+    let ders =
+        crate::tls::pem_certificates(&bytes).map_err(|e| format!("{e} ({})", file.display()))?;
     let mut certs = Vec::with_capacity(ders.len());
     for der in ders {
         x509_parser::parse_x509_certificate(&der)
@@ -551,16 +548,12 @@ impl Resolver {
             if addr.literal().is_some() {
                 continue;
             }
-            match (addr.host.as_str(), addr.port).to_socket_addrs() {
-                Ok(found) => {
-                    let found: Vec<SocketAddr> = found.collect();
-                    if found.is_empty() {
-                        failed.push((i, format!("`{addr}` resolves to no address")));
-                    } else {
-                        resolved.insert(addr.clone(), found);
-                    }
-                }
-                Err(e) => failed.push((i, format!("cannot resolve `{addr}`: {e}"))),
+            let found = (addr.host.as_str(), addr.port)
+                .to_socket_addrs()
+                .map(|found| found.collect())
+                .map_err(|e| e.to_string());
+            if let Err(why) = keep(&mut resolved, addr, found) {
+                failed.push((i, format!("cannot resolve `{addr}`: {why}")));
             }
         }
         match failed.is_empty() {
@@ -578,20 +571,14 @@ impl Resolver {
             }
             let lookup = tokio::net::lookup_host((addr.host.as_str(), addr.port));
             let found = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
-                Ok(Ok(found)) => Ok(found.collect::<Vec<_>>()),
+                Ok(Ok(found)) => Ok(found.collect()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err("timed out".to_string()),
             };
-            match found {
-                Ok(found) if !found.is_empty() => {
-                    let mut resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
-                    resolved.insert(addr.clone(), found);
-                }
-                Ok(_) | Err(_) => {
-                    self.failures.inc();
-                    let why = found.err().unwrap_or_else(|| "no address".to_string());
-                    tracing::warn!(upstream = %self.upstream, name = %addr, error = %why, "cannot resolve an origin name: keeping its last addresses");
-                }
+            let mut resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(why) = keep(&mut resolved, addr, found) {
+                self.failures.inc();
+                tracing::warn!(upstream = %self.upstream, name = %addr, error = %why, "cannot resolve an origin name: keeping its last addresses");
             }
         }
     }
@@ -621,6 +608,23 @@ impl Resolver {
             .find(|(_, found)| found.contains(&addr))
             .map(|(name, _)| name.host.clone())
             .unwrap_or_else(|| addr.ip().to_string())
+    }
+}
+
+/// Keeps what a lookup of `addr` `found`, unless it failed or found nothing (then the name keeps
+/// its last addresses, and why is returned).
+fn keep(
+    resolved: &mut HashMap<OriginAddr, Vec<SocketAddr>>,
+    addr: &OriginAddr,
+    found: Result<Vec<SocketAddr>, String>,
+) -> Result<(), String> {
+    match found {
+        Ok(found) if !found.is_empty() => {
+            resolved.insert(addr.clone(), found);
+            Ok(())
+        }
+        Ok(_) => Err("no address".to_string()),
+        Err(why) => Err(why),
     }
 }
 
