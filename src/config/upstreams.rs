@@ -4,7 +4,6 @@
 use super::checker::Checker;
 use super::model::*;
 use super::raw::*;
-use crate::request::host;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -128,21 +127,16 @@ fn tls(c: &mut Checker, path: &str, up: &RawUpstream, base: &Path) -> Option<Ups
     Some(UpstreamTls { sni, ca_file })
 }
 
-/// A host name (or address) to send as `Host` or SNI: canonical, without a port.
+/// A host name (or address) to send as `Host` or SNI: canonical ([`Checker::host`]), and
+/// given without a port.
 fn header_host(c: &mut Checker, path: String, text: &str) -> Option<String> {
-    match host::canonical(text.as_bytes()) {
-        Ok(canonical) if !text.contains(':') || canonical.contains(':') => {
-            Some(canonical.into_owned())
-        }
-        Ok(_) => {
-            c.problem(path, format!("`{text}` has a port; give the name alone"));
-            None
-        }
-        Err(e) => {
-            c.problem(path, format!("`{text}` is not a host name: {e}"));
-            None
-        }
+    let host = c.host(path.clone(), text)?;
+    // A `:` the canonical form lost was a port's (an IPv6 address keeps its own).
+    if text.contains(':') && !host.contains(':') {
+        c.problem(path, format!("`{text}` has a port; give the name alone"));
+        return None;
     }
+    Some(host)
 }
 
 fn health_check(c: &mut Checker, path: &str, raw: &RawHealthCheck) -> Option<HealthCheck> {
