@@ -134,3 +134,21 @@ fn the_webhook_signature_is_hmac_sha256() {
         "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
     );
 }
+
+#[test]
+fn an_idle_webhook_waits_for_a_line_and_an_open_batch_for_its_flush() {
+    let flush = std::time::Duration::from_secs(2);
+    assert_eq!(
+        webhook::wait(None, flush),
+        None,
+        "no batch: block until a line comes"
+    );
+    let just = std::time::Instant::now();
+    assert!(webhook::wait(Some(just), flush)
+        .is_some_and(|left| left > std::time::Duration::from_secs(1)));
+    let long_ago = just - std::time::Duration::from_secs(5);
+    assert_eq!(
+        webhook::wait(Some(long_ago), flush),
+        Some(std::time::Duration::ZERO)
+    );
+}

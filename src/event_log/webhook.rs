@@ -68,30 +68,39 @@ fn run(config: WebhookConfig, queue: Receiver<String>, metrics: Metrics) {
         .build()
         .into();
     let mut batch: Vec<String> = Vec::with_capacity(config.batch);
-    let mut since = Instant::now();
+    // When the open batch got its first line; `None` while there is no batch.
+    let mut opened: Option<Instant> = None;
     loop {
-        let left = config.flush_every.saturating_sub(since.elapsed());
-        let closed = match queue.recv_timeout(left) {
+        let received = match wait(opened, config.flush_every) {
+            None => queue.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(left) => queue.recv_timeout(left),
+        };
+        let closed = match received {
             Ok(line) => {
-                if batch.is_empty() {
-                    since = Instant::now();
-                }
+                opened.get_or_insert_with(Instant::now);
                 batch.push(line);
                 false
             }
             Err(RecvTimeoutError::Timeout) => false,
             Err(RecvTimeoutError::Disconnected) => true,
         };
-        let due = batch.len() >= config.batch || since.elapsed() >= config.flush_every;
+        let due =
+            batch.len() >= config.batch || wait(opened, config.flush_every) == Some(Duration::ZERO);
         if !batch.is_empty() && (due || closed) {
             post(&agent, &config, &batch, &metrics);
             batch.clear();
-            since = Instant::now();
+            opened = None;
         }
         if closed {
             return;
         }
     }
+}
+
+/// How long to wait for the next line: until the open batch (opened at `opened`) is due, or
+/// for good when there is none. (An idle webhook used to wait zero seconds over and over.)
+pub(super) fn wait(opened: Option<Instant>, flush_every: Duration) -> Option<Duration> {
+    opened.map(|at| flush_every.saturating_sub(at.elapsed()))
 }
 
 /// POSTs one batch, with retries; counts it as sent or dropped.
