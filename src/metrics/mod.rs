@@ -131,6 +131,29 @@ impl Metrics {
                 .expect("unique metric");
             c
         };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+                .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        // An origin's answer, from milliseconds to its read timeout.
+        let latency_buckets = vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ];
+        // Waits from seconds to hours (an on-sale's line can take one).
+        let wait_buckets = vec![
+            1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0,
+        ];
         let requests = counter(
             "usher_gate_requests_total",
             "Requests by zone and gate decision.",
@@ -182,17 +205,11 @@ impl Metrics {
              (idempotent ones) failed before it answered.",
             &["upstream"],
         );
-        let origin_up = IntGaugeVec::new(
-            Opts::new(
-                "usher_origin_up",
-                "1 while the origin address passes its health checks (always 1 without health_check).",
-            ),
+        let origin_up = gauge(
+            "usher_origin_up",
+            "1 while the origin address passes its health checks (always 1 without health_check).",
             &["upstream", "addr"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(origin_up.clone()))
-            .expect("unique metric");
+        );
         let events_dropped = counter(
             "usher_events_dropped_total",
             "Events the event log lost, by reason (queue_full, write, webhook_behind, webhook, writer_gone).",
@@ -208,43 +225,17 @@ impl Metrics {
             "Event log lines the webhook accepted.",
         )
         .expect("valid metric");
-        let tls_expiry = IntGaugeVec::new(
-            Opts::new(
-                "usher_tls_certificate_expiry_timestamp_seconds",
-                "When each certificate in force on the TLS listener expires (Unix seconds).",
-            ),
+        let tls_expiry = gauge(
+            "usher_tls_certificate_expiry_timestamp_seconds",
+            "When each certificate in force on the TLS listener expires (Unix seconds).",
             &["file"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(tls_expiry.clone()))
-            .expect("unique metric");
-        let origin_response = HistogramVec::new(
-            HistogramOpts::new(
-                "usher_origin_response_seconds",
-                "From the request sent to an origin address to its response header.",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
+        );
+        let origin_response = histogram(
+            "usher_origin_response_seconds",
+            "From the request sent to an origin address to its response header.",
             &["upstream", "addr"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(origin_response.clone()))
-            .expect("unique metric");
-        // Waits from seconds to hours (an on-sale's line can take one).
-        let wait_buckets = vec![
-            1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0,
-        ];
-        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
-            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
-                .expect("valid metric");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("unique metric");
-            h
-        };
+            latency_buckets.clone(),
+        );
         let queue_wait = histogram(
             "usher_queue_wait_seconds",
             "How long each admitted visitor waited in line, from joining to claiming their place.",
@@ -266,9 +257,7 @@ impl Metrics {
             "usher_upstream_response_seconds",
             "From the request sent to the origin's response header, by zone and upstream.",
             &["zone", "upstream"],
-            vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ],
+            latency_buckets,
         );
         let client_refusals = counter(
             "usher_client_refusals_total",
@@ -290,28 +279,22 @@ impl Metrics {
             "Config reloads (SIGHUP, POST /v1/reload) by result: ok, or invalid (the running config stays).",
             &["result"],
         );
-        let gauge = |name: &str, help: &str| {
-            let g = IntGaugeVec::new(Opts::new(name, help), &["zone"]).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
-            g
-        };
-        let waiting = gauge("usher_queue_waiting", "Visitors queued after the cursor.");
-        let active = gauge(
+        let zone_gauge = |name: &str, help: &str| gauge(name, help, &["zone"]);
+        let waiting = zone_gauge("usher_queue_waiting", "Visitors queued after the cursor.");
+        let active = zone_gauge(
             "usher_sessions_active",
             "Occupied slots: active sessions plus reservations of admitted visitors.",
         );
-        let capacity = gauge(
+        let capacity = zone_gauge(
             "usher_zone_capacity",
             "Capacity of the zone in force (a scheduled sale's during one).",
         );
-        let admit_per_minute = gauge(
+        let admit_per_minute = zone_gauge(
             "usher_zone_admit_per_minute",
             "Admission rate of the zone in force, per minute.",
         );
-        let burst = gauge("usher_zone_burst", "Admission burst of the zone in force.");
-        let paused = gauge(
+        let burst = zone_gauge("usher_zone_burst", "Admission burst of the zone in force.");
+        let paused = zone_gauge(
             "usher_zone_paused",
             "1 while the zone's mode in force admits nobody (paused, closed, a pre-queue).",
         );
