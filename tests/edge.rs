@@ -101,11 +101,18 @@ fn sni_chooses_the_certificate_and_a_reload_swaps_it_without_cutting_a_request()
     let dir = tempfile::tempdir().expect("tempdir");
     write_cert(dir.path(), "a", &["shop.test"]);
     write_cert(dir.path(), "b", &["*.other.test"]);
-    let slow = start_origin(|req| async move {
-        if req.path.starts_with("/slow") {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+    // `/slow` is answered 1.5 s after it arrives; `arrived` says it did.
+    let arrived = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = arrived.clone();
+    let slow = start_origin(move |req| {
+        let seen = seen.clone();
+        async move {
+            if req.path.starts_with("/slow") {
+                seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            OriginResponse::html("ok".into()).with_header("x-origin", "1")
         }
-        OriginResponse::html("ok".into()).with_header("x-origin", "1")
     });
     let usher = Usher::start_with(dir.path(), slow, &tls_server(""), "", ZONE);
     let (a, b) = (dir.path().join("a.pem"), dir.path().join("b.pem"));
@@ -151,7 +158,9 @@ fn sni_chooses_the_certificate_and_a_reload_swaps_it_without_cutting_a_request()
             .output()
             .expect("curl")
     });
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("the slow request at the origin", WAIT, || {
+        arrived.load(std::sync::atomic::Ordering::SeqCst)
+    });
     let old = std::fs::read(&a).expect("old cert");
     write_cert(dir.path(), "a", &["shop.test"]);
     usher.signal("HUP");
