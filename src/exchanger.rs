@@ -13,11 +13,11 @@
 //! arrivals younger than `join_settle` alone (zero on the embedded store, where a join is
 //! in place before the call returns); FIFO is exact as long as a join's write takes less.
 
-use crate::admission::{Draw, ZoneState};
+use crate::admission::{Draw, QueueKey, ZoneState};
 use crate::clock::SharedClock;
 use crate::config::{Mode, ZoneConfig};
 use crate::event_log::{Event, EventLog};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SESSION_ENDINGS};
 use crate::onsale::{self, Phase};
 use crate::store::{Store, StoreError};
 use crate::zone::LiveZones;
@@ -59,6 +59,29 @@ impl Via {
     }
 }
 
+/// At most this many skipped places of one tick are logged one by one (`abandoned` events);
+/// the metric counts them all.
+const ABANDONED_LOGGED: usize = 1_000;
+
+/// The places one tick passes without admitting them.
+#[derive(Debug, Default)]
+struct Skipped {
+    /// How many.
+    count: u64,
+    /// Their keys, when the event log is on (at most [`ABANDONED_LOGGED`]).
+    keys: Vec<QueueKey>,
+}
+
+/// What the event log's `expired` events still owe: sessions this node ended (released or
+/// revoked) that no tick has yet seen freed.
+#[derive(Debug, Default)]
+struct EndedTally {
+    /// `usher_sessions_ended_total` of the zone when last read.
+    seen: u64,
+    /// Endings not yet matched by freed slots.
+    owed: u64,
+}
+
 /// Sets the zone's gauges of the limits in force; `hold`: a schedule holds admissions (a
 /// pre-queue's countdown), whatever the mode.
 fn show_limits(metrics: &Metrics, zone: &str, config: &ZoneConfig, hold: bool) {
@@ -95,8 +118,10 @@ pub struct Exchanger {
     settle: std::time::Duration,
     clock: SharedClock,
     metrics: Metrics,
-    /// Where draws are logged (`[events_log]`).
+    /// Where draws, skipped places, returns and expiries are logged (`[events_log]`).
     events: EventLog,
+    /// Per zone, for the `expired` events.
+    ended: std::sync::Mutex<HashMap<String, EndedTally>>,
 }
 
 impl Exchanger {
@@ -119,6 +144,12 @@ impl Exchanger {
             let phase = onsale::phase(&zone.events, now);
             let hold = matches!(phase, Phase::Prequeue(_));
             show_limits(&metrics, &zone.name, onsale::in_force(zone, phase), hold);
+            // Zero from the start, so a rate over them reads 0 rather than nothing.
+            metrics.skipped.with_label_values(&[&zone.name]);
+            metrics.slots_freed.with_label_values(&[&zone.name]);
+            for how in SESSION_ENDINGS {
+                metrics.sessions_ended.with_label_values(&[&zone.name, how]);
+            }
         }
         // Zones never come or go while the process runs (a reload that would add or remove
         // one is refused), so the turns are fixed.
@@ -134,6 +165,7 @@ impl Exchanger {
             clock,
             metrics,
             events: EventLog::disabled(),
+            ended: Default::default(),
         }
     }
 
@@ -199,6 +231,78 @@ impl Exchanger {
         self.tick_zone(&zone.config, via).await
     }
 
+    /// The places between `cursor` and the highest key of `admitted` that the tick passes
+    /// without admitting (`fresh` of `admitted` lie after the cursor, the highest among them).
+    async fn skipped(
+        &self,
+        zone: &str,
+        cursor: QueueKey,
+        admitted: &[QueueKey],
+        fresh: u64,
+    ) -> Result<Skipped, StoreError> {
+        let Some(&to) = admitted.iter().filter(|k| **k > cursor).max() else {
+            return Ok(Skipped::default());
+        };
+        // Strictly between: the other fresh admissions, and the places passed.
+        let between = self.store.ahead(zone, cursor, to).await?;
+        let count = between.saturating_sub(fresh - 1);
+        let mut keys = Vec::new();
+        if count > 0 && self.events.enabled() {
+            let limit = (count as usize + fresh as usize).min(ABANDONED_LOGGED + fresh as usize);
+            keys = self.store.live_after(zone, cursor, 0, limit).await?;
+            keys.retain(|k| *k < to && !admitted.contains(k));
+            keys.truncate(ABANDONED_LOGGED);
+        }
+        Ok(Skipped { count, keys })
+    }
+
+    /// Logs the places a committed tick passed (`abandoned`) and the passed visitors it let in
+    /// because they came back (`returned`; priority places too).
+    fn log_passing(&self, zone: &str, skipped: &Skipped, returned: &[&QueueKey], now: u64) {
+        for key in &skipped.keys {
+            self.events.record(now, || Event::Abandoned {
+                zone: zone.to_string(),
+                visitor: key.visitor.to_string(),
+                rank_ms: key.rank,
+            });
+        }
+        for key in returned {
+            self.events.record(now, || Event::Returned {
+                zone: zone.to_string(),
+                visitor: key.visitor.to_string(),
+                rank_ms: key.rank,
+            });
+        }
+    }
+
+    /// Logs the slots freed since the zone's last committed tick that no session ending on this
+    /// node explains (`expired`: sessions that ran out, reservations never claimed). Exact on
+    /// one node; on a fleet, endings on other nodes read as expiries here.
+    fn log_expired(&self, zone: &str, freed: u64, now: u64) {
+        if !self.events.enabled() {
+            return;
+        }
+        let ended: u64 = SESSION_ENDINGS
+            .iter()
+            .map(|how| self.metrics.sessions_ended.with_label_values(&[zone, how]).get())
+            .sum();
+        let expired = {
+            let mut tallies = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+            let tally = tallies.entry(zone.to_string()).or_default();
+            tally.owed += ended.saturating_sub(tally.seen);
+            tally.seen = ended;
+            let matched = tally.owed.min(freed);
+            tally.owed -= matched;
+            freed - matched
+        };
+        if expired > 0 {
+            self.events.record(now, || Event::Expired {
+                zone: zone.to_string(),
+                slots: expired,
+            });
+        }
+    }
+
     /// One zone's tick.
     pub async fn tick_zone(&self, zone: &ZoneConfig, via: Via) -> Result<TickReport, StoreError> {
         let _turn = match self.turns.get(&zone.name) {
@@ -242,6 +346,9 @@ impl Exchanger {
             }
         }
         let fresh = admitted.iter().filter(|k| **k > cursor).count() as u64;
+        // The places the cursor is about to pass without admitting them: their holders were away.
+        // Counted (and listed for the event log) before the commit drops their entries.
+        let skipped = self.skipped(name, cursor, &admitted, fresh).await?;
         let waiting = store.waiting(name, cursor).await?.saturating_sub(fresh);
         let mut next = state.clone();
         let grant = next.apply_tick(admitted, active, waiting, limits, now);
@@ -290,8 +397,20 @@ impl Exchanger {
             }
             // Visitors the cursor had passed who came back (and priority places, which sit just
             // below the cursor) are admitted first: counted apart.
-            let came_back =
-                (grant.admitted.iter().filter(|k| **k <= grant.from).count() as u64).min(n as u64);
+            let returned: Vec<&QueueKey> =
+                grant.admitted.iter().filter(|k| **k <= grant.from).collect();
+            let came_back = (returned.len() as u64).min(n as u64);
+            self.log_passing(name, &skipped, &returned, now);
+            self.metrics
+                .skipped
+                .with_label_values(&[name])
+                .inc_by(skipped.count);
+            let freed = state.active.saturating_sub(active);
+            self.metrics
+                .slots_freed
+                .with_label_values(&[name])
+                .inc_by(freed);
+            self.log_expired(name, freed, now);
             self.metrics
                 .admitted
                 .with_label_values(&[name, via.label()])

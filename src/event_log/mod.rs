@@ -39,7 +39,8 @@ pub enum Event {
         /// The wait they were told, in seconds.
         eta_s: u64,
     },
-    /// A visitor went in: at once (`direct`) or after waiting (`queue`).
+    /// A visitor went in: at once (`direct`), after waiting (`queue`), or on a priority place
+    /// (`priority`).
     Admitted {
         /// The zone.
         zone: String,
@@ -49,7 +50,7 @@ pub enum Event {
         rank_ms: u64,
         /// How long they waited, ms.
         waited_ms: u64,
-        /// `direct` or `queue`.
+        /// `direct`, `queue` or `priority`.
         via: &'static str,
     },
     /// The origin ended a visitor's session (`Usher-Command: release`).
@@ -58,6 +59,33 @@ pub enum Event {
         zone: String,
         /// The visitor.
         visitor: String,
+    },
+    /// Slots that came free without anyone ending them: sessions that ran out and reservations
+    /// never claimed, since the zone's previous tick (one event per tick that saw some).
+    Expired {
+        /// The zone.
+        zone: String,
+        /// How many.
+        slots: u64,
+    },
+    /// The line passed a place whose holder had not been seen within `abandon_after`.
+    Abandoned {
+        /// The zone.
+        zone: String,
+        /// The visitor.
+        visitor: String,
+        /// Their arrival, ms since the epoch.
+        rank_ms: u64,
+    },
+    /// A visitor the line had passed came back and was let in first (priority places too,
+    /// which are placed where the line has just passed).
+    Returned {
+        /// The zone.
+        zone: String,
+        /// The visitor.
+        visitor: String,
+        /// Their arrival, ms since the epoch.
+        rank_ms: u64,
     },
     /// An operator changed a zone's live overrides (`set`) or dropped them all (`reset`).
     Overrides {

@@ -42,6 +42,17 @@ pub struct Metrics {
     /// (`direct`), or of visitors the line had passed who came back and of priority places
     /// (`returned`).
     pub admitted: IntCounterVec,
+    /// `usher_skipped_total{zone}`: places the line passed without admitting them, because their
+    /// holders had not been seen within `abandon_after` (closed the tab, or lost their
+    /// connection). Those who come back go in first (`usher_admitted_total{via="returned"}`).
+    pub skipped: IntCounterVec,
+    /// `usher_slots_freed_total{zone}`: slots that came free between two ticks, released or
+    /// expired, counted once across a fleet (by the node whose tick saw it).
+    pub slots_freed: IntCounterVec,
+    /// `usher_sessions_ended_total{zone, how}`: sessions ended before their time, by the origin
+    /// (`released`) or by usher (`revoked`: an abuse report, a token shared across clients).
+    /// Expired slots are the freed ones less these.
+    pub sessions_ended: IntCounterVec,
     /// `usher_token_rejections_total{reason}`: presented tokens refused, by reason.
     pub rejections: IntCounterVec,
     /// `usher_store_errors_total{zone, op}`: store calls that failed or timed out.
@@ -163,6 +174,21 @@ impl Metrics {
             "usher_admitted_total",
             "Visitors admitted, by the exchanger (queue), at once (direct), or after the line had passed them (returned; priority places too).",
             &["zone", "via"],
+        );
+        let skipped = counter(
+            "usher_skipped_total",
+            "Places the line passed without admitting them: their holders had not been seen within abandon_after.",
+            &["zone"],
+        );
+        let slots_freed = counter(
+            "usher_slots_freed_total",
+            "Slots that came free (released or expired), counted once across a fleet.",
+            &["zone"],
+        );
+        let sessions_ended = counter(
+            "usher_sessions_ended_total",
+            "Sessions ended before their time, by the origin (released) or by usher (revoked).",
+            &["zone", "how"],
         );
         let rejections = counter(
             "usher_token_rejections_total",
@@ -388,6 +414,9 @@ impl Metrics {
             upstream_responses,
             upstream_response,
             admitted,
+            skipped,
+            slots_freed,
+            sessions_ended,
             rejections,
             store_errors,
             refused,
@@ -430,6 +459,10 @@ impl Metrics {
 /// Why a request was refused: the `reason` label of `usher_requests_refused_total`
 /// ([`crate::request::Refusal::reason`]).
 pub const REFUSALS: [&str; 4] = ["target", "path", "host", "no_host"];
+
+/// How a session ended before its time: the `how` label of `usher_sessions_ended_total`
+/// (`released` by the origin, `revoked` by usher). Slots freed otherwise expired.
+pub const SESSION_ENDINGS: [&str; 2] = ["released", "revoked"];
 
 /// What the gate did with a request: the `decision` label of `usher_gate_requests_total`.
 pub const DECISIONS: [&str; 22] = [

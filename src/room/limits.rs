@@ -189,7 +189,7 @@ impl Room {
             std::mem::take(&mut *self.to_release.lock().unwrap_or_else(|e| e.into_inner()));
         for (zone, visitor) in pending {
             // A failure is counted and logged by `call`; the node refuses the token already.
-            let _ = self.end_session(&zone, visitor, now).await;
+            let _ = self.end_session(&zone, visitor, now, "revoked").await;
         }
         // Streams end without telling anyone: the gauge is brought up to date every tick.
         self.metrics

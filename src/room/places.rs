@@ -166,7 +166,8 @@ impl Room {
                     .queue_wait
                     .with_label_values(&[&zone.config.name])
                     .observe(admitted.queue_ms() as f64 / 1_000.0);
-                self.log_admission(&zone.config.name, admitted, "queue", now);
+                let via = if claims.pri { "priority" } else { "queue" };
+                self.log_admission(&zone.config.name, admitted, via, now);
             }
             return Ok(place);
         }
@@ -304,7 +305,8 @@ impl Room {
         )
     }
 
-    /// Logs an admission, `direct` or from the line (`queue`), to `[events_log]`.
+    /// Logs an admission, `direct`, from the line (`queue`) or a priority place, to
+    /// `[events_log]`.
     fn log_admission(&self, zone: &str, admitted: &Admitted, via: &'static str, now: u64) {
         self.events.record(now, || Event::Admitted {
             zone: zone.to_string(),
@@ -526,7 +528,7 @@ impl Room {
     pub async fn release(&self, zone_name: &str, visitor: VisitorId) -> Option<String> {
         let zone = self.zone_named(zone_name)?;
         let now = self.clock.now_ms();
-        if let Ok(Some(_)) = self.end_session(zone_name, visitor, now).await {
+        if let Ok(Some(_)) = self.end_session(zone_name, visitor, now, "released").await {
             self.requests.inc(zone.index, "release");
             self.events.record(now, || Event::Released {
                 zone: zone_name.to_string(),
@@ -537,17 +539,23 @@ impl Room {
     }
 
     /// Frees `visitor`'s slot in the store and refuses their token on this node (the change
-    /// feed tells the others). `Ok(None)`: they held no session.
+    /// feed tells the others); `how` is the `usher_sessions_ended_total` label (one of
+    /// [`crate::metrics::SESSION_ENDINGS`]). `Ok(None)`: they held no session.
     pub(super) async fn end_session(
         &self,
         zone_name: &str,
         visitor: VisitorId,
         now: u64,
+        how: &'static str,
     ) -> Result<Option<u64>, StoreError> {
         let release = self.store.release(zone_name, visitor, now);
         let until = self.call(zone_name, "release", release).await?;
         if let Some(until) = until {
             self.revoked.insert(visitor, until);
+            self.metrics
+                .sessions_ended
+                .with_label_values(&[zone_name, how])
+                .inc();
         }
         Ok(until)
     }

@@ -142,7 +142,7 @@ impl Room {
     ) -> Option<Result<Revoked, StoreError>> {
         let zone = self.zone_named(zone_name)?;
         let now = self.clock.now_ms();
-        Some(match self.end_session(zone_name, visitor, now).await {
+        Some(match self.end_session(zone_name, visitor, now, "revoked").await {
             Ok(Some(until_s)) => {
                 self.requests.inc(zone.index, "release");
                 Ok(Revoked::Session { until_s })

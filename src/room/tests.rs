@@ -1402,3 +1402,62 @@ async fn the_limits_in_force_are_the_metrics_and_the_admin_report() {
     );
     assert_eq!(report.event.map(|e| e.phase), Some("sale"));
 }
+
+#[tokio::test]
+async fn passed_places_returns_releases_and_expiries_are_counted_and_logged() {
+    let h = harness("mode = \"queue_all\"\nabandon_after = \"10s\"\nrefresh_interval = \"1s\"");
+    let zone = "checkout";
+    let metrics = h.room.metrics().clone();
+    let count = |c: &prometheus::IntCounterVec, labels: &[&str]| c.with_label_values(labels).get();
+    // Three visitors take places (written once their page comes back); the first two go
+    // away, the third keeps their page open.
+    let mut away = [Visitor::default(), Visitor::default()];
+    for v in &mut away {
+        v.get(&h, "/checkout").await;
+        v.status(&h).await;
+        h.clock.advance(Duration::from_millis(10));
+    }
+    let mut stays = Visitor::default();
+    stays.get(&h, "/checkout").await;
+    for _ in 0..11 {
+        h.clock.advance(Duration::from_secs(1));
+        stays.status(&h).await;
+    }
+    // The line passes both places for the visitor still there.
+    h.tick().await;
+    assert!(forwarded(&stays.get(&h, "/checkout").await));
+    assert_eq!(count(&metrics.skipped, &[zone]), 2);
+    assert_eq!(count(&metrics.admitted, &[zone, "queue"]), 1);
+    let abandoned = h.logged("abandoned", 2);
+    let ids: Vec<String> = away.iter().map(|v| v.claims(&h).vid.to_string()).collect();
+    let logged: Vec<&str> = abandoned
+        .iter()
+        .map(|l| l["visitor"].as_str().expect("visitor"))
+        .collect();
+    assert_eq!(logged, ids, "in line order");
+    assert_eq!(abandoned[0]["rank_ms"], away[0].claims(&h).rank);
+
+    // One comes back: first in line at the next tick, counted as returned, not skipped again.
+    let back = &mut away[0];
+    back.status(&h).await;
+    h.tick().await;
+    let status = back.status(&h).await;
+    assert_eq!(status["state"], "admitted", "{status}");
+    assert_eq!(count(&metrics.admitted, &[zone, "returned"]), 1);
+    assert_eq!(count(&metrics.skipped, &[zone]), 2);
+    let returned = h.logged("returned", 1);
+    assert_eq!(returned[0]["visitor"], ids[0].as_str());
+
+    // The origin releases the returned visitor; the other session runs out (60 s).
+    let vid = back.claims(&h).vid;
+    assert!(h.room.release(zone, vid).await.is_some());
+    assert_eq!(count(&metrics.sessions_ended, &[zone, "released"]), 1);
+    h.tick().await;
+    h.clock.advance(Duration::from_secs(61));
+    h.tick().await;
+    assert_eq!(count(&metrics.slots_freed, &[zone]), 2, "one released, one expired");
+    assert_eq!(count(&metrics.sessions_ended, &[zone, "revoked"]), 0);
+    let expired = h.logged("expired", 1);
+    let slots: u64 = expired.iter().map(|l| l["slots"].as_u64().expect("slots")).sum();
+    assert_eq!(slots, 1, "the released one is not an expiry: {expired:?}");
+}
