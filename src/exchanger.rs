@@ -16,7 +16,7 @@
 use crate::admission::{Draw, QueueKey, ZoneState};
 use crate::clock::SharedClock;
 use crate::config::{Mode, ZoneConfig};
-use crate::event_log::{Event, EventLog};
+use crate::event_log::{Event, EventLog, QUEUE_AT_LEAST_MS, QUEUE_EVERY_MS};
 use crate::metrics::{Metrics, SESSION_ENDINGS};
 use crate::onsale::{self, Phase};
 use crate::store::{Store, StoreError};
@@ -72,14 +72,16 @@ struct Skipped {
     keys: Vec<QueueKey>,
 }
 
-/// What the event log's `expired` events still owe: sessions this node ended (released or
-/// revoked) that no tick has yet seen freed.
+/// What a zone's event log lines need to remember between ticks.
 #[derive(Debug, Default)]
-struct EndedTally {
+struct ZoneLog {
     /// `usher_sessions_ended_total` of the zone when last read.
-    seen: u64,
-    /// Endings not yet matched by freed slots.
-    owed: u64,
+    ended_seen: u64,
+    /// Sessions this node ended (released or revoked) that no tick has yet seen freed: not
+    /// expiries.
+    ended_owed: u64,
+    /// When the zone's last `queue` line was logged, and what it said.
+    queue_logged: Option<(u64, u64, u64)>,
 }
 
 /// Sets the zone's gauges of the limits in force; `hold`: a schedule holds admissions (a
@@ -120,8 +122,8 @@ pub struct Exchanger {
     metrics: Metrics,
     /// Where draws, skipped places, returns and expiries are logged (`[events_log]`).
     events: EventLog,
-    /// Per zone, for the `expired` events.
-    ended: std::sync::Mutex<HashMap<String, EndedTally>>,
+    /// Per zone, for the `expired` and `queue` lines.
+    zone_logs: std::sync::Mutex<HashMap<String, ZoneLog>>,
 }
 
 impl Exchanger {
@@ -165,7 +167,7 @@ impl Exchanger {
             clock,
             metrics,
             events: EventLog::disabled(),
-            ended: Default::default(),
+            zone_logs: Default::default(),
         }
     }
 
@@ -284,21 +286,59 @@ impl Exchanger {
         }
         let ended: u64 = SESSION_ENDINGS
             .iter()
-            .map(|how| self.metrics.sessions_ended.with_label_values(&[zone, how]).get())
+            .map(|how| {
+                self.metrics
+                    .sessions_ended
+                    .with_label_values(&[zone, how])
+                    .get()
+            })
             .sum();
-        let expired = {
-            let mut tallies = self.ended.lock().unwrap_or_else(|e| e.into_inner());
-            let tally = tallies.entry(zone.to_string()).or_default();
-            tally.owed += ended.saturating_sub(tally.seen);
-            tally.seen = ended;
-            let matched = tally.owed.min(freed);
-            tally.owed -= matched;
+        let expired = self.zone_log(zone, |log| {
+            log.ended_owed += ended.saturating_sub(log.ended_seen);
+            log.ended_seen = ended;
+            let matched = log.ended_owed.min(freed);
+            log.ended_owed -= matched;
             freed - matched
-        };
+        });
         if expired > 0 {
             self.events.record(now, || Event::Expired {
                 zone: zone.to_string(),
                 slots: expired,
+            });
+        }
+    }
+
+    /// Runs `f` on what `zone`'s log lines remember.
+    fn zone_log<T>(&self, zone: &str, f: impl FnOnce(&mut ZoneLog) -> T) -> T {
+        let mut logs = self.zone_logs.lock().unwrap_or_else(|e| e.into_inner());
+        f(logs.entry(zone.to_string()).or_default())
+    }
+
+    /// Logs the zone's line and slots when they changed, at most every [`QUEUE_EVERY_MS`],
+    /// and every [`QUEUE_AT_LEAST_MS`] when they did not.
+    fn log_queue(&self, zone: &str, waiting: u64, active: u64, now: u64) {
+        if !self.events.enabled() {
+            return;
+        }
+        let due = self.zone_log(zone, |log| {
+            let due = match log.queue_logged {
+                None => true,
+                Some((at, w, a)) => {
+                    let since = now.saturating_sub(at);
+                    since >= QUEUE_AT_LEAST_MS
+                        || (since >= QUEUE_EVERY_MS && (w, a) != (waiting, active))
+                }
+            };
+            if due {
+                log.queue_logged = Some((now, waiting, active));
+            }
+            due
+        });
+        if due {
+            self.events.record(now, || Event::Queue {
+                zone: zone.to_string(),
+                waiting,
+                active,
             });
         }
     }
@@ -397,8 +437,11 @@ impl Exchanger {
             }
             // Visitors the cursor had passed who came back (and priority places, which sit just
             // below the cursor) are admitted first: counted apart.
-            let returned: Vec<&QueueKey> =
-                grant.admitted.iter().filter(|k| **k <= grant.from).collect();
+            let returned: Vec<&QueueKey> = grant
+                .admitted
+                .iter()
+                .filter(|k| **k <= grant.from)
+                .collect();
             let came_back = (returned.len() as u64).min(n as u64);
             self.log_passing(name, &skipped, &returned, now);
             self.metrics
@@ -428,6 +471,7 @@ impl Exchanger {
                 latest: Some(next),
             };
         }
+        self.log_queue(name, report.waiting, report.active, now);
         self.metrics
             .waiting
             .with_label_values(&[name])

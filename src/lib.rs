@@ -7,7 +7,7 @@
 //! math), [`page`] (the waiting page and status document), [`config`] (TOML -> validated
 //! model), [`tls`] (the visitors' certificates), [`token`] (JWTs and cookies), [`onsale`] (schedules), [`zone`] (request -> zone),
 //! [`gate`] (the one decision table), [`store`] (state and change feed), [`exchanger`] (the
-//! admission tick against the store), [`metrics`], [`event_log`] (JSON lines of what happened), [`room`] (carries out decisions),
+//! admission tick against the store), [`metrics`], [`event_log`] (JSON lines of what happened), [`report`] (`usher report`: a sale from the event log), [`room`] (carries out decisions),
 //! [`proxy`] (Pingora glue), [`service`] (composition root), [`demo`] (the quick start's shop).
 
 pub mod admin;
@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod onsale;
 pub mod page;
 pub mod proxy;
+pub mod report;
 pub mod request;
 pub mod room;
 pub mod service;

@@ -84,6 +84,29 @@ enum Command {
         #[arg(required = true)]
         visitors: Vec<String>,
     },
+    /// Write a report of a sale from the event log ([events_log]): one self-contained HTML
+    /// page with plots (the line and admissions over time, the time in line with percentiles,
+    /// abandonment, the ETA shown against the real wait) and a CSV of the same beside it.
+    Report {
+        /// The config whose [events_log] to read (its rotated files too).
+        #[arg(short, long, required_unless_present = "log")]
+        config: Option<PathBuf>,
+        /// Read these log files instead, in order (e.g. every node's of a fleet).
+        #[arg(long, conflicts_with = "config")]
+        log: Vec<PathBuf>,
+        /// The zone.
+        #[arg(short, long)]
+        zone: String,
+        /// From (RFC 3339, e.g. 2026-12-01T10:00:00Z); default: the first event.
+        #[arg(long)]
+        from: Option<String>,
+        /// To (RFC 3339, exclusive); default: the last event.
+        #[arg(long)]
+        to: Option<String>,
+        /// The HTML file to write; the CSV goes beside it.
+        #[arg(short, long, default_value = "usher-report.html")]
+        out: PathBuf,
+    },
     /// Steer a running usher through its admin API ([admin] listen): zones, live overrides
     /// and messages, reloads, revocations, the audit log. Prints a table, or the API's JSON
     /// with --json.
@@ -454,6 +477,86 @@ fn write_secret(path: &Path, content: &str) -> std::io::Result<()> {
     file.write_all(content.as_bytes())
 }
 
+fn report(
+    config: Option<&Path>,
+    log: Vec<PathBuf>,
+    zone: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    out: PathBuf,
+) -> ExitCode {
+    let files = match config {
+        Some(path) => {
+            let config = match load(path) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let Some(events_log) = &config.events_log else {
+                eprintln!(
+                    "usher: {} has no [events_log]: there is nothing to report from",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            };
+            usher::report::log_files(events_log)
+        }
+        None => log,
+    };
+    let mut bounds = [None, None];
+    for (bound, (flag, text)) in bounds.iter_mut().zip([("--from", from), ("--to", to)]) {
+        if let Some(text) = text {
+            match usher::config::timestamp::parse_rfc3339(text) {
+                Some(ms) => *bound = Some(ms),
+                None => {
+                    eprintln!(
+                        "usher: {flag} `{text}` is not an RFC 3339 time (2026-12-01T10:00:00Z)"
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    let request = usher::report::Request {
+        files,
+        zone,
+        from_ms: bounds[0],
+        to_ms: bounds[1],
+        out,
+    };
+    match usher::report::write(&request) {
+        Ok(written) => {
+            let f = &written.figures;
+            let skipped = written.skipped;
+            if skipped.unreadable + skipped.newer > 0 {
+                eprintln!(
+                    "usher: left out {} unreadable line(s) and {} of a newer usher",
+                    skipped.unreadable, skipped.newer
+                );
+            }
+            println!(
+                "{}: {} joined, {} admitted, {} abandoned ({} came back), median wait {}",
+                f.zone,
+                f.joined,
+                f.admitted_total(),
+                f.abandoned,
+                f.came_back,
+                f.wait_percentile(50.0)
+                    .map_or("-".to_string(), |ms| format!("{:.1} s", ms as f64 / 1e3)),
+            );
+            println!(
+                "wrote {} and {}",
+                written.html.display(),
+                written.csv.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("usher: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn draw(path: &Path, zone: &str, event: &str, seed: &str, visitors: &[String]) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
@@ -779,6 +882,21 @@ fn main() -> ExitCode {
         Command::Token {
             command: TokenCommand::Inspect { token, config },
         } => inspect(&token, &config),
+        Command::Report {
+            config,
+            log,
+            zone,
+            from,
+            to,
+            out,
+        } => report(
+            config.as_deref(),
+            log,
+            &zone,
+            from.as_deref(),
+            to.as_deref(),
+            out,
+        ),
         Command::Draw {
             config,
             zone,

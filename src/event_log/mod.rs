@@ -24,6 +24,13 @@ use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 /// The `v` field of every line; bumped when a field changes meaning or goes away.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// How often at most each node logs each zone's [`Event::Queue`] while the line or the slots
+/// change, in ms.
+pub const QUEUE_EVERY_MS: u64 = 1_000;
+
+/// How often at least each node logs each zone's [`Event::Queue`], in ms.
+pub const QUEUE_AT_LEAST_MS: u64 = 60_000;
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -67,6 +74,17 @@ pub enum Event {
         zone: String,
         /// How many.
         slots: u64,
+    },
+    /// The zone's line and slots as a node's exchanger saw them, so a report can draw the
+    /// line's length over time: from every node, when they changed (at most every
+    /// [`QUEUE_EVERY_MS`]) and every [`QUEUE_AT_LEAST_MS`] anyway.
+    Queue {
+        /// The zone.
+        zone: String,
+        /// Visitors queued after the cursor.
+        waiting: u64,
+        /// Occupied slots.
+        active: u64,
     },
     /// The line passed a place whose holder had not been seen within `abandon_after`.
     Abandoned {

@@ -142,17 +142,19 @@ impl Room {
     ) -> Option<Result<Revoked, StoreError>> {
         let zone = self.zone_named(zone_name)?;
         let now = self.clock.now_ms();
-        Some(match self.end_session(zone_name, visitor, now, "revoked").await {
-            Ok(Some(until_s)) => {
-                self.requests.inc(zone.index, "release");
-                Ok(Revoked::Session { until_s })
-            }
-            Ok(None) => {
-                let until_s = (now + self.visitor_ttl.as_millis() as u64) / 1_000;
-                self.revoked.insert(visitor, until_s);
-                Ok(Revoked::Place)
-            }
-            Err(e) => Err(e),
-        })
+        Some(
+            match self.end_session(zone_name, visitor, now, "revoked").await {
+                Ok(Some(until_s)) => {
+                    self.requests.inc(zone.index, "release");
+                    Ok(Revoked::Session { until_s })
+                }
+                Ok(None) => {
+                    let until_s = (now + self.visitor_ttl.as_millis() as u64) / 1_000;
+                    self.revoked.insert(visitor, until_s);
+                    Ok(Revoked::Place)
+                }
+                Err(e) => Err(e),
+            },
+        )
     }
 }

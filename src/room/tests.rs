@@ -1455,9 +1455,16 @@ async fn passed_places_returns_releases_and_expiries_are_counted_and_logged() {
     h.tick().await;
     h.clock.advance(Duration::from_secs(61));
     h.tick().await;
-    assert_eq!(count(&metrics.slots_freed, &[zone]), 2, "one released, one expired");
+    assert_eq!(
+        count(&metrics.slots_freed, &[zone]),
+        2,
+        "one released, one expired"
+    );
     assert_eq!(count(&metrics.sessions_ended, &[zone, "revoked"]), 0);
     let expired = h.logged("expired", 1);
-    let slots: u64 = expired.iter().map(|l| l["slots"].as_u64().expect("slots")).sum();
+    let slots: u64 = expired
+        .iter()
+        .map(|l| l["slots"].as_u64().expect("slots"))
+        .sum();
     assert_eq!(slots, 1, "the released one is not an expiry: {expired:?}");
 }

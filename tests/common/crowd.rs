@@ -59,6 +59,15 @@ impl Origin {
 pub struct Visit {
     rank: u64,
     admitted_at: u64,
+    /// Let in on the first request (the zone was quiet), without waiting.
+    pub direct: bool,
+}
+
+impl Visit {
+    /// From arrival to admission, as the tokens say, ms.
+    pub fn waited_ms(&self) -> u64 {
+        self.admitted_at.saturating_sub(self.rank)
+    }
 }
 
 /// One keep-alive connection per node, each request to a node picked at random; each browser
@@ -117,7 +126,8 @@ async fn visitor(nodes: Vec<SocketAddr>, n: u32, deadline: Instant) -> Result<Vi
     let first = browser.get("/checkout", None).await?;
     let mut cookie = first.cookie().ok_or("no cookie on the first answer")?;
     let rank = claims_of(&cookie)["rank"].as_u64().ok_or("no rank")?;
-    if first.header("x-origin").is_none() {
+    let direct = first.header("x-origin").is_some();
+    if !direct {
         let mut refresh = 500;
         loop {
             if Instant::now() > deadline {
@@ -159,11 +169,23 @@ async fn visitor(nodes: Vec<SocketAddr>, n: u32, deadline: Instant) -> Result<Vi
     Ok(Visit {
         rank,
         admitted_at: access["adm"].as_u64().ok_or("no admission time")?,
+        direct,
     })
 }
 
 /// Sends `visitors` concurrent visitors at `nodes`; every one must get in before `patience`.
 pub fn run(nodes: &[SocketAddr], visitors: usize, patience: Duration) -> (Vec<Visit>, Duration) {
+    run_from(nodes, 0, visitors, patience)
+}
+
+/// [`run`] with the visitors' client addresses starting at the `first`th
+/// ([`super::AsyncClient::address`]), so two crowds are different clients.
+pub fn run_from(
+    nodes: &[SocketAddr],
+    first: u32,
+    visitors: usize,
+    patience: Duration,
+) -> (Vec<Visit>, Duration) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -173,7 +195,7 @@ pub fn run(nodes: &[SocketAddr], visitors: usize, patience: Duration) -> (Vec<Vi
     let deadline = started + patience;
     let results: Vec<Result<Visit, String>> = runtime.block_on(async {
         let tasks: Vec<_> = (0..visitors)
-            .map(|n| tokio::spawn(visitor(nodes.to_vec(), n as u32, deadline)))
+            .map(|n| tokio::spawn(visitor(nodes.to_vec(), first + n as u32, deadline)))
             .collect();
         let mut out = Vec::new();
         for t in tasks {
