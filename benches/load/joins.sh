@@ -7,8 +7,9 @@
 #   bash benches/load/joins.sh                            # the embedded store
 #   USHER_CQL=127.0.0.1:9042 bash benches/load/joins.sh   # and the CQL store, same run
 #
-# Environment: DURATION (s, default 10), CONNECTIONS (default 64), SKIP_BUILD=1. Needs wrk and
-# python3. Every process it starts is stopped by PID on exit.
+# Environment: DURATION (s, default 10), CONNECTIONS (default 64), SKIP_BUILD=1, EVENTS_LOG=1
+# (usher with `[events_log]` on: a `joined` line per join). Needs wrk and python3. Every process
+# it starts is stopped by PID on exit.
 
 set -euo pipefail
 
@@ -60,6 +61,9 @@ mode = "queue_all"
 $(cat "$ROOT/benches/load/one_client.toml")
 $store
 EOF
+    if [[ ${EVENTS_LOG:-0} == 1 ]]; then
+        printf '[events_log]\npath = "events-%s.jsonl"\n' "$name" >>"$tmp/usher.toml"
+    fi
     RUST_LOG=warn "$USHER" run --config "$tmp/usher.toml" 2>"$tmp/$name.log" &
     pid=$!
     for _ in $(seq 1 300); do

@@ -30,6 +30,7 @@
 # Environment: DURATION (s, default 10), CONNECTIONS (default 64), RUNS (rounds, default 1; with
 # more, each number is the median over rounds), WARMUP (s, default 2),
 # KEEP_TMP=1 keeps the temporary directory (configs, logs), SKIP_BUILD=1 skips cargo build,
+# EVENTS_LOG=1 runs usher with `[events_log]` on,
 # IDLE_WAIT (s, default 300) how long each case waits for the machine to be idle (other processes
 # using under IDLE_BUSY_PCT, default 15, of all CPUs) before it starts; on a shared 2-core box a
 # concurrent compile halves every number. The busy share seen before each case is reported.
@@ -269,10 +270,14 @@ signing_key = { kid = "bench", file = "keys/bench.pem" }
 [store]
 data_dir = "data"
 EOF
+# EVENTS_LOG=1: with the event log on, as a node that keeps one runs.
+if [[ ${EVENTS_LOG:-0} == 1 ]]; then
+    printf '\n[events_log]\npath = "events/usher.jsonl"\n' >>"$TMP/usher/usher.toml"
+fi
 "$USHER" check --config "$TMP/usher/usher.toml" >/dev/null || die "generated usher config is invalid"
 # (h, j) the same node over TLS, with a data directory of its own.
 sed -e "s|^listen = .*|listen = \"127.0.0.1:$P_USHER_TLS\"\ntls = { cert = \"../tls/cert.pem\", key = \"../tls/key.pem\" }|" \
-    -e 's|^data_dir = "data"|data_dir = "data-tls"|' "$TMP/usher/usher.toml" >"$TMP/usher/usher-tls.toml"
+    -e 's|^data_dir = "data"|data_dir = "data-tls"|' -e 's|events/usher.jsonl|events/usher-tls.jsonl|' "$TMP/usher/usher.toml" >"$TMP/usher/usher-tls.toml"
 "$USHER" check --config "$TMP/usher/usher-tls.toml" >/dev/null || die "generated usher TLS config is invalid"
 
 # --- start everything --------------------------------------------------------------------------
