@@ -413,10 +413,24 @@ fn newcomer(c: &mut Criterion) {
     let mut group = c.benchmark_group("newcomer");
     for (name, defence) in [
         ("join", ""),
+        ("join_logged", ""),
         ("challenge", "proof_of_work = \"on\""),
         ("limited", ""),
     ] {
-        let (room, _dir) = room(defence);
+        let (mut room, dir) = room(defence);
+        if name == "join_logged" {
+            // Every join a `joined` line: built, queued, written by the log's own thread.
+            let log = usher::config::EventsLogConfig {
+                path: dir.path().join("events.jsonl"),
+                rotate_bytes: 1 << 30,
+                keep: 0,
+                queue: 10_000,
+                webhook: None,
+            };
+            let metrics = usher::metrics::Metrics::new();
+            room =
+                room.with_event_log(usher::event_log::EventLog::start(&log, metrics).expect("log"));
+        }
         let mut n = 0u32;
         group.bench_function(name, |b| {
             b.iter(|| {
@@ -428,6 +442,27 @@ fn newcomer(c: &mut Criterion) {
             })
         });
     }
+    group.finish();
+}
+
+/// What every forward adds to the metrics when the origin answers (`proxy`'s
+/// `upstream_response_filter`): the response counter by class and the latency histogram, each
+/// found by its label values.
+fn forward_metrics(c: &mut Criterion) {
+    let metrics = usher::metrics::Metrics::new();
+    let mut group = c.benchmark_group("forward_metrics");
+    group.bench_function("response_class_and_latency", |b| {
+        b.iter(|| {
+            metrics
+                .upstream_responses
+                .with_label_values(&[black_box("checkout"), "shop", "2xx"])
+                .inc();
+            metrics
+                .upstream_response
+                .with_label_values(&[black_box("checkout"), "shop"])
+                .observe(black_box(0.012));
+        })
+    });
     group.finish();
 }
 
@@ -463,6 +498,6 @@ fn short() -> Criterion {
 criterion_group! {
     name = benches;
     config = short();
-    targets = gate_path, verify_eddsa, verify_hs256, waiting_position, newcomer, upstream_pick
+    targets = gate_path, verify_eddsa, verify_hs256, waiting_position, newcomer, forward_metrics, upstream_pick
 }
 criterion_main!(benches);
