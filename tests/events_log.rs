@@ -86,3 +86,29 @@ fn joins_and_admissions_are_logged_to_the_file_and_a_signed_webhook() {
         0.0
     );
 }
+
+#[test]
+fn what_was_logged_before_a_shutdown_is_in_the_file_after_it() {
+    let shop = start_origin(|_| async { OriginResponse::html("shop".into()) });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut usher = Usher::start(
+        dir.path(),
+        shop,
+        "[zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 1\nadmit_per_minute = 60\n\
+         mode = \"queue_all\"\n[events_log]\npath = \"events.jsonl\"\n",
+    );
+    // Within one client's join burst.
+    for _ in 0..5 {
+        let page = usher.client().get("/checkout", &[]);
+        assert_eq!(page.status, 200);
+    }
+    usher.signal("TERM");
+    let exited = usher.wait_exit(WAIT).expect("usher exits");
+    assert!(exited.success(), "{exited}");
+    let text = std::fs::read_to_string(dir.path().join("events.jsonl")).expect("the log");
+    let joined = text
+        .lines()
+        .filter(|l| l.contains("\"type\":\"joined\""))
+        .count();
+    assert_eq!(joined, 5, "{text}");
+}

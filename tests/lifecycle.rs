@@ -421,7 +421,8 @@ fn status_of(addr: SocketAddr, cookie: &str) -> serde_json::Value {
 #[test]
 fn an_upgrade_under_load_fails_no_request_and_keeps_every_place() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut usher = Usher::start(dir.path(), origin(Arc::default()), ZONE_UNDER_LOAD);
+    let zones = format!("{ZONE_UNDER_LOAD}[events_log]\npath = \"events.jsonl\"\n");
+    let mut usher = Usher::start(dir.path(), origin(Arc::default()), &zones);
     // Five visitors wait in line (queue_all, one admission a minute).
     let cookies: Vec<String> = (0..5)
         .map(|_| {
@@ -444,6 +445,7 @@ fn an_upgrade_under_load_fails_no_request_and_keeps_every_place() {
     requests.extend((0..2).map(|_| ("/checkout".into(), String::new())));
     let load = Load::start(usher.addr, requests);
     load.wait_for_answers("load on the old process", 100);
+    let handover_from = now_ms();
     let (successor, notified) = upgrade(&usher);
     assert_eq!(
         notified,
@@ -454,6 +456,7 @@ fn an_upgrade_under_load_fails_no_request_and_keeps_every_place() {
         .wait_exit(Duration::from_secs(10))
         .expect("the old process exits after the handover");
     assert!(exited.success(), "{exited}\n{}", usher.log());
+    let handover_to = now_ms();
     load.wait_for_answers("load on the new process", 100);
     let (ok, failures, slowest_ms) = load.stop();
 
@@ -487,7 +490,40 @@ fn an_upgrade_under_load_fails_no_request_and_keeps_every_place() {
         by_rank.windows(2).all(|w| w[0].1 <= w[1].1),
         "the line's order changed: {by_rank:?}"
     );
+
+    // Both processes appended to one event log: whole lines only, never two interleaved, and
+    // the joins of each (the old one wrote out what it had before it exited).
+    let events = dir.path().join("events.jsonl");
+    wait_until(
+        "joins after the handover in the event log",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(&events)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .any(|l| l["type"] == "joined" && l["at_ms"].as_u64() > Some(handover_to))
+        },
+    );
+    let text = std::fs::read_to_string(&events).expect("the event log");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("a torn line {l:?}: {e}")))
+        .collect();
+    assert!(lines.iter().all(|l| l["v"] == 1));
+    let joined_before = lines
+        .iter()
+        .filter(|l| l["type"] == "joined" && l["at_ms"].as_u64() < Some(handover_from))
+        .count();
+    assert!(joined_before > 0, "the old process's joins are in the log");
     drop(successor);
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as u64
 }
 
 #[test]

@@ -146,10 +146,18 @@ pub fn render(event: &Event, at_ms: u64) -> String {
     serde_json::to_string(&line).unwrap_or_default()
 }
 
+/// What the writer thread is handed.
+enum Item {
+    /// An event and when it happened.
+    Event(Event, u64),
+    /// Write out everything before this, then say so.
+    Flush(SyncSender<()>),
+}
+
 /// Where events go; a disabled log (no `[events_log]`) takes them and does nothing.
 #[derive(Clone, Default)]
 pub struct EventLog {
-    queue: Option<SyncSender<(Event, u64)>>,
+    queue: Option<SyncSender<Item>>,
     metrics: Option<Metrics>,
 }
 
@@ -167,7 +175,7 @@ impl EventLog {
             .clone()
             .map(|hook| webhook::Sender::start(hook, metrics.clone()));
         let file = writer::RotatingFile::open(&config.path, config.rotate_bytes, config.keep)?;
-        let (queue, events) = sync_channel::<(Event, u64)>(config.queue);
+        let (queue, events) = sync_channel::<Item>(config.queue);
         let writer_metrics = metrics.clone();
         std::thread::Builder::new()
             .name("usher-events".into())
@@ -189,7 +197,7 @@ impl EventLog {
         let Some(queue) = &self.queue else {
             return;
         };
-        let dropped = match queue.try_send((event(), at_ms)) {
+        let dropped = match queue.try_send(Item::Event(event(), at_ms)) {
             Ok(()) => None,
             Err(TrySendError::Full(_)) => Some("queue_full"),
             Err(TrySendError::Disconnected(_)) => Some("writer_gone"),
@@ -197,6 +205,32 @@ impl EventLog {
         if let (Some(reason), Some(metrics)) = (dropped, &self.metrics) {
             metrics.events_dropped.with_label_values(&[reason]).inc();
         }
+    }
+
+    /// Waits until every event logged so far is in the file, for at most `wait` (the node's last
+    /// step before it exits: the writer only takes the queue every 50 ms). False if it timed out.
+    pub fn flush(&self, wait: std::time::Duration) -> bool {
+        let Some(queue) = &self.queue else {
+            return true;
+        };
+        let deadline = std::time::Instant::now() + wait;
+        let (done, flushed) = sync_channel(1);
+        let mut item = Item::Flush(done);
+        loop {
+            match queue.try_send(item) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) => {
+                    if std::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    item = back;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        flushed.recv_timeout(left).is_ok()
     }
 }
 

@@ -154,3 +154,24 @@ fn an_idle_webhook_waits_for_a_line_and_an_open_batch_for_its_flush() {
         Some(std::time::Duration::ZERO)
     );
 }
+
+#[test]
+fn a_flush_puts_every_logged_event_in_the_file_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = EventsLogConfig {
+        path: dir.path().join("events.jsonl"),
+        rotate_bytes: 1 << 20,
+        keep: 1,
+        queue: 100,
+        webhook: None,
+    };
+    let log = EventLog::start(&config, Metrics::new()).expect("start");
+    for n in 0..50 {
+        log.record(n, || joined(n));
+    }
+    assert!(log.flush(std::time::Duration::from_secs(5)));
+    // No waiting: the flush answered once the lines were written.
+    let text = std::fs::read_to_string(&config.path).expect("file");
+    assert_eq!(text.lines().count(), 50);
+    assert!(EventLog::disabled().flush(std::time::Duration::ZERO));
+}

@@ -1,7 +1,7 @@
 //! The event log's file: lines appended by one thread, the file rotated when it passes its size
 //! (`usher.jsonl` -> `usher.jsonl.1` -> … -> `usher.jsonl.<keep>`, the oldest removed).
 
-use super::{render, webhook, Event};
+use super::{render, webhook, Item};
 use crate::metrics::Metrics;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -97,7 +97,7 @@ impl RotatingFile {
 /// appends it (and hands it to the webhook) and flushes; ends when every sender is gone.
 pub fn run(
     mut file: RotatingFile,
-    events: Receiver<(Event, u64)>,
+    events: Receiver<Item>,
     webhook: Option<webhook::Sender>,
     metrics: Metrics,
 ) {
@@ -106,7 +106,14 @@ pub fn run(
         let mut wrote = false;
         loop {
             let (event, at_ms) = match events.try_recv() {
-                Ok(queued) => queued,
+                Ok(Item::Event(event, at_ms)) => (event, at_ms),
+                Ok(Item::Flush(done)) => {
+                    if let Err(e) = file.flush() {
+                        tracing::error!(error = %e, "cannot write the event log");
+                    }
+                    let _ = done.try_send(());
+                    continue;
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     gone = true;

@@ -493,6 +493,11 @@ impl Room {
         &self.metrics
     }
 
+    /// Where events are logged (`[events_log]`).
+    pub fn event_log(&self) -> &EventLog {
+        &self.events
+    }
+
     /// The exchanger, which the node's background work ticks.
     pub fn exchanger(&self) -> &Arc<Exchanger> {
         &self.exchanger

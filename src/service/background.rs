@@ -117,6 +117,15 @@ impl BackgroundService for NodeWork {
         follower.abort();
         self.room.metrics().ready.set(0);
         self.drain().await;
+        // The event log's writer takes its queue every 50 ms: what was logged last goes to the
+        // file before the process ends.
+        if !self
+            .room
+            .event_log()
+            .flush(std::time::Duration::from_secs(2))
+        {
+            tracing::warn!("the event log could not be written out before the exit");
+        }
         // Pingora would now wait out the whole grace period; the work is done, so go.
         std::process::exit(0);
     }
