@@ -520,10 +520,7 @@ fn an_upgrade_under_load_fails_no_request_and_keeps_every_place() {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_millis() as u64
+    usher::clock::system().now_ms()
 }
 
 #[test]
