@@ -88,8 +88,12 @@ pub fn log_files(config: &EventsLogConfig) -> Vec<PathBuf> {
     files
 }
 
-/// Reads every line of `files`, keeping those that parse and counting those that do not.
-pub fn read(files: &[PathBuf]) -> Result<(Vec<lines::Logged>, render::Skipped), ReportError> {
+/// Reads every line of `files`, keeping the events `wanted` takes (a sale's log can hold
+/// millions of other zones' and times' lines) and counting the lines that do not parse.
+pub fn read(
+    files: &[PathBuf],
+    wanted: impl Fn(&lines::Logged) -> bool,
+) -> Result<(Vec<lines::Logged>, render::Skipped), ReportError> {
     let mut events = Vec::new();
     let mut skipped = render::Skipped::default();
     for path in files {
@@ -97,7 +101,7 @@ pub fn read(files: &[PathBuf]) -> Result<(Vec<lines::Logged>, render::Skipped), 
             path: path.clone(),
             source,
         })?;
-        read_lines(BufReader::new(file), &mut events, &mut skipped).map_err(|source| {
+        read_lines(BufReader::new(file), &wanted, &mut events, &mut skipped).map_err(|source| {
             ReportError::Read {
                 path: path.clone(),
                 source,
@@ -111,6 +115,7 @@ pub fn read(files: &[PathBuf]) -> Result<(Vec<lines::Logged>, render::Skipped), 
 /// and skipped to its end without holding it in memory.
 fn read_lines(
     mut input: impl BufRead,
+    wanted: &impl Fn(&lines::Logged) -> bool,
     events: &mut Vec<lines::Logged>,
     skipped: &mut render::Skipped,
 ) -> std::io::Result<()> {
@@ -138,7 +143,8 @@ fn read_lines(
             }
         };
         match lines::parse(text) {
-            Ok(Some(event)) => events.push(event),
+            Ok(Some(event)) if wanted(&event) => events.push(event),
+            Ok(Some(_)) => {}
             Ok(None) => {}
             Err(lines::Skip::Unreadable) => skipped.unreadable += 1,
             Err(lines::Skip::Newer) => skipped.newer += 1,
@@ -148,9 +154,11 @@ fn read_lines(
 
 /// Reads the log, computes the figures and writes the page and the CSV.
 pub fn write(request: &Request<'_>) -> Result<Written, ReportError> {
-    let (events, skipped) = read(&request.files)?;
     let from = request.from_ms.unwrap_or(0);
     let to = request.to_ms.unwrap_or(u64::MAX);
+    let (events, skipped) = read(&request.files, |e| {
+        e.zone == request.zone && (from..to).contains(&e.at_ms)
+    })?;
     let Some(figures) = figures::compute(request.zone, &events, from, to) else {
         let bound = |ms: Option<u64>, or: &str| {
             ms.map_or(or.to_string(), crate::config::timestamp::format_rfc3339)
@@ -200,8 +208,18 @@ mod tests {
         input.extend_from_slice(good.as_bytes());
         input.extend_from_slice(b"\n{\"v\":1,\"at_ms\":2,\"ty");
         let (mut events, mut skipped) = (Vec::new(), render::Skipped::default());
-        read_lines(&input[..], &mut events, &mut skipped).expect("read");
+        read_lines(&input[..], &|_| true, &mut events, &mut skipped).expect("read");
         assert_eq!(events.len(), 2);
+        let (mut none, mut skipped_again) = (Vec::new(), render::Skipped::default());
+        read_lines(
+            &input[..],
+            &|e| e.zone == "y",
+            &mut none,
+            &mut skipped_again,
+        )
+        .expect("read");
+        assert!(none.is_empty(), "another zone's events are not kept");
+        assert_eq!(skipped_again, skipped);
         assert_eq!(
             skipped,
             render::Skipped {
@@ -230,7 +248,7 @@ mod tests {
             .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["e.jsonl.3", "e.jsonl.1", "e.jsonl"]);
-        let missing = read(&[dir.path().join("nope")]);
+        let missing = read(&[dir.path().join("nope")], |_| true);
         assert!(matches!(missing, Err(ReportError::Read { .. })));
     }
 }
