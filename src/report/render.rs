@@ -194,17 +194,46 @@ fn time_label(f: &Figures) -> String {
     format!("{} after {}", time_unit(f).1, format_rfc3339(f.from_ms))
 }
 
+/// Every plot's frame: its caption, margins and room for the axes' labels.
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(caption, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56);
+    builder
+}
+
+/// Draws the legend of the series labelled so far at `position`.
+fn legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .position(position)
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
+/// A legend's sample of a line in `color`.
+fn line_key(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2))
+}
+
 fn over_time(f: &Figures) -> String {
     let per_minute = 60_000.0 / f.bin_ms as f64;
     let end = upto(offset_s(f, f.to_ms));
     let line_max = f.bins.iter().filter_map(|b| b.waiting).max().unwrap_or(0) as f64;
     let rate_max = f.bins.iter().map(|b| b.admitted).max().unwrap_or(0) as f64 * per_minute;
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption("Queue length and admissions per minute", ("sans-serif", 16))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
+        let mut chart = frame(root, "Queue length and admissions per minute")
             .right_y_label_area_size(56)
             .build_cartesian_2d(0.0..end, 0.0..upto(line_max))
             .map_err(|e| e.to_string())?
@@ -248,16 +277,8 @@ fn over_time(f: &Figures) -> String {
             ))
             .map_err(|e| e.to_string())?
             .label("visitors in line")
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 14, y)], line.stroke_width(2))
-            });
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| e.to_string())
+            .legend(line_key(line));
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }
 
@@ -271,14 +292,7 @@ fn wait_distribution(f: &Figures) -> String {
     }
     let tallest = counts.iter().max().copied().unwrap_or(0) as f64;
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                "Time in line (admissions after waiting)",
-                ("sans-serif", 16),
-            )
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
+        let mut chart = frame(root, "Time in line (admissions after waiting)")
             .build_cartesian_2d(0.0..upto(longest), 0.0..upto(tallest))
             .map_err(|e| e.to_string())?;
         chart
@@ -309,17 +323,10 @@ fn wait_distribution(f: &Figures) -> String {
                     ))
                     .map_err(|e| e.to_string())?
                     .label(format!("p{p} = {}", duration_precise(ms)))
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2))
-                    });
+                    .legend(line_key(color));
             }
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| e.to_string())
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }
 
@@ -335,21 +342,17 @@ fn abandonment(f: &Figures) -> String {
         .max()
         .unwrap_or(0) as f64;
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                format!(
-                    "Places abandoned: {} (came back {}, gone {})",
-                    f.abandoned,
-                    f.came_back,
-                    f.abandoned.saturating_sub(f.came_back)
-                ),
-                ("sans-serif", 16),
-            )
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0.0..end, 0.0..upto(tallest))
-            .map_err(|e| e.to_string())?;
+        let mut chart = frame(
+            root,
+            &format!(
+                "Places abandoned: {} (came back {}, gone {})",
+                f.abandoned,
+                f.came_back,
+                f.abandoned.saturating_sub(f.came_back)
+            ),
+        )
+        .build_cartesian_2d(0.0..end, 0.0..upto(tallest))
+        .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
             .x_desc(time_label(f))
@@ -373,16 +376,9 @@ fn abandonment(f: &Figures) -> String {
                 ))
                 .map_err(|e| e.to_string())?
                 .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2))
-                });
+                .legend(line_key(color));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| e.to_string())
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }
 
@@ -395,14 +391,7 @@ fn eta_vs_wait(f: &Figures) -> String {
     let most = points.iter().map(|(x, y)| x.max(*y)).fold(0.0, f64::max);
     let end = upto(most);
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                "ETA shown on joining against the real wait",
-                ("sans-serif", 16),
-            )
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
+        let mut chart = frame(root, "ETA shown on joining against the real wait")
             .build_cartesian_2d(0.0..end, 0.0..end)
             .map_err(|e| e.to_string())?;
         chart
@@ -426,13 +415,7 @@ fn eta_vs_wait(f: &Figures) -> String {
             .map_err(|e| e.to_string())?
             .label(format!("a visitor ({})", points.len()))
             .legend(move |(x, y)| Circle::new((x + 7, y), 3, dot.mix(0.6).filled()));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(|e| e.to_string())
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     })
 }
 
