@@ -13,6 +13,17 @@ fn wait_for(done: impl Fn() -> bool) {
     }
 }
 
+/// A log to `events.jsonl` in `dir`, without a webhook, holding `queue` events.
+fn file_log(dir: &std::path::Path, queue: usize) -> EventsLogConfig {
+    EventsLogConfig {
+        path: dir.join("events.jsonl"),
+        rotate_bytes: 1 << 20,
+        keep: 1,
+        queue,
+        webhook: None,
+    }
+}
+
 fn joined(n: u64) -> Event {
     Event::Joined {
         zone: "checkout".into(),
@@ -101,13 +112,7 @@ fn the_file_rotates_by_size_and_keeps_the_newest() {
 fn a_full_queue_drops_events_and_counts_them() {
     let dir = tempfile::tempdir().expect("dir");
     let metrics = Metrics::new();
-    let config = EventsLogConfig {
-        path: dir.path().join("events.jsonl"),
-        rotate_bytes: 1 << 20,
-        keep: 1,
-        queue: 1,
-        webhook: None,
-    };
+    let config = file_log(dir.path(), 1);
     let log = EventLog::start(&config, metrics.clone()).expect("start");
     assert!(log.enabled());
     for n in 0..2_000 {
@@ -158,13 +163,7 @@ fn an_idle_webhook_waits_for_a_line_and_an_open_batch_for_its_flush() {
 #[test]
 fn a_flush_puts_every_logged_event_in_the_file_at_once() {
     let dir = tempfile::tempdir().expect("dir");
-    let config = EventsLogConfig {
-        path: dir.path().join("events.jsonl"),
-        rotate_bytes: 1 << 20,
-        keep: 1,
-        queue: 100,
-        webhook: None,
-    };
+    let config = file_log(dir.path(), 100);
     let log = EventLog::start(&config, Metrics::new()).expect("start");
     for n in 0..50 {
         log.record(n, || joined(n));
