@@ -516,6 +516,12 @@ fn report(
             }
         }
     }
+    if let [Some(from), Some(to)] = bounds {
+        if from >= to {
+            eprintln!("usher: --from must be before --to");
+            return ExitCode::FAILURE;
+        }
+    }
     let request = usher::report::Request {
         files,
         zone,

@@ -209,4 +209,29 @@ fn a_report_of_a_recorded_spike_tells_the_crowds_own_numbers() {
     let said = String::from_utf8_lossy(&empty.stderr);
     assert!(said.contains("no events of zone `checkout`"), "{said}");
     assert!(!dir.path().join("none.html").exists());
+
+    // Bounds the wrong way round, or not a time: a clear line, exit 1.
+    for (from, to, said) in [
+        (
+            "2001-01-02T00:00:00Z",
+            "2001-01-01T00:00:00Z",
+            "--from must be before --to",
+        ),
+        (
+            "yesterday",
+            "2001-01-01T00:00:00Z",
+            "--from `yesterday` is not an RFC 3339 time",
+        ),
+    ] {
+        let refused = Command::new(env!("CARGO_BIN_EXE_usher"))
+            .args([
+                "report", "--zone", "checkout", "--from", from, "--to", to, "--log",
+            ])
+            .arg(&log)
+            .output()
+            .expect("usher report");
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(said), "{stderr}");
+    }
 }
