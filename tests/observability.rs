@@ -276,6 +276,11 @@ fn a_real_prometheus_scrapes_usher_and_every_dashboard_panel_has_data() {
          refresh_interval = \"500ms\"\n[store]\ndata_dir = \"data\"\ntick = \"100ms\"\n",
     );
     let prometheus = Prometheus::start(dir.path(), usher.metrics);
+    // Ready is not scraping: Prometheus syncs its targets a few seconds after start, and the
+    // spike's line can be gone by then (CI once waited in vain for it).
+    wait_until("prometheus scrapes usher", WAIT, || {
+        !prometheus.query("up{job=\"usher\"} == 1").is_empty()
+    });
 
     // A small spike: 60 visitors at once into 5 slots, each polling, shopping and checking out.
     let addr = usher.addr;
