@@ -80,8 +80,31 @@ struct ZoneLog {
     /// Sessions this node ended (released or revoked) that no tick has yet seen freed: not
     /// expiries.
     ended_owed: u64,
+    /// Slots the last tick saw freed that no ending explained yet. A release frees the slot in
+    /// the store a moment before it is counted, so a tick can see the slot free first: freed
+    /// slots wait one tick before they are called expired.
+    freed_held: u64,
     /// When the zone's last `queue` line was logged, and what it said.
     queue_logged: Option<(u64, u64, u64)>,
+}
+
+impl ZoneLog {
+    /// A tick's expiries: of the slots the last tick held, those no session ending explains
+    /// by now. `ended` is the zone's `usher_sessions_ended_total` now, `freed` the slots this
+    /// tick saw come free (held until the next tick).
+    fn expired(&mut self, ended: u64, freed: u64) -> u64 {
+        self.ended_owed += ended.saturating_sub(self.ended_seen);
+        self.ended_seen = ended;
+        // Endings explain what the last tick held first, then what this one freed.
+        let mut explain = |slots: u64| {
+            let matched = self.ended_owed.min(slots);
+            self.ended_owed -= matched;
+            slots - matched
+        };
+        let expired = explain(self.freed_held);
+        self.freed_held = explain(freed);
+        expired
+    }
 }
 
 /// Sets the zone's gauges of the limits in force; `hold`: a schedule holds admissions (a
@@ -277,9 +300,10 @@ impl Exchanger {
         }
     }
 
-    /// Logs the slots freed since the zone's last committed tick that no session ending on this
-    /// node explains (`expired`: sessions that ran out, reservations never claimed). Exact on
-    /// one node; on a fleet, endings on other nodes read as expiries here.
+    /// Logs the slots freed since the zone's last committed tick (`freed`, 0 for a tick that
+    /// committed nothing) that no session ending on this node explains by the next tick
+    /// (`expired`: sessions that ran out, reservations never claimed). Exact on one node; on a
+    /// fleet, endings on other nodes read as expiries here.
     fn log_expired(&self, zone: &str, freed: u64, now: u64) {
         if !self.events.enabled() {
             return;
@@ -293,13 +317,7 @@ impl Exchanger {
                     .get()
             })
             .sum();
-        let expired = self.zone_log(zone, |log| {
-            log.ended_owed += ended.saturating_sub(log.ended_seen);
-            log.ended_seen = ended;
-            let matched = log.ended_owed.min(freed);
-            log.ended_owed -= matched;
-            freed - matched
-        });
+        let expired = self.zone_log(zone, |log| log.expired(ended, freed));
         if expired > 0 {
             self.events.record(now, || Event::Expired {
                 zone: zone.to_string(),
@@ -417,6 +435,7 @@ impl Exchanger {
             true => store.commit_tick(name, expected, &next, &grant).await?,
             false => None,
         };
+        let mut freed = 0;
         if let Some(n) = committed {
             if let Some(draw) = &draw {
                 self.events.record(now, || Event::Draw {
@@ -448,12 +467,11 @@ impl Exchanger {
                 .skipped
                 .with_label_values(&[name])
                 .inc_by(skipped.count);
-            let freed = state.active.saturating_sub(active);
+            freed = state.active.saturating_sub(active);
             self.metrics
                 .slots_freed
                 .with_label_values(&[name])
                 .inc_by(freed);
-            self.log_expired(name, freed, now);
             self.metrics
                 .admitted
                 .with_label_values(&[name, via.label()])
@@ -471,6 +489,7 @@ impl Exchanger {
                 latest: Some(next),
             };
         }
+        self.log_expired(name, freed, now);
         self.log_queue(name, report.waiting, report.active, now);
         self.metrics
             .waiting
@@ -481,5 +500,31 @@ impl Exchanger {
             .with_label_values(&[name])
             .set(report.active as i64);
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ZoneLog;
+
+    #[test]
+    fn freed_slots_are_expired_only_if_no_ending_explains_them_by_the_next_tick() {
+        let mut log = ZoneLog::default();
+        // A release counted before the tick sees its slot free.
+        assert_eq!(log.expired(1, 0), 0);
+        assert_eq!(log.expired(1, 1), 0);
+        assert_eq!(log.expired(1, 0), 0);
+        // A release whose slot a tick saw free before it was counted (the race).
+        assert_eq!(log.expired(1, 1), 0);
+        assert_eq!(
+            log.expired(2, 0),
+            0,
+            "explained a tick later: not an expiry"
+        );
+        // Two slots run out and one is released: one expiry, a tick later.
+        assert_eq!(log.expired(3, 3), 0);
+        assert_eq!(log.expired(3, 0), 2);
+        assert_eq!(log.expired(3, 0), 0);
+        assert_eq!((log.ended_owed, log.freed_held), (0, 0));
     }
 }

@@ -51,14 +51,16 @@ fn a_report_of_a_recorded_spike_tells_the_crowds_own_numbers() {
     let usher = Usher::start(
         dir.path(),
         origin_addr,
-        "[zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 5\nadmit_per_minute = 600\n\
-         burst = 5\nrefresh_interval = \"500ms\"\nabandon_after = \"2s\"\n\
+        "[zones.checkout]\npaths = [\"/checkout\"]\ncapacity = 5\nadmit_per_minute = 300\n\
+         burst = 5\nrefresh_interval = \"500ms\"\nabandon_after = \"3s\"\n\
          [store]\ndata_dir = \"data\"\ntick = \"100ms\"\n\
          [events_log]\npath = \"events/usher.jsonl\"\n",
     );
     let addr = usher.addr;
     // A crowd; once it queues, visitors who leave; behind them a second crowd, so the line
-    // passes the places they left.
+    // passes the places they left. At 5 a second the first crowd takes 7 s or more, so the
+    // line reaches the leavers well after `abandon_after`, while a visitor who polls stays
+    // live unless a poll is 3 s late.
     let first =
         std::thread::spawn(move || crowd::run(&[addr], FIRST_CROWD, Duration::from_secs(90)));
     wait_until("a line", WAIT, || {
@@ -153,6 +155,11 @@ fn a_report_of_a_recorded_spike_tells_the_crowds_own_numbers() {
         "Sessions released by the shop",
         visits.len().to_string()
     )));
+    // Every slot was released; none ran out.
+    assert!(
+        html.contains(&row("Slots expired", "0".into())),
+        "{html:.4000}"
+    );
     assert_eq!(html.matches("<svg").count(), 4, "four plots");
     assert!(!html.contains("could not be drawn"));
     assert!(

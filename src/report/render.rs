@@ -155,9 +155,13 @@ fn offset_s(f: &Figures, at_ms: u64) -> f64 {
     at_ms.saturating_sub(f.from_ms) as f64 / time_unit(f).0
 }
 
-/// Axis labels of counts: no decimals.
+/// Axis labels of counts: whole numbers only (a tick between two has no label).
 fn whole(v: &f64) -> String {
-    format!("{v:.0}")
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        String::new()
+    }
 }
 
 /// `(x, y)` ranges that are never empty.
