@@ -420,13 +420,7 @@ fn newcomer(c: &mut Criterion) {
         let (mut room, dir) = room(defence);
         if name == "join_logged" {
             // Every join a `joined` line: built, queued, written by the log's own thread.
-            let log = usher::config::EventsLogConfig {
-                path: dir.path().join("events.jsonl"),
-                rotate_bytes: 1 << 30,
-                keep: 0,
-                queue: 10_000,
-                webhook: None,
-            };
+            let log = usher::config::EventsLogConfig::to_file(dir.path().join("events.jsonl"));
             let metrics = usher::metrics::Metrics::new();
             room =
                 room.with_event_log(usher::event_log::EventLog::start(&log, metrics).expect("log"));

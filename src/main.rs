@@ -498,7 +498,7 @@ fn report(
                 );
                 return ExitCode::FAILURE;
             };
-            usher::report::log_files(events_log)
+            usher::event_log::files(events_log)
         }
         None => log,
     };

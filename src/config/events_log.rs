@@ -18,20 +18,25 @@ pub(super) fn events_log(c: &mut Checker, raw: &RawEventsLog, base: &Path) -> Ev
         "events_log.rotate_bytes".into(),
         raw.rotate_bytes,
         false,
-        104_857_600,
+        EventsLogConfig::DEFAULT_ROTATE_BYTES as i64,
     );
     if u64::from(rotate_bytes) < 4096 {
         c.problem("events_log.rotate_bytes", "must be at least 4096");
     }
     let keep = match raw.keep {
-        None => 5,
+        None => EventsLogConfig::DEFAULT_KEEP,
         Some(k @ 0..=1000) => k as u32,
         Some(_) => {
             c.problem("events_log.keep", "must be 0 to 1000");
-            5
+            EventsLogConfig::DEFAULT_KEEP
         }
     };
-    let queue = c.positive("events_log.queue".into(), raw.queue, false, 10_000) as usize;
+    let queue = c.positive(
+        "events_log.queue".into(),
+        raw.queue,
+        false,
+        EventsLogConfig::DEFAULT_QUEUE as i64,
+    ) as usize;
     let webhook = raw.webhook.as_ref().map(|hook| {
         let at = "events_log.webhook";
         c.unknown_keys(at, &hook.extra);

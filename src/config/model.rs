@@ -115,6 +115,26 @@ pub struct EventsLogConfig {
     pub webhook: Option<WebhookConfig>,
 }
 
+impl EventsLogConfig {
+    /// `rotate_bytes` unless set: 100 MiB.
+    pub const DEFAULT_ROTATE_BYTES: u64 = 104_857_600;
+    /// `keep` unless set.
+    pub const DEFAULT_KEEP: u32 = 5;
+    /// `queue` unless set.
+    pub const DEFAULT_QUEUE: usize = 10_000;
+
+    /// `[events_log] path = "…"` and nothing else: every other key at its default, no webhook.
+    pub fn to_file(path: std::path::PathBuf) -> Self {
+        EventsLogConfig {
+            path,
+            rotate_bytes: Self::DEFAULT_ROTATE_BYTES,
+            keep: Self::DEFAULT_KEEP,
+            queue: Self::DEFAULT_QUEUE,
+            webhook: None,
+        }
+    }
+}
+
 /// `[events_log] webhook`.
 #[derive(Clone)]
 pub struct WebhookConfig {

@@ -146,6 +146,18 @@ pub fn render(event: &Event, at_ms: u64) -> String {
     serde_json::to_string(&line).unwrap_or_default()
 }
 
+/// The files of the log `config` writes, oldest first: the rotated ones that exist
+/// (`FILE.<keep>` … `FILE.1`), then `FILE`.
+pub fn files(config: &EventsLogConfig) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = (1..=config.keep)
+        .rev()
+        .map(|n| writer::rotated(&config.path, n))
+        .filter(|p| p.exists())
+        .collect();
+    files.push(config.path.clone());
+    files
+}
+
 /// What the writer thread is handed.
 enum Item {
     /// An event and when it happened.

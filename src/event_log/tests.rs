@@ -16,11 +16,8 @@ fn wait_for(done: impl Fn() -> bool) {
 /// A log to `events.jsonl` in `dir`, without a webhook, holding `queue` events.
 fn file_log(dir: &std::path::Path, queue: usize) -> EventsLogConfig {
     EventsLogConfig {
-        path: dir.join("events.jsonl"),
-        rotate_bytes: 1 << 20,
-        keep: 1,
         queue,
-        webhook: None,
+        ..EventsLogConfig::to_file(dir.join("events.jsonl"))
     }
 }
 
@@ -173,4 +170,21 @@ fn a_flush_puts_every_logged_event_in_the_file_at_once() {
     let text = std::fs::read_to_string(&config.path).expect("file");
     assert_eq!(text.lines().count(), 50);
     assert!(EventLog::disabled().flush(std::time::Duration::ZERO));
+}
+
+#[test]
+fn the_files_of_a_log_are_the_rotated_ones_oldest_first_then_the_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    for name in ["e.jsonl.1", "e.jsonl.3"] {
+        std::fs::write(dir.path().join(name), "").expect("write");
+    }
+    let config = EventsLogConfig {
+        keep: 3,
+        ..EventsLogConfig::to_file(dir.path().join("e.jsonl"))
+    };
+    let names: Vec<String> = super::files(&config)
+        .iter()
+        .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["e.jsonl.3", "e.jsonl.1", "e.jsonl"]);
 }

@@ -15,6 +15,13 @@ use std::time::Duration;
 /// `cargo bench --bench hot_paths -- newcomer`). Lines reach the file within this.
 const DRAIN_EVERY: Duration = Duration::from_millis(50);
 
+/// The `n`th rotated file of the log at `path`: `path.n` (1 is the newest).
+pub fn rotated(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
 /// An append-only file that rotates by size.
 pub struct RotatingFile {
     path: PathBuf,
@@ -58,9 +65,7 @@ impl RotatingFile {
     }
 
     fn numbered(&self, n: u32) -> PathBuf {
-        let mut name = self.path.as_os_str().to_owned();
-        name.push(format!(".{n}"));
-        PathBuf::from(name)
+        rotated(&self.path, n)
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {

@@ -9,7 +9,6 @@ pub mod figures;
 pub mod lines;
 pub mod render;
 
-use crate::config::EventsLogConfig;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -70,22 +69,6 @@ pub struct Written {
     pub html: PathBuf,
     /// The CSV.
     pub csv: PathBuf,
-}
-
-/// The files of an event log, oldest first: `FILE.<keep>` … `FILE.1` (those that exist), then
-/// `FILE`.
-pub fn log_files(config: &EventsLogConfig) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = (1..=config.keep)
-        .rev()
-        .map(|n| {
-            let mut name = config.path.as_os_str().to_owned();
-            name.push(format!(".{n}"));
-            PathBuf::from(name)
-        })
-        .filter(|p| p.exists())
-        .collect();
-    files.push(config.path.clone());
-    files
 }
 
 /// Reads every line of `files`, keeping the events `wanted` takes (a sale's log can hold
@@ -230,24 +213,8 @@ mod tests {
     }
 
     #[test]
-    fn rotated_files_come_first_oldest_first() {
+    fn a_file_that_cannot_be_read_is_an_error() {
         let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("e.jsonl");
-        for name in ["e.jsonl.1", "e.jsonl.3"] {
-            std::fs::write(dir.path().join(name), "").expect("write");
-        }
-        let config = EventsLogConfig {
-            path: path.clone(),
-            rotate_bytes: 1,
-            keep: 3,
-            queue: 1,
-            webhook: None,
-        };
-        let names: Vec<String> = log_files(&config)
-            .iter()
-            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, ["e.jsonl.3", "e.jsonl.1", "e.jsonl"]);
         let missing = read(&[dir.path().join("nope")], |_| true);
         assert!(matches!(missing, Err(ReportError::Read { .. })));
     }

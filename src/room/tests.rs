@@ -41,13 +41,7 @@ fn harness(zone_extra: &str) -> Harness {
     let clock = Arc::new(ManualClock::new(T0));
     let store = Arc::new(EmbeddedStore::open(&config.store.data_dir, T0).expect("store"));
     let tokens = Tokens::new(Keyring::load(&config.tokens).expect("keys"), "usher", 1_000);
-    let log = crate::config::EventsLogConfig {
-        path: dir.path().join("events.jsonl"),
-        rotate_bytes: 1 << 20,
-        keep: 1,
-        queue: 10_000,
-        webhook: None,
-    };
+    let log = crate::config::EventsLogConfig::to_file(dir.path().join("events.jsonl"));
     let events = crate::event_log::EventLog::start(&log, Metrics::new()).expect("event log");
     let room =
         Room::new(&config, tokens, store, clock.clone(), Metrics::new()).with_event_log(events);
