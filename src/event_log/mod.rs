@@ -169,8 +169,8 @@ enum Item {
 /// Where events go; a disabled log (no `[events_log]`) takes them and does nothing.
 #[derive(Clone, Default)]
 pub struct EventLog {
-    queue: Option<SyncSender<Item>>,
-    metrics: Option<Metrics>,
+    /// The writer's queue, and the metrics its drops are counted in; `None` when disabled.
+    queue: Option<(SyncSender<Item>, Metrics)>,
 }
 
 impl EventLog {
@@ -193,8 +193,7 @@ impl EventLog {
             .name("usher-events".into())
             .spawn(move || writer::run(file, events, webhook, writer_metrics))?;
         Ok(EventLog {
-            queue: Some(queue),
-            metrics: Some(metrics),
+            queue: Some((queue, metrics)),
         })
     }
 
@@ -206,23 +205,21 @@ impl EventLog {
     /// Logs the event `event` makes, at `at_ms`, without waiting: nothing is built when the log
     /// is off, and a full queue drops it (counted).
     pub fn record(&self, at_ms: u64, event: impl FnOnce() -> Event) {
-        let Some(queue) = &self.queue else {
+        let Some((queue, metrics)) = &self.queue else {
             return;
         };
         let dropped = match queue.try_send(Item::Event(event(), at_ms)) {
-            Ok(()) => None,
-            Err(TrySendError::Full(_)) => Some("queue_full"),
-            Err(TrySendError::Disconnected(_)) => Some("writer_gone"),
+            Ok(()) => return,
+            Err(TrySendError::Full(_)) => "queue_full",
+            Err(TrySendError::Disconnected(_)) => "writer_gone",
         };
-        if let (Some(reason), Some(metrics)) = (dropped, &self.metrics) {
-            metrics.events_dropped.with_label_values(&[reason]).inc();
-        }
+        metrics.events_dropped.with_label_values(&[dropped]).inc();
     }
 
     /// Waits until every event logged so far is in the file, for at most `wait` (the node's last
     /// step before it exits: the writer only takes the queue every 50 ms). False if it timed out.
     pub fn flush(&self, wait: std::time::Duration) -> bool {
-        let Some(queue) = &self.queue else {
+        let Some((queue, _)) = &self.queue else {
             return true;
         };
         let deadline = std::time::Instant::now() + wait;
