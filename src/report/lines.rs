@@ -98,18 +98,24 @@ pub fn parse(line: &str) -> Result<Option<Logged>, Skip> {
     if line.len() > MAX_LINE {
         return Err(Skip::Unreadable);
     }
-    // The version first: a newer line may not fit this schema at all.
-    #[derive(Deserialize)]
-    struct Version {
-        v: u32,
-    }
-    let version: Version = serde_json::from_str(line).map_err(|_| Skip::Unreadable)?;
-    if version.v > SCHEMA_VERSION {
-        return Err(Skip::Newer);
-    }
-    let parsed: Line = serde_json::from_str(line).map_err(|_| Skip::Unreadable)?;
-    if parsed.v == 0 {
-        return Err(Skip::Unreadable);
+    let parsed: Line = match serde_json::from_str(line) {
+        Ok(parsed) => parsed,
+        // A newer line need not fit this schema at all: only then is its version read alone.
+        Err(_) => {
+            #[derive(Deserialize)]
+            struct Version {
+                v: u32,
+            }
+            return Err(match serde_json::from_str::<Version>(line) {
+                Ok(version) if version.v > SCHEMA_VERSION => Skip::Newer,
+                _ => Skip::Unreadable,
+            });
+        }
+    };
+    match parsed.v {
+        0 => return Err(Skip::Unreadable),
+        v if v > SCHEMA_VERSION => return Err(Skip::Newer),
+        _ => {}
     }
     Ok(Some(Logged {
         at_ms: parsed.at_ms,
