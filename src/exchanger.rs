@@ -273,7 +273,8 @@ impl Exchanger {
         let count = between.saturating_sub(fresh - 1);
         let mut keys = Vec::new();
         if count > 0 && self.events.enabled() {
-            let limit = (count as usize + fresh as usize).min(ABANDONED_LOGGED + fresh as usize);
+            // Up to `to`: the places passed (as many as are logged) and the fresh admissions.
+            let limit = (count as usize).min(ABANDONED_LOGGED) + fresh as usize;
             keys = self.store.live_after(zone, cursor, 0, limit).await?;
             keys.retain(|k| *k < to && !admitted.contains(k));
             keys.truncate(ABANDONED_LOGGED);
