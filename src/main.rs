@@ -539,16 +539,7 @@ fn report(
                     skipped.unreadable, skipped.newer
                 );
             }
-            println!(
-                "{}: {} joined, {} admitted, {} abandoned ({} came back), median wait {}",
-                f.zone,
-                f.joined,
-                f.admitted_total(),
-                f.abandoned,
-                f.came_back,
-                f.wait_percentile(50.0)
-                    .map_or("-".to_string(), |ms| format!("{:.1} s", ms as f64 / 1e3)),
-            );
+            println!("{}", usher::report::render::summary_line(f));
             println!(
                 "wrote {} and {}",
                 written.html.display(),

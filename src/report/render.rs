@@ -49,6 +49,24 @@ pub fn csv(f: &Figures) -> String {
     out
 }
 
+/// The report in one line, as `usher report` prints it; durations as on the page.
+pub fn summary_line(f: &Figures) -> String {
+    format!(
+        "{}: {} joined, {} admitted, {} abandoned ({} came back), median wait {}",
+        f.zone,
+        f.joined,
+        f.admitted_total(),
+        f.abandoned,
+        f.came_back,
+        wait_at(f, 50.0),
+    )
+}
+
+/// The `p`-th percentile of the waits as the page writes it (`–` without any wait).
+fn wait_at(f: &Figures, p: f64) -> String {
+    f.wait_percentile(p).map_or("–".into(), duration_precise)
+}
+
 /// The HTML page; `csv_name` is the CSV's file name, linked from it.
 pub fn html(f: &Figures, skipped: Skipped, csv_name: &str) -> String {
     let title = format!("usher report: {}", escape(&f.zone));
@@ -91,12 +109,11 @@ fn summary(f: &Figures) -> String {
     for (via, n) in &f.admitted {
         rows.push((format!("&nbsp;&nbsp;via {}", escape(via)), n.to_string()));
     }
-    let secs = |p: f64| f.wait_percentile(p).map_or("–".into(), duration_precise);
     rows.extend([
-        ("Time in line, median".into(), secs(50.0)),
-        ("Time in line, 90th percentile".into(), secs(90.0)),
-        ("Time in line, 99th percentile".into(), secs(99.0)),
-        ("Time in line, longest".into(), secs(100.0)),
+        ("Time in line, median".into(), wait_at(f, 50.0)),
+        ("Time in line, 90th percentile".into(), wait_at(f, 90.0)),
+        ("Time in line, 99th percentile".into(), wait_at(f, 99.0)),
+        ("Time in line, longest".into(), wait_at(f, 100.0)),
         ("Longest line".into(), f.peak_waiting.to_string()),
         (
             "Places abandoned (passed while away)".into(),
